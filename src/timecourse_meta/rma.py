@@ -305,7 +305,8 @@ def _core(y: Array, v: Array, X: Array, methods: Sequence[str], test: str, level
     return dict(
         k=k, p=p, beta=beta, vb=vb, se=se, zval=zval, pval=pval, crit=crit, ddf=ddf,
         ci_low=beta - crit * se, ci_high=beta + crit * se, tau2=tau2,
-        tau2_se=0.0 if est is None else est.se, iterations=0 if est is None else est.iterations,
+        tau2_se=float("nan") if est is None else est.se,
+        iterations=0 if est is None else est.iterations,
         method=method, QE=qe, QE_p=qe_p, I2=i2, H2=h2, vt=vt, w=w, proj=proj, resid=resid,
         ll_ml=float(ll_ml), ll_reml=float(ll_reml), warnings=warnings,
     )  # fmt: skip
@@ -380,10 +381,11 @@ def _single_study(y: Array, v: Array, method: str, test: str, level: float) -> R
         k=1, estimate=float(y[0]), se=se, stat=z, df=None, ci_low=float(y[0] - crit * se),
         ci_high=float(y[0] + crit * se), pval=float(2 * stats.norm.sf(abs(z))), tau2=0.0,
         tau2_se=nan, tau2_ci_low=nan, tau2_ci_high=nan, I2=0.0, H2=1.0, Q=0.0, Q_df=0, Q_p=1.0,
-        pi_low=nan, pi_high=nan, weights=np.array([100.0]), method=method, test=test,
+        pi_low=float(y[0] - crit * se), pi_high=float(y[0] + crit * se),
+        weights=np.array([100.0]), method=method, test="z",
         level=level, converged=True, iterations=0, yi=y, vi=v,
         warnings=["k = 1: no pooling; the single study's own estimate and Wald CI are shown "
-                  "(no tau^2, no prediction interval)"],
+                  "(tau^2 = 0, so the prediction interval equals the CI; test z, as metafor)"],
     )  # fmt: skip
 
 

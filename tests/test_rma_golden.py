@@ -1,0 +1,276 @@
+"""Golden tests: timecourse_meta's random-effects engine against R metafor 3.8.1.
+
+The reference numbers live in fixtures/metafor/rma_golden.json, written by the committed script
+fixtures/metafor/rma_golden.R (rerun: `Rscript tests/fixtures/metafor/rma_golden.R`); each case
+stores the exact R call that produced it. yi/vi are read from the JSON, never recomputed.
+
+Two variants per random-effects case:
+- "default": metafor's default control. Its iterative estimates (REML/ML/EB Fisher scoring with
+  threshold 1e-5; PM and the Q-profile CI by uniroot with tol ~1.2e-4) are only converged to about
+  that accuracy, which can exceed rtol=1e-6.
+- "tight": the same models refitted with threshold/tol = 1e-12, i.e. the converged values.
+  Tested by the *_converged_* tests: where metafor's own default misses the converged value
+  beyond tolerance, an engine that follows metafor's defaults misses it too (xfail, fields named).
+
+Tolerances (fixed by the project brief; do not loosen to make a case pass):
+- rtol=1e-6 for everything, rtol=1e-4 for the tau2 Q-profile CI bounds;
+- values that metafor reports as exactly 0, and tau2-like values below 1e-10 (tau2, its CI
+  bounds, I2, R2, Q), are compared with atol=1e-8: relative tolerance cannot be met at zero when
+  the engine reaches the boundary along a different floating-point path.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from timecourse_meta import fit_meta_regression, fit_random_effects
+
+GOLDEN_PATH = Path(__file__).parent / "fixtures" / "metafor" / "rma_golden.json"
+GOLDEN: dict[str, Any] = json.loads(GOLDEN_PATH.read_text(encoding="utf-8"))
+DATASETS: dict[str, Any] = GOLDEN["datasets"]
+UNI: list[dict[str, Any]] = [c for c in GOLDEN["univariate"] if c["fitted"]]
+UNI_DEFAULT = [c for c in UNI if c["variant"] == "default"]
+UNI_TIGHT = [c for c in UNI if c["variant"] == "tight"]
+CI_DEFAULT = [c for c in UNI_DEFAULT if c["method"] != "FE"]
+UNI_WARN = [c for c in UNI_DEFAULT if c["warnings"]]
+UNI_CI_ERR = [c for c in CI_DEFAULT if c["confint"].get("error")]
+REG: list[dict[str, Any]] = [c for c in GOLDEN["regression"] if c["fitted"]]
+REG_DEFAULT = [c for c in REG if c["variant"] == "default"]
+REG_TIGHT = [c for c in REG if c["variant"] == "tight"]
+DEFAULT_OF = {c["id"]: c for c in UNI_DEFAULT + REG_DEFAULT}
+
+RTOL = 1e-6
+RTOL_TAU2_CI = 1e-4
+
+# engine attribute -> (metafor JSON key, tau2-like: gets the tiny-value absolute tolerance)
+UNI_FIELDS: dict[str, tuple[str, bool]] = {
+    "estimate": ("b", False),
+    "se": ("se", False),
+    "stat": ("stat", False),
+    "pval": ("pval", False),
+    "ci_low": ("ci_lb", False),
+    "ci_high": ("ci_ub", False),
+    "tau2": ("tau2", True),
+    "tau2_se": ("se_tau2", False),
+    "I2": ("I2", True),
+    "H2": ("H2", False),
+    "Q": ("QE", True),
+    "Q_p": ("QEp", False),
+    "pi_low": ("pi_lb", False),
+    "pi_high": ("pi_ub", False),
+    "weights": ("weights", False),
+}
+
+REG_FIELDS: dict[str, tuple[str, bool]] = {
+    "beta": ("b", False),
+    "se": ("se", False),
+    "stat": ("stat", False),
+    "pval": ("pval", False),
+    "ci_low": ("ci_lb", False),
+    "ci_high": ("ci_ub", False),
+    "tau2": ("tau2", True),
+    "I2": ("I2", True),
+    "H2": ("H2", False),
+    "R2": ("R2", True),
+    "QE": ("QE", True),
+    "QE_p": ("QEp", False),
+    "QM": ("QM", False),
+    "QM_p": ("QMp", False),
+}
+
+
+def _ids(cases: list[dict[str, Any]]) -> list[str]:
+    return [c["id"] for c in cases]
+
+
+def _yi_vi(dataset: str) -> tuple[np.ndarray, np.ndarray]:
+    d = DATASETS[dataset]
+    return np.asarray(d["yi"], dtype=float), np.asarray(d["vi"], dtype=float)
+
+
+@functools.cache
+def _fit(dataset: str, method: str, test: str) -> Any:
+    yi, vi = _yi_vi(dataset)
+    return fit_random_effects(yi, vi, method=method, test=test, level=0.95)
+
+
+@functools.cache
+def _fit_reg(dataset: str, mods: str, method: str, test: str) -> Any:
+    case = next(c for c in REG if (c["dataset"], c["mods"]) == (dataset, mods))
+    yi, vi = _yi_vi(dataset)
+    return fit_meta_regression(yi, vi, np.asarray(case["X"], dtype=float), method=method, test=test)
+
+
+def _exact(name: str, actual: Any, expected: Any, failures: list[str]) -> None:
+    """Integer-valued fields (k, df): equal, or both missing (metafor NA / engine None)."""
+    if expected is None:
+        if actual is not None and not (isinstance(actual, float) and np.isnan(actual)):
+            failures.append(f"{name}: metafor NA, engine gave {actual!r}")
+    elif actual is None or float(actual) != float(expected):
+        failures.append(f"{name}: engine {actual!r} vs metafor {expected!r}")
+
+
+def _check_uni(res: Any, case: dict[str, Any], compare: Callable[..., None]) -> list[str]:
+    failures: list[str] = []
+    _exact("k", res.k, case["k"], failures)
+    _exact("df", res.df, case["df"], failures)
+    _exact("Q_df", res.Q_df, case["QE_df"], failures)
+    if res.converged is not True:
+        failures.append(f"converged: engine {res.converged!r}, metafor fitted without error")
+    for attr, (key, tau2_like) in UNI_FIELDS.items():
+        compare(attr, getattr(res, attr), case[key], RTOL, tau2_like, failures)
+    return failures
+
+
+def _check_ci(res: Any, case: dict[str, Any], compare: Callable[..., None]) -> list[str]:
+    failures: list[str] = []
+    ci = case["confint"]
+    # metafor's confint() stops at k = 1 (stored as an error): the engine must not invent a CI.
+    lo, hi = (None, None) if ci.get("error") else (ci["ci_lb"], ci["ci_ub"])
+    compare("tau2_ci_low", res.tau2_ci_low, lo, RTOL_TAU2_CI, True, failures)
+    compare("tau2_ci_high", res.tau2_ci_high, hi, RTOL_TAU2_CI, True, failures)
+    return failures
+
+
+def _check_reg(res: Any, case: dict[str, Any], compare: Callable[..., None]) -> list[str]:
+    failures: list[str] = []
+    _exact("df", res.df, case["df"], failures)
+    _exact("QE_df", res.QE_df, case["QE_df"], failures)
+    qm_df = np.atleast_1d(np.asarray(res.QM_df, dtype=float))
+    _exact("QM_df[numerator]", qm_df[0], case["QMdf"][0], failures)
+    if qm_df.size > 1:  # engine may also carry the F denominator df (metafor: k - p, NA for z)
+        denominator = None if np.isnan(qm_df[1]) else qm_df[1]
+        _exact("QM_df[denominator]", denominator, case["QMdf"][1], failures)
+    for attr, (key, tau2_like) in REG_FIELDS.items():
+        compare(attr, getattr(res, attr), case[key], RTOL, tau2_like, failures)
+    return failures
+
+
+def _as_result(case: dict[str, Any]) -> SimpleNamespace:
+    """A golden case dressed as an engine result (to measure metafor default vs converged)."""
+    ns = SimpleNamespace(k=case["k"], df=case["df"], Q_df=case["QE_df"], QE_df=case["QE_df"])
+    ns.converged = True
+    ns.QM_df = case.get("QMdf")
+    for attr, (key, _) in {**UNI_FIELDS, **REG_FIELDS}.items():
+        if key in case:
+            setattr(ns, attr, case[key])
+    ci = case.get("confint") or {}
+    ns.tau2_ci_low, ns.tau2_ci_high = ci.get("ci_lb"), ci.get("ci_ub")
+    return ns
+
+
+def _fail(case: dict[str, Any], failures: list[str], extra: str = "") -> None:
+    if failures:
+        pytest.fail(f"{case['id']}  [{case['r_call']}{extra}]\n  " + "\n  ".join(failures))
+
+
+def _check_converged(
+    res: Any, case: dict[str, Any], check: Callable[..., list[str]], compare: Callable[..., None]
+) -> None:
+    """Compare with the tightly converged metafor fit.
+
+    When metafor's own default fit misses the converged value by more than the tolerance (its
+    stopping rules, see module docstring), an engine that follows metafor's defaults must miss
+    it too: such a case is an xfail naming the fields, provided every field the engine misses
+    is one where metafor's default misses too. Any other mismatch is a real failure.
+    """
+    failures = check(res, case, compare)
+    if not failures:
+        return
+    default = DEFAULT_OF[case["id"].removesuffix("/tight")]
+    gap = check(_as_result(default), case, compare)
+    gap_fields = {g.split(":")[0] for g in gap}
+    if gap and {f.split(":")[0] for f in failures} <= gap_fields:
+        fields = ", ".join(sorted(gap_fields))
+        pytest.xfail(
+            f"metafor's default fit misses its converged value beyond tolerance in: {fields}; "
+            "the engine follows metafor's default stopping rules"
+        )
+    _fail(case, failures)
+
+
+@pytest.mark.parametrize("case", UNI_DEFAULT, ids=_ids(UNI_DEFAULT))
+def test_univariate_matches_metafor(case: dict[str, Any], metafor_compare) -> None:
+    """rma(yi, vi, method, test): estimate, SE, test, CI, tau2, I2/H2, Q, PI and weights."""
+    res = _fit(case["dataset"], case["method"], case["test"])
+    _fail(case, _check_uni(res, case, metafor_compare))
+
+
+@pytest.mark.parametrize("case", UNI_TIGHT, ids=_ids(UNI_TIGHT))
+def test_univariate_matches_converged_metafor(case: dict[str, Any], metafor_compare) -> None:
+    """As above, against metafor converged to threshold/tol 1e-12."""
+    res = _fit(case["dataset"], case["method"], case["test"])
+    _check_converged(res, case, _check_uni, metafor_compare)
+
+
+@pytest.mark.parametrize("case", CI_DEFAULT, ids=_ids(CI_DEFAULT))
+def test_tau2_qprofile_ci_matches_metafor(case: dict[str, Any], metafor_compare) -> None:
+    """confint(res): Q-profile CI for tau2 (metafor's default type 'QP' for every method)."""
+    res = _fit(case["dataset"], case["method"], case["test"])
+    _fail(case, _check_ci(res, case, metafor_compare), "; " + case["confint"]["confint_call"])
+
+
+@pytest.mark.parametrize("case", UNI_TIGHT, ids=_ids(UNI_TIGHT))
+def test_tau2_qprofile_ci_matches_converged_metafor(case: dict[str, Any], metafor_compare) -> None:
+    """As above, against confint(res, control=list(tol=1e-12))."""
+    res = _fit(case["dataset"], case["method"], case["test"])
+    _check_converged(res, case, _check_ci, metafor_compare)
+
+
+@pytest.mark.parametrize("case", UNI_WARN, ids=_ids(UNI_WARN))
+def test_engine_warns_where_metafor_warns(case: dict[str, Any]) -> None:
+    """metafor warned (knha with FE, or test forced to z at k = 1): the engine must say so too."""
+    res = _fit(case["dataset"], case["method"], case["test"])
+    assert res.warnings, f"{case['id']}: metafor warned {case['warnings']}, engine warnings empty"
+
+
+@pytest.mark.parametrize("case", UNI_CI_ERR, ids=_ids(UNI_CI_ERR))
+def test_engine_flags_missing_tau2_ci(case: dict[str, Any]) -> None:
+    """metafor's confint() stops (k = 1); the missing tau2 CI must be flagged, not silent."""
+    res = _fit(case["dataset"], case["method"], case["test"])
+    assert res.warnings, f"{case['id']}: no tau2 CI ({case['confint']['error']}) but no warning"
+
+
+@pytest.mark.parametrize("case", REG_DEFAULT, ids=_ids(REG_DEFAULT))
+def test_meta_regression_matches_metafor(case: dict[str, Any], metafor_compare) -> None:
+    """rma(yi, vi, mods, method, test) on dat.bcg with metafor's own model matrix."""
+    res = _fit_reg(case["dataset"], case["mods"], case["method"], case["test"])
+    _fail(case, _check_reg(res, case, metafor_compare))
+
+
+@pytest.mark.parametrize("case", REG_TIGHT, ids=_ids(REG_TIGHT))
+def test_meta_regression_matches_converged_metafor(case: dict[str, Any], metafor_compare) -> None:
+    """As above, against metafor converged to threshold/tol 1e-12."""
+    res = _fit_reg(case["dataset"], case["mods"], case["method"], case["test"])
+    _check_converged(res, case, _check_reg, metafor_compare)
+
+
+def test_meta_regression_accepts_dataframe(metafor_compare) -> None:
+    """X given as a DataFrame (metafor's column names) gives the same fit as the golden case."""
+    case = next(c for c in REG if c["id"] == "bcg_RR~alloc/REML/knha")
+    yi, vi = _yi_vi(case["dataset"])
+    X = pd.DataFrame(np.asarray(case["X"], dtype=float), columns=case["X_colnames"])
+    res = fit_meta_regression(yi, vi, X, method="REML", test="knha")
+    _fail(case, _check_reg(res, case, metafor_compare))
+
+
+def test_fixture_covers_the_brief() -> None:
+    """Guard against a silently shrunken fixture: every method x test x data set is present."""
+    methods = {"FE", "DL", "REML", "ML", "PM", "HS", "SJ", "HE", "EB"}
+    combos = {(c["dataset"], c["method"], c["test"]) for c in GOLDEN["univariate"]}
+    for ds in DATASETS:
+        for m in methods:
+            for t in ("z", "knha"):
+                assert (ds, m, t) in combos, (ds, m, t)
+    assert {"bcg_RR", "normand1999_SMD", "hackshaw1998_OR", "hine1989_RD"} <= set(DATASETS)
+    assert len(REG) == 32
+    assert GOLDEN["software"]["metafor"] == "3.8.1"
