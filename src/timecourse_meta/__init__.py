@@ -1,7 +1,18 @@
-"""timecourse_meta: effect sizes, random-effects models and plots for time-course meta-analysis."""
+"""timecourse_meta: effect sizes, random-effects models and plots for time-course meta-analysis.
 
+The layers follow metafor's separation: effect sizes (``effect_sizes``, ``comparisons``),
+models (``rma``, ``tau2``, ``subgroups``, ``diagnostics``, ``small_study``, ``timecourse``) and
+plots (``forest``, ``timecourse_plot``).
+"""
+
+from .diagnostics import cumulative, influence, leave_one_out
+from .figures import save_figure
+from .forest import forest_plot
 from .rma import RegressionResult, RMAResult, fit_meta_regression, fit_random_effects
+from .small_study import RegtestResult, TrimfillResult, regtest, trimfill
+from .subgroups import SubgroupResult, subgroup_analysis
 from .tau2 import ConvergenceError, estimate_tau2
+from .timecourse_plot import timecourse_plot
 
 __version__ = "0.1.0"
 
@@ -9,7 +20,19 @@ __all__ = [
     "ConvergenceError",
     "RMAResult",
     "RegressionResult",
+    "RegtestResult",
+    "SubgroupResult",
+    "TrimfillResult",
+    "cumulative",
     "estimate_tau2",
     "fit_meta_regression",
     "fit_random_effects",
+    "forest_plot",
+    "influence",
+    "leave_one_out",
+    "regtest",
+    "save_figure",
+    "subgroup_analysis",
+    "timecourse_plot",
+    "trimfill",
 ]

@@ -1,0 +1,513 @@
+"""Tests of the plotting layer: forest plot, time-course plot, reproducible saving.
+
+Inputs are synthetic (seeded RNG; the numbers are arbitrary plot inputs, not data claims).
+Layout checks are geometric: text bounding boxes come from the Agg renderer of the figure.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import struct
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.collections import PathCollection
+from matplotlib.patches import Polygon
+from matplotlib.text import Text
+
+from timecourse_meta.figures import DPI, save_figure
+from timecourse_meta.forest import (
+    ROW_H,
+    auto_xlim,
+    forest_plot,
+    format_p,
+    heterogeneity_text,
+    overall_test_text,
+)
+from timecourse_meta.timecourse_plot import format_timepoint, timecourse_plot
+
+LONG = " \u2013 a very long trial label naming arm, dose, route and population"
+
+
+def synth(k: int, seed: int = 1, long: bool = False, spread: float = 0.4) -> pd.DataFrame:
+    """k synthetic studies: yi ~ N(0.6, spread), se ~ U(0.15, 0.6), weights in percent."""
+    rng = np.random.default_rng(seed)
+    se = rng.uniform(0.15, 0.6, k)
+    yi = rng.normal(0.6, spread, k)
+    w = 1.0 / (se**2 + 0.1)
+    labels = [
+        f"Study{i + 1:02d} {2000 + i % 25}" + (LONG * (1 + i % 2) if long else "") for i in range(k)
+    ]
+    return pd.DataFrame(
+        {
+            "label": labels,
+            "n_treatment": rng.integers(8, 120, k),
+            "n_control": rng.integers(8, 120, k),
+            "yi": yi,
+            "ci_low": yi - 1.96 * se,
+            "ci_high": yi + 1.96 * se,
+            "weight": 100.0 * w / w.sum() if k else w,
+        }
+    )
+
+
+def pooled_for(df: pd.DataFrame, test: str = "knha") -> dict[str, object]:
+    est = float(np.average(df["yi"], weights=df["weight"]))
+    knha = test == "knha"
+    return {
+        "estimate": est,
+        "ci_low": est - 0.25,
+        "ci_high": est + 0.25,
+        "pi_low": est - 0.7,
+        "pi_high": est + 0.7,
+        "tau2": 0.123,
+        "I2": 45.2,
+        "Q": 10.21,
+        "Q_df": len(df) - 1,
+        "Q_p": 0.177,
+        "stat": 3.1,
+        "stat_name": "t" if knha else "z",
+        "df": len(df) - 1 if knha else None,
+        "pval": 0.0172,
+        "method": "REML",
+        "test": test,
+        "k": len(df),
+        "label": "Random-effects model (REML, Knapp\u2013Hartung)",
+    }
+
+
+def texts(fig) -> list[Text]:
+    """Every drawn, non-empty text of the figure (table cells, ticks, notes, title).
+
+    Tick labels of ticks outside the view limits stay 'visible' but are not drawn: skipped.
+    """
+    hidden = set()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            lo, hi = sorted(axis.get_view_interval())
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                if not lo <= tick.get_loc() <= hi:
+                    hidden |= {id(tick.label1), id(tick.label2)}
+    return [
+        t
+        for t in fig.findobj(Text)
+        if t.get_visible() and t.get_text().strip() and id(t) not in hidden
+    ]
+
+
+def gids(fig) -> set[str]:
+    return {a.get_gid() for a in fig.findobj() if a.get_gid()}
+
+
+def by_gid(fig, prefix: str) -> dict[str, Text]:
+    return {t.get_gid(): t for t in fig.findobj(Text) if (t.get_gid() or "").startswith(prefix)}
+
+
+def forest_axes(fig):
+    return next(a for a in fig.axes if a.get_gid() == "forest-axes")
+
+
+# ---------------------------------------------------------------- text formatting (hand-checked)
+def test_heterogeneity_and_test_lines() -> None:
+    p = {
+        "tau2": 0.1234,
+        "I2": 45.2,
+        "Q": 10.214,
+        "Q_df": 7,
+        "Q_p": 0.1771,
+        "stat": 3.1,
+        "stat_name": "t",
+        "df": 7,
+        "pval": 0.0172,
+    }
+    # 0.1234 -> 2 decimals 0.12; 45.2 % -> 45 %; Q 2 decimals; p 2 significant digits
+    assert heterogeneity_text(p) == (
+        "Heterogeneity: \u03c4\u00b2 = 0.12; I\u00b2 = 45%; Q = 10.21 (df = 7, p = 0.18)"
+    )
+    assert overall_test_text(p) == "Test for overall effect: t = 3.10 (df = 7), p = 0.017"
+    z = dict(p, stat_name="z", df=None, pval=0.0019, stat=-3.1)
+    assert overall_test_text(z) == "Test for overall effect: z = \u22123.10, p = 0.0019"
+    # tau2 below 0.01 keeps two significant digits instead of printing 0.00
+    assert "\u03c4\u00b2 = 0.0034;" in heterogeneity_text(dict(p, tau2=0.0034))
+    assert "\u03c4\u00b2 = NA;" in heterogeneity_text(dict(p, tau2=None))
+
+
+@pytest.mark.parametrize(
+    ("p", "text"),
+    [
+        (0.0004, "p < 0.001"),
+        (0.001, "p = 0.001"),
+        (0.0172, "p = 0.017"),
+        (0.177, "p = 0.18"),
+        (0.5, "p = 0.5"),
+        (0.996, "p > 0.99"),
+        (None, "p = NA"),
+        (float("nan"), "p = NA"),
+    ],
+)
+def test_format_p(p, text) -> None:
+    assert format_p(p) == text
+
+
+def test_format_timepoint() -> None:
+    assert [format_timepoint(s) for s in ("4h", "24h", "3d", "7d", "14 d", "Day 1")] == [
+        "4 h",
+        "24 h",
+        "3 d",
+        "7 d",
+        "14 d",
+        "Day 1",
+    ]
+    assert format_timepoint(None, 40.0) == "40 h"
+    assert format_timepoint(None, 72.0) == "3 d"  # 72 / 24
+
+
+# ---------------------------------------------------------------- forest: building
+@pytest.fixture(scope="module")
+def fig80():
+    df = synth(80, long=True)
+    fig = forest_plot(df, pooled_for(df), title="80 synthetic studies")
+    fig.canvas.draw()
+    return fig, df
+
+
+@pytest.mark.parametrize("k", [1, 3, 20])
+def test_forest_builds_small(k: int) -> None:
+    df = synth(k, seed=k)
+    pooled = pooled_for(df) if k > 1 else None
+    fig = forest_plot(df, pooled, title=f"k = {k}")
+    fig.canvas.draw()
+    labels = [t.get_text() for t in by_gid(fig, "study:").values()]
+    assert [s for s in labels if s.startswith("Study")] == list(df["label"])
+    ax = forest_axes(fig)
+    diamonds = [p for p in ax.patches if (p.get_gid() or "").startswith("diamond")]
+    assert len(diamonds) == (1 if k > 1 else 0)
+    squares = [c for c in ax.collections if (c.get_gid() or "").startswith("square")]
+    assert len(squares) == k
+    all_text = " | ".join(t.get_text() for t in texts(fig))
+    if k == 1:
+        assert "Single study: no pooled estimate" in all_text
+    else:
+        assert "Heterogeneity: \u03c4\u00b2 = 0.12; I\u00b2 = 45%;" in all_text
+        assert f"Test for overall effect: t = 3.10 (df = {k - 1}), p = 0.017" in all_text
+        assert "Prediction interval" in all_text
+        assert "Favours ketamine" in all_text and "Favours placebo" in all_text
+
+
+def test_forest_k0_message() -> None:
+    fig = forest_plot(synth(0), None, title="24 h")
+    assert [t.get_text() for t in texts(fig)] == ["24 h", "No studies in this window"]
+
+
+def test_forest_k80_all_rows_and_truncation(fig80) -> None:
+    fig, df = fig80
+    labels = [t.get_text() for t in by_gid(fig, "study:").values()]
+    studies = [s for s in labels if s.startswith("Study")]
+    assert len(studies) == 80
+    assert all(len(s) <= 45 for s in studies)  # truncated at max_label_chars ...
+    assert all(s.endswith("\u2026") for s in studies)  # ... visibly, with an ellipsis
+    # pooled totals of N are the column sums
+    n_t = [t.get_text() for g, t in by_gid(fig, "n_t:").items() if int(g.split(":")[1]) > 80]
+    assert n_t == [str(int(df["n_treatment"].sum()))]
+
+
+def test_forest_height_is_fixed_per_row() -> None:
+    h = {k: forest_plot(synth(k), pooled_for(synth(k))).get_size_inches()[1] for k in (20, 50)}
+    assert h[50] - h[20] == pytest.approx(30 * ROW_H)
+
+
+def test_forest_squares_area_proportional_to_weight() -> None:
+    df = synth(6, seed=2)
+    fig = forest_plot(df, pooled_for(df))
+    ax = forest_axes(fig)
+    sizes = [
+        c.get_sizes()[0]
+        for c in ax.collections
+        if isinstance(c, PathCollection) and (c.get_gid() or "").startswith("square")
+    ]
+    w = df["weight"].to_numpy()
+    assert np.allclose(np.array(sizes) / max(sizes), w / w.max())
+
+
+def test_forest_sections() -> None:
+    a, b, c = synth(5, seed=3), synth(4, seed=4), synth(1, seed=5)
+    b["label"] = [f"Other{i}" for i in range(4)]
+    c["label"] = ["Lonely2019"]
+    overall = pooled_for(pd.concat([a, b, c]))
+    overall["subgroup_test"] = "Test for subgroup differences: Q = 0.85 (df = 1), p = 0.36"
+    secs = [("Intravenous", a, pooled_for(a)), ("Intranasal", b, pooled_for(b)), ("Oral", c, None)]
+    fig = forest_plot(pd.DataFrame(columns=a.columns), overall, sections=secs)
+    fig.canvas.draw()
+    all_text = [t.get_text() for t in texts(fig)]
+    for name in ("Intravenous", "Intranasal", "Oral", "Study or subgroup"):
+        assert name in all_text
+    assert overall["subgroup_test"] in all_text
+    assert sum(s.startswith("Heterogeneity:") for s in all_text) == 3  # 2 subgroups + overall
+    assert "Single study: no pooled estimate" in all_text
+    ax = forest_axes(fig)
+    diamonds = [p for p in ax.patches if isinstance(p, Polygon)]
+    assert len(diamonds) == 3
+    assert sum(p.get_facecolor()[:3] == (0.0, 0.0, 0.0) for p in diamonds) == 1  # overall only
+    with pytest.raises(ValueError, match="section study labels"):
+        forest_plot(a, overall, sections=secs)
+
+
+def test_forest_flags_and_missing_columns() -> None:
+    df = synth(4)
+    df["flag"] = ["\u2020", None, "", "\u2021"]
+    with pytest.warns(UserWarning, match="no explanation for flag"):
+        fig = forest_plot(df, pooled_for(df))
+    notes = [t.get_text() for t in by_gid(fig, "footnote:").values()]
+    assert notes[0].startswith("\u2020 value taken from a secondary source")
+    assert notes[1].startswith("\u2021 ")
+    assert by_gid(fig, "study:")["study:0"].get_text() == "Study01 2000 \u2020"
+    with pytest.raises(ValueError, match="missing column"):
+        forest_plot(df.drop(columns=["weight"]), None)
+
+
+# ---------------------------------------------------------------- forest: layout geometry
+def _overlaps(a, b, tol: float = 0.5) -> bool:
+    return (min(a.x1, b.x1) - max(a.x0, b.x0) > tol) and (min(a.y1, b.y1) - max(a.y0, b.y0) > tol)
+
+
+def test_forest_80_no_text_overlap(fig80) -> None:
+    fig, _ = fig80
+    renderer = fig.canvas.get_renderer()
+    boxes = [(t.get_gid() or t.get_text(), t.get_window_extent(renderer)) for t in texts(fig)]
+    assert len(boxes) > 5 * 80  # 5 cells per study row plus headers, ticks, footers
+    clashes = [
+        (g1, g2) for (g1, b1), (g2, b2) in itertools.combinations(boxes, 2) if _overlaps(b1, b2)
+    ]
+    assert clashes == []
+    # adjacent study rows: label boxes are stacked, top row strictly above the next
+    labels = by_gid(fig, "study:")
+    for i in range(79):
+        upper = labels[f"study:{i}"].get_window_extent(renderer)
+        lower = labels[f"study:{i + 1}"].get_window_extent(renderer)
+        assert upper.y0 >= lower.y1
+    # left columns end before the plot panel, right columns start after it
+    panel = forest_axes(fig).get_window_extent(renderer)
+    for prefix in ("study:", "n_t:", "n_c:", "span:", "footer:"):
+        for t in by_gid(fig, prefix).values():
+            assert t.get_window_extent(renderer).x1 < panel.x0, t.get_text()
+    for prefix in ("effect:", "weight:"):
+        for t in by_gid(fig, prefix).values():
+            assert t.get_window_extent(renderer).x0 > panel.x1, t.get_text()
+    # nothing cut off at the figure edges
+    w, h = fig.get_size_inches() * fig.dpi
+    for gid, b in boxes:
+        assert b.x0 >= 0 and b.y0 >= 0 and b.x1 <= w and b.y1 <= h, gid
+
+
+def test_forest_axis_contains_ci_or_arrow() -> None:
+    df = synth(12, seed=7)
+    df.loc[3, ["ci_low", "ci_high"]] = [-6.0, 8.0]  # far beyond the capped axis
+    df.loc[8, ["ci_low", "ci_high"]] = [0.2, 5.0]
+    fig = forest_plot(df, pooled_for(df))
+    xmin, xmax = forest_axes(fig).get_xlim()
+    assert xmin <= 0.0 <= xmax
+    g = gids(fig)
+    arrows = 0
+    for i, (lo, hi) in enumerate(zip(df["ci_low"], df["ci_high"], strict=True)):
+        assert (f"arrow:{i}:left" in g) == (lo < xmin)
+        assert (f"arrow:{i}:right" in g) == (hi > xmax)
+        arrows += (lo < xmin) + (hi > xmax)
+    assert arrows >= 2  # row 3 leaves on both sides
+    # user-given narrow limits: every CI end outside gets an arrow
+    fig2 = forest_plot(df, pooled_for(df), xlim=(-0.5, 1.0))
+    g2 = gids(fig2)
+    for i, (lo, hi) in enumerate(zip(df["ci_low"], df["ci_high"], strict=True)):
+        assert (f"arrow:{i}:left" in g2) == (lo < -0.5)
+        assert (f"arrow:{i}:right" in g2) == (hi > 1.0)
+    # favours labels stay inside the panel's width and apart, also with 0 off the axis
+    for lim in ((-0.2, 1.0), (0.2, 2.0)):
+        f = forest_plot(df, pooled_for(df), xlim=lim)
+        f.canvas.draw()
+        r = f.canvas.get_renderer()
+        panel = forest_axes(f).get_window_extent(r)
+        left, right = (t.get_window_extent(r) for t in by_gid(f, "favours:").values())
+        assert not _overlaps(left, right)
+        assert panel.x0 - 1 <= left.x0 and right.x1 <= panel.x1 + 1
+        assert ("null-line" in gids(f)) == (lim[0] < 0.0)
+
+
+def test_auto_xlim_contains_moderate_cis_and_null() -> None:
+    # all CI ends within the core +- one core span: nothing capped
+    lows, highs, centres = [0.1, 0.3, -0.2], [1.2, 1.6, 0.9], [0.6, 0.9, 0.4]
+    xmin, xmax, step = auto_xlim(lows, highs, centres)
+    assert xmin <= min(lows) and xmax >= max(highs) and xmin <= 0.0
+    assert step == pytest.approx(0.5)  # MaxNLocator grid over [-0.2, 1.6]
+    # favours labels need 30 % of the axis on each side of 0 -> left side widened
+    xmin2, xmax2, _ = auto_xlim(lows, highs, centres, min_side=(0.3, 0.3))
+    assert -xmin2 >= 0.3 * (xmax2 - xmin2) and xmax2 >= 0.3 * (xmax2 - xmin2)
+
+
+# ---------------------------------------------------------------- saving: reproducible bytes
+def _png_chunks(data: bytes) -> list[str]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, kinds = 8, []
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kinds.append(data[pos + 4 : pos + 8].decode("ascii"))
+        pos += 12 + length
+    return kinds
+
+
+def test_save_figure_byte_identical(tmp_path: Path) -> None:
+    df = synth(3)
+    fig = forest_plot(df, pooled_for(df), title="determinism")
+    first = save_figure(fig, tmp_path / "a" / "forest.png")
+    assert [p.name for p in first] == ["forest.png", "forest.pdf"]
+    second = save_figure(
+        forest_plot(df, pooled_for(df), title="determinism"), tmp_path / "b/forest"
+    )
+    for p1, p2 in zip(first, second, strict=True):
+        assert p1.read_bytes() == p2.read_bytes(), p1.name
+    png = first[0].read_bytes()
+    chunks = _png_chunks(png)
+    assert not {"tEXt", "iTXt", "zTXt", "tIME"} & set(chunks), chunks
+    assert set(chunks) <= {"IHDR", "pHYs", "IDAT", "IEND"}
+    (ppm,) = struct.unpack(">I", png[png.index(b"pHYs") + 4 : png.index(b"pHYs") + 8])
+    assert ppm == round(DPI / 0.0254)  # fixed dpi, stored as pixels per metre
+    pdf = first[1].read_bytes()
+    for key in (b"CreationDate", b"ModDate", b"Producer", b"Creator", b"matplotlib"):
+        assert key not in pdf
+    assert b"/FontFile2" in pdf and b"DejaVuSans" in pdf  # TrueType (fonttype 42) embedded
+
+
+def test_save_figure_identical_across_processes(tmp_path: Path) -> None:
+    """Same bytes from a fresh interpreter with another hash seed (set/str-hash order)."""
+    script = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from test_plots import synth, pooled_for\n"
+        "from timecourse_meta.forest import forest_plot\n"
+        "from timecourse_meta.figures import save_figure\n"
+        "df = synth(3)\n"
+        "save_figure(forest_plot(df, pooled_for(df), title='determinism'), sys.argv[1])\n"
+    )
+    here = save_figure(
+        forest_plot(synth(3), pooled_for(synth(3)), title="determinism"),
+        tmp_path / "here" / "forest",
+    )
+    seed = "1" if os.environ.get("PYTHONHASHSEED") != "1" else "2"
+    env = dict(os.environ, PYTHONHASHSEED=seed, MPLBACKEND="Agg")
+    out = tmp_path / "there" / "forest"
+    subprocess.run([sys.executable, "-c", script, str(out)], check=True, env=env)
+    for p in here:
+        assert p.read_bytes() == out.with_suffix(p.suffix).read_bytes(), p.suffix
+
+
+def test_save_figure_rejects_unknown_format(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unsupported"):
+        save_figure(forest_plot(synth(2), None), tmp_path / "x", formats=("jpg",))
+
+
+# ---------------------------------------------------------------- time-course plot
+TP = ["4h", "24h", "3d", "7d", "14d"]
+HOURS = [4.0, 24.0, 72.0, 168.0, 336.0]
+
+
+def tc_pooled() -> pd.DataFrame:
+    est = np.array([0.9, 0.75, 0.5, 0.3, 0.1])
+    return pd.DataFrame(
+        {
+            "timepoint": TP,
+            "hours": HOURS,
+            "k": [6, 12, 8, 5, 2],
+            "estimate": est,
+            "ci_low": est - 0.3,
+            "ci_high": est + 0.3,
+            "pi_low": est - 0.7,
+            "pi_high": [*(est[:4] + 0.7), np.nan],
+        }
+    )
+
+
+def _legend_texts(fig) -> list[str]:
+    return [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+
+
+def test_timecourse_full() -> None:
+    pooled = tc_pooled()
+    mv = pooled.drop(columns=["pi_low", "pi_high"]).assign(estimate=pooled["estimate"] - 0.05)
+    pub = pd.DataFrame(
+        {
+            "hours": [24.0, 24.0, 4.0],
+            "estimate": [0.87, 0.7, 0.6],
+            "ci_low": [0.48, 0.3, 0.4],
+            "ci_high": [1.26, 1.1, 0.8],
+            "label": ["Review A", "Review B", "Review A"],
+        }
+    )
+    claims = pd.DataFrame(
+        {
+            "hours": [4.0, 24.0, 24.0],
+            "label": ["fast", "large", "day 1"],
+            "verdict": ["supported", "not supported", "not testable"],
+        }
+    )
+    fig = timecourse_plot(pooled, published=pub, multivariate=mv, claims=claims)
+    fig.canvas.draw()
+    ax = next(a for a in fig.axes if a.get_gid() == "timecourse-axes")
+    assert ax.get_xscale() == "log"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["4 h", "24 h", "3 d", "7 d", "14 d"]
+    ks = [t.get_text() for t in ax.texts if (t.get_gid() or "").startswith("k-label")]
+    assert ks == ["k = 6", "k = 12", "k = 8", "k = 5", "k = 2"]
+    leg = _legend_texts(fig)
+    assert "per time point (univariate), 95% CI" in leg
+    assert "multivariate model, 95% CI" in leg and "95% prediction interval" in leg
+    assert "published: Review A" in leg and "published: Review B" in leg
+    assert "1. fast (supported)" in leg and "2. large (not supported)" in leg
+    # dodge: multivariate right of, published left of, the univariate point at 24 h
+    x = {c.get_label(): c.lines[0].get_xdata() for c in ax.containers}
+    uni = x["per time point (univariate), 95% CI"]
+    assert np.all(x["multivariate model, 95% CI"] > uni)
+    assert np.all(x["published: Review A"] < np.array([24.0, 4.0]))  # rows at 24 h, 4 h
+    assert x["published: Review B"][0] < x["published: Review A"][0] < 24.0  # 2nd slot further
+    # nothing drawn overlaps in text: tick labels, k labels, claim numbers
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in texts(fig)]
+    assert not any(_overlaps(a, b) for a, b in itertools.combinations(boxes, 2))
+
+
+def test_timecourse_missing_values() -> None:
+    pooled = tc_pooled()
+    pooled.loc[3, ["estimate", "ci_low", "ci_high", "pi_low", "pi_high"]] = np.nan
+    pooled.loc[3, "k"] = 1
+    pooled.loc[4, "hours"] = np.nan
+    with pytest.warns(UserWarning, match="1 pooled row"):
+        fig = timecourse_plot(pooled)
+    ax = fig.axes[0]
+    ks = [t.get_text() for t in ax.texts if (t.get_gid() or "").startswith("k-label")]
+    assert ks == ["k = 6", "k = 12", "k = 8", "k = 1, n.e."]
+    assert "n.e.: no pooled estimate" in _legend_texts(fig)
+    (container,) = ax.containers
+    assert len(container.lines[0].get_xdata()) == 3  # only the finite estimates are points
+
+
+def test_timecourse_empty_and_bad_verdict() -> None:
+    empty = tc_pooled().iloc[:0]
+    fig = timecourse_plot(empty)
+    assert [t.get_text() for t in texts(fig)] == ["No time points to show"]
+    bad = pd.DataFrame({"hours": [4.0], "label": ["x"], "verdict": ["maybe"]})
+    with pytest.raises(ValueError, match="unknown verdict"):
+        timecourse_plot(tc_pooled(), claims=bad)
+
+
+def test_timecourse_save_reproducible(tmp_path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a = save_figure(timecourse_plot(tc_pooled()), tmp_path / "a" / "tc")
+        b = save_figure(timecourse_plot(tc_pooled()), tmp_path / "b" / "tc")
+    assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
