@@ -12,12 +12,20 @@ from .rma import RegressionResult, RMAResult, fit_meta_regression, fit_random_ef
 from .small_study import RegtestResult, TrimfillResult, regtest, trimfill
 from .subgroups import SubgroupResult, subgroup_analysis
 from .tau2 import ConvergenceError, estimate_tau2
+from .timecourse import TimecourseResult, WaldTest, compare_fits, compare_structures, fit_timecourse
 from .timecourse_plot import timecourse_plot
+from .within_cov import within_study_cov
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConvergenceError",
+    "TimecourseResult",
+    "WaldTest",
+    "compare_fits",
+    "compare_structures",
+    "fit_timecourse",
+    "within_study_cov",
     "RMAResult",
     "RegressionResult",
     "RegtestResult",
