@@ -1,0 +1,608 @@
+"""Pool effects per time window (and per subgroup), test subgroup differences, sensitivity runs.
+
+Each time window is a separate random-effects meta-analysis (metafor `rma`, via
+`rma.fit_random_effects`) of the studies reporting the outcome in that window. Subgroup
+estimates are separate models per level (each with its own tau^2, Borenstein et al. 2009,
+ch. 19 "separate estimates of tau^2"); the test for subgroup differences is the omnibus Q_M
+test of a mixed-effects meta-regression on the subgroup as a categorical moderator (metafor
+`rma(yi, vi, mods = ~ factor(g))`, common tau^2), F-distributed under Knapp-Hartung.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .rma import fit_meta_regression, fit_random_effects
+
+__all__ = [
+    "POOLED_COLUMNS",
+    "SENSITIVITY_COLUMNS",
+    "SUBGROUP_COLUMNS",
+    "forest_data",
+    "leave_one_out_rows",
+    "pool_by_timepoint",
+    "pool_group",
+    "pool_proportions",
+    "pool_variants",
+    "published_alongside",
+    "subgroup_tests",
+    "subset_effects",
+]
+
+POOLED_COLUMNS: tuple[str, ...] = (
+    "outcome",
+    "measure",
+    "timepoint",
+    "subgroup",
+    "moderator",
+    "level",
+    "k",
+    "n_participants",
+    "estimate",
+    "se",
+    "ci_low",
+    "ci_high",
+    "pval",
+    "tau2",
+    "tau2_ci_low",
+    "tau2_ci_high",
+    "I2",
+    "H2",
+    "Q",
+    "Q_p",
+    "pi_low",
+    "pi_high",
+    "method",
+    "test",
+    "studies",
+    "warnings",
+)
+_RESULT_FIELDS = (
+    "estimate",
+    "se",
+    "ci_low",
+    "ci_high",
+    "pval",
+    "tau2",
+    "tau2_ci_low",
+    "tau2_ci_high",
+    "I2",
+    "H2",
+    "Q",
+    "Q_p",
+    "pi_low",
+    "pi_high",
+)
+
+
+def _n_participants(group: pd.DataFrame, notes: list[str]) -> float:
+    n = (
+        group["n_total"].to_numpy(dtype=float)
+        if "n_total" in group
+        else np.full(len(group), np.nan)
+    )
+    missing = np.isnan(n)
+    if missing.any():
+        ids = ", ".join(sorted(group.loc[missing, "study_id"].astype(str)))
+        notes.append(f"n_participants excludes studies without a sample size ({ids})")
+    return float(n[~missing].sum()) if (~missing).any() else float("nan")
+
+
+def pool_group(group: pd.DataFrame, *, method: str, test: str, level: float) -> dict[str, object]:
+    """Pool one set of effects (`yi`, `vi`, `study_id`, `n_total`); return one table row.
+
+    k = 0: a row of NA with the note; k = 1: the study's own estimate and Wald CI, nothing
+    pooled (heterogeneity as metafor reports it for k = 1, explained in `warnings`);
+    k >= 2: `fit_random_effects(yi, vi, method, test, level)`.
+    """
+    notes: list[str] = []
+    k = len(group)
+    row: dict[str, object] = {"k": k, "method": method, "test": test}
+    label = "comparison_id" if "comparison_id" in group else "study_id"
+    row["studies"] = ";".join(sorted(group[label].astype(str))) if k else ""
+    row["n_participants"] = _n_participants(group, notes) if k else 0.0
+    if k == 0:
+        row.update({f: float("nan") for f in _RESULT_FIELDS})
+        notes.append("k = 0: no study reports this outcome in this window; nothing to pool")
+        row["method"] = "none"
+        row["warnings"] = "; ".join(notes)
+        return row
+    res = fit_random_effects(
+        group["yi"].to_numpy(float),
+        group["vi"].to_numpy(float),
+        method=method,
+        test=test,
+        level=level,
+    )
+    row.update({f: float(getattr(res, f)) for f in _RESULT_FIELDS})
+    row["method"], row["test"] = res.method, res.test
+    if k == 1:  # heterogeneity values as metafor reports them for k = 1; see the warning
+        row["method"], row["test"] = "none (k = 1)", "z"  # Wald CI of the single study
+    notes = list(res.warnings) + notes
+    row["warnings"] = "; ".join(notes)
+    return row
+
+
+def _levels(effects: pd.DataFrame, column: str, levels: Sequence[str] | None) -> list[str]:
+    if levels:
+        return [str(v) for v in levels]
+    return sorted(v for v in effects[column].astype(str).unique() if v != "")
+
+
+def _groups(effects: pd.DataFrame, outcomes: Sequence[str] | None) -> list[tuple[str, str]]:
+    pairs = effects[["outcome", "measure"]].drop_duplicates()
+    pairs = sorted(map(tuple, pairs.astype(str).to_numpy()))
+    if outcomes is not None:
+        present = {o for o, _ in pairs}
+        pairs = [p for p in pairs if p[0] in outcomes]
+        # configured outcomes that no study reports still get k = 0 rows (measure unknown)
+        pairs += [(o, "") for o in outcomes if o not in present]
+    return pairs  # type: ignore[return-value]
+
+
+def pool_by_timepoint(
+    effects: pd.DataFrame,
+    timepoints: Sequence[str],
+    *,
+    subgroups: Mapping[str, Sequence[str] | None] | None = None,
+    method: str = "REML",
+    test: str = "knha",
+    level: float = 0.95,
+    outcomes: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Pooled table: one row per outcome x measure x timepoint x (all | subgroup level).
+
+    `timepoints` gives the window order; `subgroups` maps an effects column (e.g. `trd`) to the
+    levels to pool separately (None: every non-empty level present). Windows and levels with no
+    study get a k = 0 row, so the table always has the same shape for the same config.
+    """
+    rows = []
+    specs: list[tuple[str, str | None]] = [("all", None)]
+    for column, levels in (subgroups or {}).items():
+        specs += [(column, lv) for lv in _levels(effects, column, levels)]
+    for outcome, measure in _groups(effects, outcomes):
+        in_om = effects[(effects["outcome"] == outcome) & (effects["measure"] == measure)]
+        for tp in timepoints:
+            in_tp = in_om[in_om["timepoint"] == tp]
+            for column, lv in specs:
+                sub = in_tp if lv is None else in_tp[in_tp[column].astype(str) == lv]
+                row = pool_group(sub, method=method, test=test, level=level)
+                row.update(
+                    outcome=outcome,
+                    measure=measure,
+                    timepoint=tp,
+                    moderator=column,
+                    level="all" if lv is None else lv,
+                    subgroup="all" if lv is None else f"{column}={lv}",
+                )
+                rows.append(row)
+    return pd.DataFrame(rows, columns=list(POOLED_COLUMNS))
+
+
+SUBGROUP_COLUMNS: tuple[str, ...] = (
+    "outcome",
+    "measure",
+    "timepoint",
+    "moderator",
+    "levels",
+    "k",
+    "k_by_level",
+    "estimates_by_level",
+    "QM",
+    "QM_df1",
+    "QM_df2",
+    "QM_p",
+    "tau2_residual",
+    "method",
+    "test",
+    "note",
+)
+
+
+def _estimates_text(pooled: pd.DataFrame) -> str:
+    parts = []
+    for r in pooled.itertuples(index=False):
+        if r.k == 0:
+            parts.append(f"{r.level}: k = 0")
+        else:
+            parts.append(
+                f"{r.level}: {r.estimate:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] (k = {r.k})"
+            )
+    return "; ".join(parts)
+
+
+def subgroup_tests(
+    effects: pd.DataFrame,
+    pooled: pd.DataFrame,
+    timepoints: Sequence[str],
+    subgroups: Mapping[str, Sequence[str] | None],
+    *,
+    method: str = "REML",
+    test: str = "knha",
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """Test for subgroup differences per outcome x measure x timepoint x moderator.
+
+    Q_M of `fit_meta_regression(yi, vi, X=[1, dummies])` over the studies in the configured
+    levels (reference = first level). Needs >= 2 levels with studies and k > number of levels;
+    otherwise the row says why it was not tested. `pooled` (from `pool_by_timepoint`) supplies
+    the separate-tau^2 estimates per level shown beside the test.
+    """
+    rows = []
+    for (outcome, measure), in_om in effects.groupby(["outcome", "measure"], sort=True):
+        for tp in timepoints:
+            in_tp = in_om[in_om["timepoint"] == tp]
+            for column, configured in subgroups.items():
+                levels = _levels(effects, column, configured)
+                sub = in_tp[in_tp[column].astype(str).isin(levels)]
+                present = [lv for lv in levels if (sub[column].astype(str) == lv).any()]
+                counts = {lv: int((sub[column].astype(str) == lv).sum()) for lv in levels}
+                est = pooled[
+                    (pooled["outcome"] == outcome)
+                    & (pooled["measure"] == measure)
+                    & (pooled["timepoint"] == tp)
+                    & (pooled["moderator"] == column)
+                ]
+                row: dict[str, object] = {
+                    "outcome": outcome, "measure": measure, "timepoint": tp,
+                    "moderator": column, "levels": ";".join(levels), "k": len(sub),
+                    "k_by_level": ";".join(f"{lv}={n}" for lv, n in counts.items()),
+                    "estimates_by_level": _estimates_text(est),
+                    "method": method, "test": test,
+                }  # fmt: skip
+                nan = float("nan")
+                row.update(QM=nan, QM_df1=nan, QM_df2=nan, QM_p=nan, tau2_residual=nan)
+                if len(present) < 2:
+                    row["note"] = "not tested: fewer than 2 levels have studies"
+                elif len(sub) <= len(present):
+                    row["note"] = (
+                        f"not tested: k = {len(sub)} cannot support {len(present)} coefficients"
+                    )
+                else:
+                    values = sub[column].astype(str).to_numpy()
+                    X = np.column_stack(
+                        [np.ones(len(sub))] + [(values == lv).astype(float) for lv in present[1:]]
+                    )
+                    res = fit_meta_regression(
+                        sub["yi"].to_numpy(float),
+                        sub["vi"].to_numpy(float),
+                        X,
+                        method=method,
+                        test=test,
+                        level=level,
+                    )
+                    df1, df2 = res.QM_df
+                    row.update(
+                        QM=res.QM,
+                        QM_df1=df1,
+                        QM_df2=nan if df2 is None else df2,
+                        QM_p=res.QM_p,
+                        tau2_residual=res.tau2,
+                        method=res.method,
+                    )
+                    note = f"reference level {present[0]}"
+                    if res.warnings:
+                        note += "; " + "; ".join(res.warnings)
+                    row["note"] = note
+                rows.append(row)
+    return pd.DataFrame(rows, columns=list(SUBGROUP_COLUMNS))
+
+
+def pool_proportions(
+    proportions: pd.DataFrame,
+    timepoints: Sequence[str],
+    *,
+    method: str = "REML",
+    test: str = "knha",
+    level: float = 0.95,
+    subgroups: Mapping[str, Sequence[str] | None] | None = None,
+) -> pd.DataFrame:
+    """Pool logit proportions (`yi`, `vi`) per outcome x arm_role x timepoint, back-transformed.
+
+    Random-effects model on the logit scale (metafor `rma(measure = "PLO")`), then estimate and
+    CI back-transformed with the inverse logit (metafor `transf = transf.ilogit`).
+    """
+    keys = [c for c in ("outcome", "arm_role") if c in proportions]
+    if "n_total" not in proportions and "n" in proportions:
+        proportions = proportions.assign(n_total=proportions["n"])
+    rows = []
+    specs: list[tuple[str, str | None]] = [("all", None)]
+    for column, levels in (subgroups or {}).items():
+        specs += [(column, lv) for lv in _levels(proportions, column, levels)]
+    combos = proportions[keys].drop_duplicates().sort_values(keys) if keys else pd.DataFrame([{}])
+    for combo in combos.to_dict("records"):
+        sel = np.ones(len(proportions), dtype=bool)
+        for c, v in combo.items():
+            sel &= (proportions[c] == v).to_numpy()
+        part = proportions[sel]
+        for tp in timepoints:
+            in_tp = part[part["timepoint"] == tp]
+            for column, lv in specs:
+                sub = in_tp if lv is None else in_tp[in_tp[column].astype(str) == lv]
+                row = pool_group(sub, method=method, test=test, level=level)
+                logit = {f: row[f] for f in ("estimate", "ci_low", "ci_high")}
+                for f in ("estimate", "ci_low", "ci_high", "pi_low", "pi_high"):
+                    row[f"{f}_prop"] = (
+                        float(stats.logistic.cdf(row[f])) if np.isfinite(row[f]) else float("nan")
+                    )  # type: ignore[arg-type]
+                row.update({f"{f}_logit": v for f, v in logit.items()})
+                row.update(combo)
+                row.update(
+                    timepoint=tp,
+                    moderator=column,
+                    level="all" if lv is None else lv,
+                    subgroup="all" if lv is None else f"{column}={lv}",
+                )
+                rows.append(row)
+    cols = keys + [
+        "timepoint",
+        "subgroup",
+        "moderator",
+        "level",
+        "k",
+        "n_participants",
+        "estimate_prop",
+        "ci_low_prop",
+        "ci_high_prop",
+        "pi_low_prop",
+        "pi_high_prop",
+        "estimate_logit",
+        "ci_low_logit",
+        "ci_high_logit",
+        "tau2",
+        "I2",
+        "method",
+        "test",
+        "studies",
+        "warnings",
+    ]
+    return pd.DataFrame(rows, columns=cols)
+
+
+# Measures reported on the standardised-mean-difference scale (can sit beside pooled g).
+SMD_MEASURES = ("smd", "hedges g", "g", "cohen d", "d")
+
+
+def published_alongside(
+    published: pd.DataFrame,
+    pooled: pd.DataFrame,
+    *,
+    positive_benefit: Callable[[pd.Series], bool] | None = None,
+    outcome: str = "score",
+    measure: str = "SMD",
+) -> pd.DataFrame:
+    """Published pooled results beside ours, SMDs converted to positive = benefit.
+
+    Only SMD-type measures are converted (sign flipped unless the row says positive = benefit,
+    via `positive_benefit(row)`; default: the `note` mentions "positive = benefit"). Odds ratios
+    and mean differences are listed unconverted with `comparable = no`. Our estimate is the
+    `all` row of the same window for `outcome` and `measure` (default: score, SMD).
+    """
+    if positive_benefit is None:
+
+        def positive_benefit(row: pd.Series) -> bool:
+            return "positive = benefit" in str(row.get("note", "")).lower()
+
+    out = published.copy()
+    is_smd = out["measure"].astype(str).str.strip().str.lower().isin(SMD_MEASURES).to_numpy()
+    pos = np.array([positive_benefit(r) for _, r in out.iterrows()], dtype=bool)
+    sign = np.where(pos, 1.0, -1.0)
+    est, lo, hi = (out[c].to_numpy(dtype=float) for c in ("estimate", "ci_low", "ci_high"))
+    g = np.where(is_smd, sign * est, np.nan)
+    g_lo = np.where(is_smd, np.where(pos, lo, -hi), np.nan)
+    g_hi = np.where(is_smd, np.where(pos, hi, -lo), np.nan)
+    out["comparable"] = np.where(is_smd, "yes", "no")
+    out["g_benefit"], out["g_benefit_ci_low"], out["g_benefit_ci_high"] = g, g_lo, g_hi
+    out["conversion"] = np.where(
+        is_smd,
+        np.where(
+            pos,
+            "SMD already positive = benefit (note); unchanged",
+            "SMD in scale direction (negative = benefit); sign flipped, CI bounds swapped",
+        ),
+        "not an SMD: listed only, not converted",
+    )
+    ours = pooled[
+        (pooled["subgroup"] == "all")
+        & (pooled["outcome"] == outcome)
+        & (pooled["measure"] == measure)
+    ].set_index("timepoint")
+    # our estimate only beside comparable (SMD) rows; windows we do not have give k = 0
+    tw = out["time_window"].astype(str).where(is_smd, None)
+    for col in ("k", "estimate", "ci_low", "ci_high"):
+        out[f"this_{col}"] = tw.map(ours[col]) if len(ours) else np.nan
+    out.loc[is_smd, "this_k"] = out.loc[is_smd, "this_k"].fillna(0)
+    return out.reset_index(drop=True)
+
+
+def subset_effects(
+    effects: pd.DataFrame,
+    *,
+    keep: Mapping[str, Sequence[object]] | None = None,
+    exclude: Mapping[str, Sequence[object]] | None = None,
+) -> pd.DataFrame:
+    """Effects whose columns take `keep` values and avoid `exclude` values (sensitivity subsets).
+
+    Values are compared as lower-case strings (YAML booleans yes/no are mapped back first).
+    """
+
+    def norm(values: Sequence[object]) -> list[str]:
+        return [("yes" if v else "no") if isinstance(v, bool) else str(v).lower() for v in values]
+
+    sel = np.ones(len(effects), dtype=bool)
+    for column, values in (keep or {}).items():
+        sel &= effects[column].astype(str).str.lower().isin(norm(values)).to_numpy()
+    for column, values in (exclude or {}).items():
+        sel &= ~effects[column].astype(str).str.lower().isin(norm(values)).to_numpy()
+    return effects.loc[sel].reset_index(drop=True)
+
+
+SENSITIVITY_COLUMNS: tuple[str, ...] = (
+    "analysis",
+    "outcome",
+    "measure",
+    "timepoint",
+    "omitted",
+    "k",
+    "n_participants",
+    "estimate",
+    "se",
+    "ci_low",
+    "ci_high",
+    "pval",
+    "tau2",
+    "I2",
+    "method",
+    "test",
+    "studies",
+    "warnings",
+)
+
+
+def pool_variants(
+    variants: Mapping[str, pd.DataFrame],
+    timepoints: Sequence[str],
+    *,
+    outcome: str,
+    measure: str,
+    method: str = "REML",
+    test: str = "knha",
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """Pool each named effects table per window for one outcome/measure (sensitivity rows)."""
+    frames = []
+    for name, effects in variants.items():
+        sel = effects[(effects["outcome"] == outcome) & (effects["measure"] == measure)]
+        table = pool_by_timepoint(
+            sel, timepoints, method=method, test=test, level=level, outcomes=[outcome]
+        )
+        table = table[table["measure"].isin([measure, ""])].assign(
+            analysis=name, omitted="", measure=measure
+        )
+        frames.append(table)
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return out.reindex(columns=list(SENSITIVITY_COLUMNS))
+
+
+def leave_one_out_rows(
+    effects: pd.DataFrame,
+    timepoints: Sequence[str],
+    leave_one_out: Callable[..., pd.DataFrame],
+    *,
+    outcome: str,
+    measure: str,
+    method: str = "REML",
+    test: str = "knha",
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """Leave-one-out refits per window (metafor `leave1out`) as sensitivity rows.
+
+    `leave_one_out(yi, vi, method, test, level, labels)` is `diagnostics.leave_one_out`. Windows
+    with k < 3 get one row saying why nothing was refitted (omitting one of two studies leaves
+    a single study, which is not a pooled model).
+    """
+    rows = []
+    sel = effects[(effects["outcome"] == outcome) & (effects["measure"] == measure)]
+    for tp in timepoints:
+        group = sel[sel["timepoint"] == tp].sort_values("comparison_id", kind="mergesort")
+        base = {
+            "analysis": "leave_one_out",
+            "outcome": outcome,
+            "measure": measure,
+            "timepoint": tp,
+            "method": method,
+            "test": test,
+        }
+        if len(group) < 3:
+            rows.append(
+                {
+                    **base,
+                    "omitted": "",
+                    "k": len(group),
+                    "warnings": f"not run: k = {len(group)} (needs k >= 3)",
+                }
+            )
+            continue
+        labels = group["comparison_id"].astype(str).tolist()
+        table = leave_one_out(
+            group["yi"].to_numpy(float),
+            group["vi"].to_numpy(float),
+            method=method,
+            test=test,
+            level=level,
+            labels=labels,
+        )
+        notes = "; ".join(table.attrs.get("warnings", []))
+        for label, r in table.iterrows():
+            kept = group[group["comparison_id"].astype(str) != str(label)]
+            rows.append({
+                **base, "omitted": str(label), "k": len(kept),
+                "n_participants": float(kept["n_total"].sum()),
+                **{c: float(r[c]) for c in ("estimate", "se", "ci_low", "ci_high", "pval",
+                                            "tau2", "I2")},
+                "studies": ";".join(sorted(kept["study_id"].astype(str))),
+                "warnings": notes if bool(r.get("converged", True)) else "did not converge",
+            })  # fmt: skip
+    return pd.DataFrame(rows).reindex(columns=list(SENSITIVITY_COLUMNS))
+
+
+def forest_data(
+    effects: pd.DataFrame,
+    timepoint: str,
+    *,
+    outcome: str,
+    measure: str,
+    method: str = "REML",
+    test: str = "knha",
+    level: float = 0.95,
+) -> tuple[pd.DataFrame, dict[str, object] | None]:
+    """Study rows and pooled mapping for `forest.forest_plot` for one window.
+
+    Study weights (percent) and the pooled numbers come from the same `fit_random_effects` call
+    as the pooled table. Labels show the comparison and the reported time used in the window;
+    secondary-source rows are flagged with a dagger.
+    """
+    sel = effects[
+        (effects["outcome"] == outcome)
+        & (effects["measure"] == measure)
+        & (effects["timepoint"] == timepoint)
+    ]
+    sel = sel.sort_values(["comparison_id", "time_hours"], kind="mergesort")
+    crit = float(stats.norm.isf((1 - level) / 2))
+    yi, vi = sel["yi"].to_numpy(float), sel["vi"].to_numpy(float)
+    studies = pd.DataFrame({
+        "label": [f"{c} ({t:g} h)" for c, t in zip(sel["comparison_id"], sel["time_hours"],
+                                                    strict=True)],
+        "n_treatment": sel["n_treatment"].to_numpy(float),
+        "n_control": sel["n_control"].to_numpy(float),
+        "yi": yi, "ci_low": yi - crit * np.sqrt(vi), "ci_high": yi + crit * np.sqrt(vi),
+        "flag": np.where(sel["source_type"].to_numpy() == "secondary", "\u2020", ""),
+    })  # fmt: skip
+    if len(sel) == 0:
+        studies["weight"] = np.array([], dtype=float)
+        return studies, None
+    res = fit_random_effects(yi, vi, method=method, test=test, level=level)
+    studies["weight"] = np.asarray(res.weights, dtype=float)
+    pooled: dict[str, object] = {
+        "estimate": res.estimate, "ci_low": res.ci_low, "ci_high": res.ci_high,
+        "pi_low": res.pi_low, "pi_high": res.pi_high, "tau2": res.tau2, "I2": res.I2,
+        "Q": res.Q, "Q_df": res.Q_df, "Q_p": res.Q_p, "stat": res.stat,
+        "stat_name": res.stat_name, "df": res.df, "pval": res.pval,
+        "label": f"RE model ({res.method}, {'Knapp-Hartung' if res.test == 'knha' else 'z'})",
+    }  # fmt: skip
+    if len(sel) == 1:
+        pooled.update(
+            label="Single study (not pooled)",
+            tau2=np.nan,
+            I2=np.nan,
+            Q=np.nan,
+            Q_df=np.nan,
+            Q_p=np.nan,
+        )
+    if res.warnings:
+        pooled["note"] = "; ".join(res.warnings)
+    return studies, pooled

@@ -1,0 +1,340 @@
+"""Deterministic table writers (CSV, Markdown) and the provenance table.
+
+Same data in, same bytes out: floats are written with a fixed number of significant digits
+(CSV) or decimals (Markdown), missing values as `NA`, line endings `\\n`, UTF-8 without BOM, and
+rows in the order given (callers sort). No timestamps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "CSV_DIGITS",
+    "MD_DECIMALS",
+    "MISSING",
+    "format_value",
+    "provenance_table",
+    "row_accounting",
+    "software_versions",
+    "sort_effects",
+    "to_csv_text",
+    "to_markdown_text",
+    "write_csv",
+    "write_markdown",
+    "write_parquet",
+]
+
+CSV_DIGITS = 6  # significant digits of floats in CSV outputs
+MD_DECIMALS = 3  # decimals of floats in Markdown tables
+MISSING = "NA"  # how an absent value is written (always explained in a warnings/notes column)
+_P_COLUMNS = {"pval", "Q_p", "QM_p", "p", "p_value"}
+
+
+def format_value(
+    value: object,
+    *,
+    digits: int | None = CSV_DIGITS,
+    decimals: int | None = None,
+    pvalue: bool = False,
+) -> str:
+    """Format one cell: floats with `digits` significant digits or `decimals` decimals.
+
+    Integral floats print without a decimal point (20.0 -> "20"); NaN/None -> "NA"; -0 -> "0";
+    with `pvalue` and `decimals`, values below 10**-decimals print as "<0.001".
+    """
+    if value is None or value is pd.NA or value is pd.NaT:
+        return MISSING
+    if isinstance(value, (bool, np.bool_)):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        x = float(value)
+        if math.isnan(x):
+            return MISSING
+        if math.isinf(x):
+            return "Inf" if x > 0 else "-Inf"
+        if decimals is not None:
+            if pvalue and 0 <= x < 10**-decimals:
+                return "<" + f"{10**-decimals:.{decimals}f}"
+            text = f"{x:.{decimals}f}"
+            return "0" + text[2:] if text.startswith("-0") and float(text) == 0 else text
+        if x == 0:
+            return "0"
+        if x.is_integer() and abs(x) < 1e15:
+            return str(int(x))
+        return f"{x:.{digits}g}"
+    return str(value)
+
+
+def is_count_column(name: str) -> bool:
+    """Columns holding counts (k, n_*, *_k, rows_*, degrees of freedom): no decimals."""
+    return (
+        name in {"k", "n", "events"}
+        or name.startswith(("n_", "rows_"))
+        or name.endswith("_k")
+        or name.endswith("_df")
+        or "_df" in name
+        or name == "df"
+    )
+
+
+def _formatted(frame: pd.DataFrame, **kwargs: object) -> list[list[str]]:
+    cols = list(frame.columns)
+    counts = [is_count_column(c) for c in cols]
+    out = []
+    for row in frame.itertuples(index=False, name=None):
+        out.append(
+            [
+                format_value(v, digits=CSV_DIGITS, decimals=None)
+                if count and isinstance(v, (float, np.floating)) and float(v).is_integer()
+                else format_value(v, pvalue=c in _P_COLUMNS, **kwargs)  # type: ignore[arg-type]
+                for c, v, count in zip(cols, row, counts, strict=True)
+            ]
+        )
+    return out
+
+
+def _csv_cell(text: str) -> str:
+    if any(ch in text for ch in ',"\n\r') or text != text.strip():
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def to_csv_text(frame: pd.DataFrame, *, digits: int = CSV_DIGITS) -> str:
+    """CSV text of `frame` (header + rows), floats with `digits` significant digits."""
+    lines = [",".join(_csv_cell(str(c)) for c in frame.columns)]
+    lines += [",".join(_csv_cell(v) for v in row) for row in _formatted(frame, digits=digits)]
+    return "\n".join(lines) + "\n"
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown_text(
+    frame: pd.DataFrame,
+    *,
+    decimals: int = MD_DECIMALS,
+    title: str | None = None,
+    notes: Sequence[str] = (),
+) -> str:
+    """GitHub-flavoured Markdown table, floats with `decimals` decimals, optional title/notes."""
+    header = "| " + " | ".join(_md_cell(str(c)) for c in frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = [
+        "| " + " | ".join(_md_cell(v) for v in row) + " |"
+        for row in _formatted(frame, digits=None, decimals=decimals)
+    ]
+    parts = []
+    if title:
+        parts += [f"# {title}", ""]
+    parts += [header, rule, *body]
+    if notes:
+        parts += ["", *notes]
+    return "\n".join(parts) + "\n"
+
+
+def _write(path: str | Path, text: str) -> None:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "w", encoding="utf-8", newline="\n") as handle:
+        handle.write(text)
+
+
+def write_csv(frame: pd.DataFrame, path: str | Path, *, digits: int = CSV_DIGITS) -> None:
+    """Write `frame` as deterministic CSV (see `to_csv_text`)."""
+    _write(path, to_csv_text(frame, digits=digits))
+
+
+def write_markdown(
+    frame: pd.DataFrame,
+    path: str | Path,
+    *,
+    decimals: int = MD_DECIMALS,
+    title: str | None = None,
+    notes: Sequence[str] = (),
+) -> None:
+    """Write `frame` as a deterministic Markdown table (see `to_markdown_text`)."""
+    _write(path, to_markdown_text(frame, decimals=decimals, title=title, notes=notes))
+
+
+PROVENANCE_COLUMNS: tuple[str, ...] = (
+    "study_id",
+    "comparison_id",
+    "outcome",
+    "timepoint",
+    "measure",
+    "row_id",
+    "source_type",
+    "value_origin",
+    "citation",
+    "doi",
+    "pmid",
+    "source_address",
+    "source_locator",
+    "source_quote",
+    "time_as_reported",
+    "arm",
+    "arm_role",
+    "extraction_note",
+)
+
+
+def provenance_table(effects: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """One line per effect x input row it was computed from, with that row's source and quote.
+
+    `effects.row_ids` holds semicolon-separated `file:line` ids; each is looked up in `rows`
+    (`source_file`, `source_row`). An id with no matching row is kept with `NA` source fields
+    and flagged in `note` (it cannot happen for effects built from these rows).
+    """
+    keep = ["study_id", "comparison_id", "outcome", "timepoint", "measure", "row_ids"]
+    eff = effects[keep].copy()
+    eff["row_id"] = eff["row_ids"].astype(str).str.split(";")
+    eff = eff.explode("row_id").drop(columns="row_ids")
+    eff["row_id"] = eff["row_id"].str.strip()
+    src = rows.copy()
+    src["row_id"] = src["source_file"].astype(str) + ":" + src["source_row"].astype(str)
+    cols = [c for c in PROVENANCE_COLUMNS if c in src.columns and c not in keep]
+    src = src[cols].drop_duplicates("row_id")
+    merged = eff.merge(src, on="row_id", how="left", validate="many_to_one", indicator=True)
+    merged["note"] = np.where(merged["_merge"] == "both", "", "row id not found in input rows")
+    merged = merged.drop(columns="_merge")
+    for column in PROVENANCE_COLUMNS:
+        if column not in merged:
+            merged[column] = ""
+    merged = merged[list(PROVENANCE_COLUMNS) + ["note"]]
+    return merged.sort_values(
+        ["study_id", "comparison_id", "outcome", "timepoint", "measure", "row_id"],
+        kind="mergesort",
+    ).reset_index(drop=True)
+
+
+def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:
+    """Write an intermediate table as Parquet (pyarrow, no index, uncompressed-stable settings).
+
+    Object columns holding a mix of strings and other values are written as strings so the
+    schema does not depend on which rows happen to be present.
+    """
+    out = frame.reset_index(drop=True).copy()
+    for column in out.columns:
+        if out[column].dtype == object:
+            values = out[column]
+            mixed = values.map(
+                lambda v: (
+                    v is not None
+                    and not isinstance(v, str)
+                    and not (isinstance(v, float) and math.isnan(v))
+                )
+            )
+            if mixed.any():
+                out[column] = values.map(
+                    lambda v: (
+                        v
+                        if v is None
+                        or isinstance(v, str)
+                        or (isinstance(v, float) and math.isnan(v))
+                        else str(v)
+                    )
+                )
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    out.to_parquet(target, index=False, engine="pyarrow", compression="snappy")
+
+
+def sort_effects(frame: pd.DataFrame, timepoints: Sequence[str]) -> pd.DataFrame:
+    """Sort effect-like rows: outcome, measure, window (config order), study, comparison, arm."""
+    order = {tp: i for i, tp in enumerate(timepoints)}
+    keys = [c for c in ("outcome", "measure") if c in frame]
+    out = frame.assign(_w=frame["timepoint"].map(order).fillna(len(order)))
+    keys += ["_w"] + [c for c in ("study_id", "comparison_id", "arm", "time_hours") if c in frame]
+    out = out.sort_values(keys, kind="mergesort").drop(columns="_w")
+    return out.reset_index(drop=True)
+
+
+def _ids(rows: pd.DataFrame) -> pd.Series:
+    return rows["source_file"].astype(str) + ":" + rows["source_row"].astype("int64").astype(str)
+
+
+ACCOUNTING_COLUMNS: tuple[str, ...] = ("source_file", "rows_in", "rows_used", "rows_excluded")
+
+
+def row_accounting(
+    rows: pd.DataFrame, effects: pd.DataFrame, exclusions: pd.DataFrame
+) -> pd.DataFrame:
+    """Check rows in = rows used + rows excluded, per sheet, and return the counts.
+
+    A row is used if its `file:line` id is in some effect's `row_ids`; excluded if it is in the
+    exclusions table. Every input row must be exactly one of the two, and neither table may name
+    a row that is not an input row; otherwise this raises (it would be a bug, not a data issue).
+    The last line of the result is the total over all sheets.
+    """
+    ids = _ids(rows)
+    used = {
+        r.strip() for cell in effects["row_ids"].astype(str) for r in cell.split(";") if r.strip()
+    }
+    excluded_list = list(_ids(exclusions)) if len(exclusions) else []
+    excluded = set(excluded_list)
+    problems = []
+    if len(excluded_list) != len(excluded):
+        problems.append("a row is excluded twice")
+    if used & excluded:
+        problems.append(f"rows both used and excluded: {sorted(used & excluded)[:5]}")
+    unknown = (used | excluded) - set(ids)
+    if unknown:
+        problems.append(f"ids that are not input rows: {sorted(unknown)[:5]}")
+    missing = set(ids) - used - excluded
+    if missing:
+        problems.append(f"rows neither used nor excluded: {sorted(missing)[:5]}")
+    if problems:
+        raise RuntimeError("row accounting failed: " + "; ".join(problems))
+    frame = pd.DataFrame(
+        {"source_file": rows["source_file"].astype(str), "used": ids.isin(used).to_numpy()}
+    )
+    table = frame.groupby("source_file", sort=True)["used"].agg(["size", "sum"]).reset_index()
+    table.columns = ["source_file", "rows_in", "rows_used"]
+    table["rows_excluded"] = table["rows_in"] - table["rows_used"]
+    total = pd.DataFrame(
+        [
+            {
+                "source_file": "TOTAL",
+                "rows_in": int(table["rows_in"].sum()),
+                "rows_used": int(table["rows_used"].sum()),
+                "rows_excluded": int(table["rows_excluded"].sum()),
+            }
+        ]
+    )
+    return pd.concat([table, total], ignore_index=True)[list(ACCOUNTING_COLUMNS)]
+
+
+SOFTWARE: tuple[str, ...] = (
+    "numpy",
+    "scipy",
+    "pandas",
+    "statsmodels",
+    "snakemake",
+    "matplotlib",
+    "seaborn",
+    "pyarrow",
+    "timecourse_meta",
+)
+
+
+def software_versions(packages: Sequence[str] = SOFTWARE) -> str:
+    """'name version' lines: Python, then each package (importlib.metadata), no timestamps."""
+    import platform
+    from importlib import metadata
+
+    lines = [f"python {platform.python_version()}"]
+    for name in packages:
+        try:
+            lines.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            lines.append(f"{name} not installed")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,287 @@
+"""Decide which rows enter the analysis: eligibility filters and time-window harmonisation.
+
+Trials report outcomes at different times (240 min, day 1, 48 h, ...). Each configured window
+(e.g. 24h = 18-30 h after the first dose) collects the reported times that fall inside it; when a
+study reports several times for one outcome inside a window, one is chosen by a configured rule
+so that a study contributes at most one effect per window. Every row that is not kept goes to the
+exclusions table with its reason, and the choice made for each study is returned as a table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .errors import ConfigError, SheetError
+
+__all__ = [
+    "DEFAULT_WINDOWS",
+    "EXCLUSION_COLUMNS",
+    "RULES",
+    "WindowResult",
+    "apply_filters",
+    "assign_windows",
+    "parse_windows",
+]
+
+# Default windows (issue text): label, low, high, nominal time in hours; bounds inclusive.
+DEFAULT_WINDOWS: tuple[dict[str, float | str], ...] = (
+    {"label": "4h", "low": 2, "high": 6, "nominal": 4},
+    {"label": "24h", "low": 18, "high": 30, "nominal": 24},
+    {"label": "3d", "low": 60, "high": 84, "nominal": 72},
+    {"label": "7d", "low": 144, "high": 192, "nominal": 168},
+    {"label": "14d", "low": 312, "high": 360, "nominal": 336},
+)
+RULES: tuple[str, ...] = ("closest_to_nominal", "earliest", "latest")
+EXCLUSION_COLUMNS: tuple[str, ...] = (
+    "source_file",
+    "source_row",
+    "study_id",
+    "arm",
+    "timepoint",
+    "outcome",
+    "reason",
+)
+
+
+def parse_windows(spec: Sequence[Mapping[str, object]] | None) -> pd.DataFrame:
+    """Validate window definitions; return a frame (label, low, high, nominal) in config order.
+
+    Each window needs a unique label and low <= nominal <= high; windows may not overlap, so a
+    reported time belongs to at most one window. `nominal` defaults to the midpoint.
+    """
+    items = list(DEFAULT_WINDOWS if spec is None else spec)
+    if not items:
+        raise ConfigError("at least one time window is required", key="windows")
+    rows = []
+    for i, item in enumerate(items):
+        label = str(item.get("label", "")).strip()
+        if not label:
+            raise ConfigError(f"window {i + 1} has no label", key="windows")
+        try:
+            low, high = float(item["low"]), float(item["high"])  # type: ignore[arg-type]
+            nominal = float(item.get("nominal", (low + high) / 2))  # type: ignore[arg-type]
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(
+                f"window '{label}' needs numeric low and high (hours)", key="windows"
+            ) from None
+        if not (0 <= low <= nominal <= high):
+            raise ConfigError(
+                f"window '{label}' must satisfy 0 <= low <= nominal <= high "
+                f"(got low={low:g}, nominal={nominal:g}, high={high:g})",
+                key="windows",
+            )
+        rows.append({"label": label, "low": low, "high": high, "nominal": nominal})
+    frame = pd.DataFrame(rows)
+    if frame["label"].duplicated().any():
+        dup = frame.loc[frame["label"].duplicated(), "label"].iloc[0]
+        raise ConfigError(f"window label '{dup}' is used twice", key="windows")
+    ordered = frame.sort_values("low")
+    overlap = ordered["low"].to_numpy()[1:] <= ordered["high"].to_numpy()[:-1]
+    if overlap.any():
+        i = int(np.flatnonzero(overlap)[0])
+        a, b = ordered["label"].iloc[i], ordered["label"].iloc[i + 1]
+        raise ConfigError(f"windows '{a}' and '{b}' overlap", key="windows")
+    return frame.reset_index(drop=True)
+
+
+def _exclusions(rows: pd.DataFrame, timepoint: pd.Series | str, reason: pd.Series | str):
+    out = pd.DataFrame(
+        {
+            "source_file": rows["source_file"].to_numpy(),
+            "source_row": rows["source_row"].to_numpy(),
+            "study_id": rows["study_id"].to_numpy(),
+            "arm": rows["arm"].to_numpy(),
+            "timepoint": np.asarray(timepoint) if not isinstance(timepoint, str) else timepoint,
+            "outcome": rows["outcome"].to_numpy(),
+            "reason": np.asarray(reason) if not isinstance(reason, str) else reason,
+        }
+    )
+    return out.reindex(columns=list(EXCLUSION_COLUMNS))
+
+
+def apply_filters(
+    rows: pd.DataFrame,
+    include: Mapping[str, Sequence[str]] | None = None,
+    exclude_studies: Sequence[Mapping[str, str]] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Keep rows whose columns take configured values; drop listed studies; report the rest.
+
+    `include` maps a column (e.g. `control`) to the values allowed; `exclude_studies` lists
+    `{study_id, reason}` entries. Returns (kept rows, exclusions with the reason).
+    """
+    keep = np.ones(len(rows), dtype=bool)
+    reasons = np.full(len(rows), "", dtype=object)
+    for column, allowed in sorted((include or {}).items()):
+        if column not in rows:
+            raise ConfigError(f"unknown column '{column}'", key="include")
+        allowed_set = {str(v).lower() for v in allowed}
+        values = rows[column].astype(str).str.lower().to_numpy()
+        bad = keep & ~np.isin(values, sorted(allowed_set))
+        shown = np.where(values == "", "(empty)", values)
+        reasons[bad] = [
+            f"{column} '{v}' not in config include.{column} ({', '.join(sorted(allowed_set))})"
+            for v in shown[bad]
+        ]
+        keep &= ~bad
+    for entry in exclude_studies or ():
+        study = str(entry.get("study_id", ""))
+        why = str(entry.get("reason", "")).strip()
+        if not study or not why:
+            raise ConfigError("each entry needs study_id and reason", key="exclude_studies")
+        bad = keep & (rows["study_id"].to_numpy() == study)
+        reasons[bad] = f"study excluded by config: {why}"
+        keep &= ~bad
+    excluded = _exclusions(rows.loc[~keep], "", reasons[~keep])
+    return rows.loc[keep].reset_index(drop=True), excluded
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """Rows kept (with their window), rows excluded (with reason), and the time chosen per study."""
+
+    rows: pd.DataFrame
+    excluded: pd.DataFrame
+    choices: pd.DataFrame
+
+
+def _fmt(hours: float) -> str:
+    return f"{hours:g} h"
+
+
+def _window_of(times: np.ndarray, windows: pd.DataFrame) -> np.ndarray:
+    """Index of the window containing each time (bounds inclusive), -1 if none; vectorised."""
+    low = windows["low"].to_numpy()[None, :]
+    high = windows["high"].to_numpy()[None, :]
+    inside = (times[:, None] >= low) & (times[:, None] <= high)
+    return np.where(inside.any(axis=1), inside.argmax(axis=1), -1)
+
+
+def assign_windows(
+    rows: pd.DataFrame, windows: pd.DataFrame, rule: str = "closest_to_nominal"
+) -> WindowResult:
+    """Assign each row to a window and keep one reported time per study x outcome x window.
+
+    Rules: `closest_to_nominal` (|time - nominal| smallest, ties -> earlier time), `earliest`,
+    `latest`. Rows of the precomputed sheet format may give a window label in `timepoint` instead
+    of `time_hours`; they count as reported at the window's nominal time.
+    """
+    if rule not in RULES:
+        raise ConfigError(
+            f"unknown rule '{rule}', expected one of {', '.join(RULES)}", key="window_choice"
+        )
+    labels = windows["label"].to_numpy()
+    times = rows["time_hours"].to_numpy(dtype=float)
+    index = _window_of(np.nan_to_num(times, nan=-1.0), windows)
+    given = (
+        rows["timepoint"].astype(str).to_numpy()
+        if "timepoint" in rows
+        else np.full(len(rows), "", dtype=object)
+    )
+    by_label = ~np.isfinite(times) & (given != "")
+    label_pos = {lab: i for i, lab in enumerate(labels)}
+    from_label = np.array([label_pos.get(g, -1) for g in given], dtype=np.int64)
+    index = np.where(by_label, from_label, index).astype(np.int64)
+    assigned = np.where(index >= 0, labels[np.maximum(index, 0)], "")
+    clash = np.isfinite(times) & (given != "") & (given != assigned)
+    if clash.any():
+        i = int(np.flatnonzero(clash)[0])
+        raise SheetError(
+            rows["source_file"].iloc[i],
+            f"timepoint '{given[i]}' disagrees with time_hours {times[i]:g} "
+            f"(which falls in window '{assigned[i] or 'none'}')",
+            line=int(rows["source_row"].iloc[i]),
+            column="timepoint",
+        )
+    nominal = windows["nominal"].to_numpy()[np.maximum(index, 0)]
+    effective = np.where(by_label, nominal, times)
+
+    outside = index < 0
+    reason_out = [
+        f"label '{g}' is not a configured window"
+        if lab
+        else (f"time {_fmt(t)} is in no configured window" if np.isfinite(t) else "no time given")
+        for g, t, lab in zip(given[outside], times[outside], by_label[outside], strict=True)
+    ]
+    excluded = [_exclusions(rows.loc[outside], "", reason_out)]
+
+    inside = rows.loc[~outside].copy()
+    inside["timepoint"] = assigned[~outside]
+    inside["window_low"] = windows["low"].to_numpy()[index[~outside]]
+    inside["window_high"] = windows["high"].to_numpy()[index[~outside]]
+    inside["window_nominal"] = nominal[~outside]
+    inside["_t"] = effective[~outside]
+    key = ["study_id", "outcome", "timepoint"]
+    cand = inside[key + ["_t", "window_nominal"]].drop_duplicates(key + ["_t"])
+    if rule == "closest_to_nominal":
+        cand = cand.assign(_d=(cand["_t"] - cand["window_nominal"]).abs())
+        order = ["_d", "_t"]
+    elif rule == "earliest":
+        cand = cand.assign(_d=cand["_t"])
+        order = ["_t"]
+    else:
+        cand = cand.assign(_d=-cand["_t"])
+        order = ["_d"]
+    cand = cand.sort_values(key + order, kind="mergesort")
+    listed = (
+        cand.sort_values(key + ["_t"], kind="mergesort")
+        .groupby(key, sort=True)["_t"]
+        .agg(lambda s: ", ".join(f"{v:g}" for v in s))
+        .rename("times_reported_h")
+    )
+    counts = cand.groupby(key, sort=True)["_t"].size().rename("n_times")
+    chosen = cand.groupby(key, sort=True).head(1).set_index(key)["_t"].rename("chosen_h")
+    choices = pd.concat([listed, counts, chosen], axis=1).reset_index()
+    choices["rule"] = np.where(choices["n_times"] > 1, rule, "only time in window")
+    inside = inside.merge(
+        choices[key + ["chosen_h", "times_reported_h", "rule"]],
+        on=key,
+        how="left",
+        validate="many_to_one",
+    )
+    used = inside["_t"].to_numpy() == inside["chosen_h"].to_numpy()
+    inside["time_choice"] = [
+        f"{_fmt(c)} (only time in window)"
+        if r == "only time in window"
+        else f"{_fmt(c)} chosen of {lst} h by {r}"
+        for c, lst, r in zip(
+            inside["chosen_h"], inside["times_reported_h"], inside["rule"], strict=True
+        )
+    ]
+    dropped = inside.loc[~used]
+    excluded.append(
+        _exclusions(
+            dropped,
+            dropped["timepoint"],
+            [
+                f"window {tp}: study reports {lst} h; {_fmt(c)} used ({r}), not {_fmt(t)}"
+                for tp, lst, c, r, t in zip(
+                    dropped["timepoint"],
+                    dropped["times_reported_h"],
+                    dropped["chosen_h"],
+                    dropped["rule"],
+                    dropped["_t"],
+                    strict=True,
+                )
+            ],
+        )
+    )
+    kept = inside.loc[used].drop(columns=["_t", "chosen_h", "times_reported_h", "rule"])
+    choices = choices.rename(columns={"chosen_h": "chosen_time_h"})
+    choices = choices[
+        ["study_id", "outcome", "timepoint", "times_reported_h", "n_times", "chosen_time_h", "rule"]
+    ]
+    order = {lab: i for i, lab in enumerate(labels)}
+    choices = (
+        choices.assign(_o=choices["timepoint"].map(order))
+        .sort_values(["study_id", "outcome", "_o"], kind="mergesort")
+        .drop(columns="_o")
+        .reset_index(drop=True)
+    )
+    excl = pd.concat(excluded, ignore_index=True)
+    excl = excl.sort_values(["source_file", "source_row"], kind="mergesort").reset_index(drop=True)
+    kept = kept.sort_values(["source_file", "source_row"], kind="mergesort").reset_index(drop=True)
+    return WindowResult(rows=kept, excluded=excl, choices=choices)

@@ -1,0 +1,25 @@
+# Stage 6: check the configured claims against the pooled results.
+
+
+rule check_claims:
+    input:
+        claims=CLAIMS_FILE,
+        pooled=f"{PROC}/pooled.parquet",
+        proportions=f"{PROC}/pooled_proportions.parquet",
+    output:
+        csv=report(
+            f"{TABLES}/claims.csv",
+            caption="../report/claims.rst",
+            category="1. Pooled results",
+        ),
+        md=f"{TABLES}/claims.md",
+    params:
+        timepoints=TIMEPOINTS,
+        outcome=config["primary_outcome"],
+        measure=config["primary_measure"],
+    conda:
+        "../envs/timecourse_meta.yaml"
+    log:
+        f"{LOGS}/check_claims.log",
+    script:
+        "../scripts/check_claims.py"

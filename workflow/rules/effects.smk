@@ -1,0 +1,80 @@
+# Stages 2-3: eligibility filters and time windows, then effect sizes with full row accounting.
+
+
+rule select_windows:
+    input:
+        rows=f"{PROC}/rows.parquet",
+    output:
+        rows=f"{PROC}/rows_windowed.parquet",
+        excluded=f"{PROC}/rows_not_windowed.parquet",
+        choices=report(
+            f"{TABLES}/window_choices.csv",
+            caption="../report/window_choices.rst",
+            category="2. Inputs and exclusions",
+        ),
+    params:
+        windows=config["windows"],
+        rule=config["window_choice"],
+        include=config["include"],
+        exclude_studies=config["exclude_studies"],
+    conda:
+        "../envs/timecourse_meta.yaml"
+    log:
+        f"{LOGS}/select_windows.log",
+    script:
+        "../scripts/select_windows.py"
+
+
+rule effect_sizes:
+    input:
+        rows=f"{PROC}/rows.parquet",
+        windowed=f"{PROC}/rows_windowed.parquet",
+        excluded=f"{PROC}/rows_not_windowed.parquet",
+    output:
+        effects=f"{PROC}/effects.parquet",
+        effects_csv=report(
+            f"{TABLES}/effects.csv",
+            caption="../report/effects.rst",
+            category="2. Inputs and exclusions",
+        ),
+        exclusions=report(
+            f"{TABLES}/exclusions.csv",
+            caption="../report/exclusions.rst",
+            category="2. Inputs and exclusions",
+        ),
+        accounting=report(
+            f"{TABLES}/row_accounting.csv",
+            caption="../report/row_accounting.rst",
+            category="2. Inputs and exclusions",
+        ),
+    params:
+        crossover_r=config["crossover_r"],
+        lower_is_better_default=config["lower_is_better_default"],
+        precomputed_measure=config["precomputed_measure"],
+        timepoints=TIMEPOINTS,
+    conda:
+        "../envs/timecourse_meta.yaml"
+    log:
+        f"{LOGS}/effect_sizes.log",
+    script:
+        "../scripts/effect_sizes.py"
+
+
+rule proportions:
+    input:
+        windowed=f"{PROC}/rows_windowed.parquet",
+    output:
+        proportions=f"{PROC}/proportions.parquet",
+        table=report(
+            f"{TABLES}/proportions.csv",
+            caption="../report/proportions.rst",
+            category="2. Inputs and exclusions",
+        ),
+    params:
+        timepoints=TIMEPOINTS,
+    conda:
+        "../envs/timecourse_meta.yaml"
+    log:
+        f"{LOGS}/proportions.log",
+    script:
+        "../scripts/proportions.py"

@@ -1,0 +1,108 @@
+# Stage 4: random-effects pooling per window and subgroup, subgroup tests, sensitivity analyses,
+# and the published pooled results beside ours.
+
+
+rule pool_timepoints:
+    input:
+        effects=f"{PROC}/effects.parquet",
+    output:
+        pooled=f"{PROC}/pooled.parquet",
+        csv=report(
+            f"{TABLES}/pooled_by_timepoint.csv",
+            caption="../report/pooled.rst",
+            category="1. Pooled results",
+        ),
+        md=f"{TABLES}/pooled_by_timepoint.md",
+        subgroups=report(
+            f"{TABLES}/subgroups.csv",
+            caption="../report/subgroups.rst",
+            category="1. Pooled results",
+        ),
+    params:
+        timepoints=TIMEPOINTS,
+        subgroups=config["subgroups"],
+        method=config["method"],
+        test=config["test"],
+        level=config["level"],
+    conda:
+        "../envs/timecourse_meta.yaml"
+    log:
+        f"{LOGS}/pool_timepoints.log",
+    script:
+        "../scripts/pool_timepoints.py"
+
+
+rule pool_proportions:
+    input:
+        proportions=f"{PROC}/proportions.parquet",
+    output:
+        pooled=f"{PROC}/pooled_proportions.parquet",
+        csv=report(
+            f"{TABLES}/pooled_proportions.csv",
+            caption="../report/pooled_proportions.rst",
+            category="1. Pooled results",
+        ),
+    params:
+        timepoints=TIMEPOINTS,
+        subgroups=config["subgroups"],
+        method=config["method"],
+        test=config["test"],
+        level=config["level"],
+    conda:
+        "../envs/timecourse_meta.yaml"
+    log:
+        f"{LOGS}/pool_proportions.log",
+    script:
+        "../scripts/pool_proportions.py"
+
+
+rule sensitivity:
+    input:
+        windowed=f"{PROC}/rows_windowed.parquet",
+        effects=f"{PROC}/effects.parquet",
+    output:
+        csv=report(
+            f"{TABLES}/sensitivity.csv",
+            caption="../report/sensitivity.rst",
+            category="1. Pooled results",
+        ),
+    params:
+        timepoints=TIMEPOINTS,
+        sensitivity=config["sensitivity"],
+        crossover_r=config["crossover_r"],
+        lower_is_better_default=config["lower_is_better_default"],
+        precomputed_measure=config["precomputed_measure"],
+        outcome=config["primary_outcome"],
+        measure=config["primary_measure"],
+        method=config["method"],
+        test=config["test"],
+        level=config["level"],
+    conda:
+        "../envs/timecourse_meta.yaml"
+    log:
+        f"{LOGS}/sensitivity.log",
+    script:
+        "../scripts/sensitivity.py"
+
+
+rule published_comparison:
+    input:
+        published=PUBLISHED,
+        pooled=f"{PROC}/pooled.parquet",
+    output:
+        published=f"{PROC}/published_comparison.parquet",
+        csv=report(
+            f"{TABLES}/published_comparison.csv",
+            caption="../report/published.rst",
+            category="1. Pooled results",
+        ),
+        md=f"{TABLES}/published_comparison.md",
+    params:
+        outcome=config["primary_outcome"],
+        measure=config["primary_measure"],
+    conda:
+        "../envs/timecourse_meta.yaml"
+    log:
+        f"{LOGS}/published_comparison.log",
+    script:
+        "../scripts/published_comparison.py"

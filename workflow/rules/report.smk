@@ -1,0 +1,35 @@
+# Stage 7: provenance of every effect and the software versions (the HTML report itself is
+# built by `snakemake --report results/report.html` from the outputs marked with report()).
+
+
+rule provenance:
+    input:
+        rows=f"{PROC}/rows.parquet",
+        effects=f"{PROC}/effects.parquet",
+    output:
+        csv=report(
+            f"{TABLES}/provenance.csv",
+            caption="../report/provenance.rst",
+            category="4. Provenance",
+        ),
+    conda:
+        "../envs/timecourse_meta.yaml"
+    log:
+        f"{LOGS}/provenance.log",
+    script:
+        "../scripts/provenance.py"
+
+
+rule software_versions:
+    output:
+        txt=report(
+            f"{RES}/software_versions.txt",
+            caption="../report/software_versions.rst",
+            category="4. Provenance",
+        ),
+    conda:
+        "../envs/timecourse_meta.yaml"
+    log:
+        f"{LOGS}/software_versions.log",
+    script:
+        "../scripts/software_versions.py"

@@ -1,0 +1,36 @@
+"""Stage 5 (rule forest_plot): forest plot of one window (PNG and PDF)."""
+
+import pandas as pd
+
+from timecourse_meta.errors import exit_on_error
+from timecourse_meta.figures import save_figure
+from timecourse_meta.forest import forest_plot
+from timecourse_meta.pooling import forest_data
+
+smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
+
+with exit_on_error(smk.log[0], "forest_plot") as log:
+    p = smk.params
+    tp = smk.wildcards.timepoint
+    effects = pd.read_parquet(smk.input.effects)
+    studies, pooled = forest_data(
+        effects,
+        tp,
+        outcome=p.outcome,
+        measure=p.measure,
+        method=p.method,
+        test=p.test,
+        level=p.level,
+    )
+    label = "Hedges' g" if p.measure == "SMD" else p.measure
+    fig = forest_plot(
+        studies,
+        pooled,
+        title=f"{p.outcome}, {label}, window {tp}",
+        measure_label=label,
+        favours=("Favours control", "Favours treatment"),
+        group_labels=("Treatment", "Control"),
+    )
+    save_figure(fig, smk.output.png)
+    save_figure(fig, smk.output.pdf)
+    log(f"window {tp}: {len(studies)} studies")

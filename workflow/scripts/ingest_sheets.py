@@ -1,0 +1,17 @@
+"""Stage 1 (rule ingest_sheets): read and validate every sheet named in config `studies`."""
+
+from timecourse_meta.errors import exit_on_error
+from timecourse_meta.ingest import read_sheets, unknown_columns
+from timecourse_meta.tables import write_parquet
+
+smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
+
+with exit_on_error(smk.log[0], "ingest_sheets") as log:
+    rows = read_sheets(list(smk.input.sheets))
+    for (name, fmt), n in rows.groupby(["source_file", "sheet_format"]).size().items():
+        log(f"{name}: {n} rows ({fmt} format)")
+    extra = unknown_columns(rows)
+    if extra:
+        log(f"columns kept but not used by the analysis: {', '.join(extra)}")
+    write_parquet(rows, smk.output.rows)
+    log(f"total: {len(rows)} rows from {rows['study_id'].nunique()} studies")

@@ -1,0 +1,25 @@
+"""Rule pool_proportions: pooled responder proportions in the treatment arms per window."""
+
+import pandas as pd
+
+from timecourse_meta.claims import normalise_level
+from timecourse_meta.errors import exit_on_error
+from timecourse_meta.pooling import pool_proportions
+from timecourse_meta.tables import write_csv, write_parquet
+
+smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
+
+with exit_on_error(smk.log[0], "pool_proportions") as log:
+    props = pd.read_parquet(smk.input.proportions)
+    p = smk.params
+    subgroups = {
+        col: None if levels is None else [normalise_level(v) for v in levels]
+        for col, levels in (p.subgroups or {}).items()
+        if col in props
+    }
+    pooled = pool_proportions(
+        props, p.timepoints, method=p.method, test=p.test, level=p.level, subgroups=subgroups
+    )
+    write_parquet(pooled, smk.output.pooled)
+    write_csv(pooled, smk.output.csv)
+    log(f"{len(pooled)} pooled proportion rows")
