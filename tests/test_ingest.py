@@ -149,7 +149,6 @@ def test_missing_required_columns(tmp_path: Path) -> None:
             "< 1 (a proportion such as 0.95) (found '95')",
         ),
         ({"citation": ""}, "sheet.csv, line 2, column 'citation': value required on every row"),
-        ({"doi": ""}, "sheet.csv, line 2, column 'doi': at least one of doi or pmid is required"),
         (
             {"events": "12", "outcome": "response"},
             "sheet.csv, line 2, column 'events': events cannot exceed n",
@@ -189,6 +188,15 @@ def test_contrast_rows_need_no_n(tmp_path: Path) -> None:
     rows = read_sheet(write(tmp_path, sheet_text([row], cols)))
     assert rows["effect"].tolist() == [-0.8]
     assert np.isnan(rows["n"].iloc[0])
+
+
+def test_rows_without_doi_or_pmid_are_accepted_with_their_source(tmp_path: Path) -> None:
+    # Identifiers are recorded only where a source prints them; the address/locator/quote stay
+    # required (see test_cell_errors_name_file_line_column for those).
+    rows = read_sheet(write(tmp_path, sheet_text(two_arms(doi="", pmid=""))), label="sheet.csv")
+    assert len(rows) == 2
+    assert (rows["doi"] == "").all() and (rows["pmid"] == "").all()
+    assert (rows["source_address"] == "https://example.org/table/T2").all()
 
 
 def test_study_level_attributes_must_agree(tmp_path: Path) -> None:

@@ -331,16 +331,9 @@ def _validate_extraction(path: str, frame: pd.DataFrame) -> None:
             _require_values(path, frame, column, ~contrast, "on treatment and control rows")
         else:
             _require_values(path, frame, column, every, "on every row")
-    ids = [frame[c] for c in ("doi", "pmid") if c in frame]
-    no_id = np.logical_and.reduce([(s == "").to_numpy() for s in ids])
-    if no_id.any():
-        i = int(np.flatnonzero(no_id)[0])
-        raise SheetError(
-            path,
-            "at least one of doi or pmid is required",
-            line=int(frame["source_row"].iloc[i]),
-            column="doi",
-        )
+    # A DOI/PMID is recorded where the source prints one; a row without either still carries
+    # its source address, locator and quote (required above), and shows empty identifiers in
+    # the provenance table rather than an identifier typed in from memory.
     if "value_origin" in frame:
         figure = (frame["value_origin"].str.lower() == "figure").to_numpy()
         note = frame["extraction_note"] if "extraction_note" in frame else None
