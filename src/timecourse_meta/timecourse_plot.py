@@ -46,6 +46,7 @@ VERDICT_STYLE: dict[str, tuple[str, tuple[float, float, float] | str, str]] = {
     "not testable": ("s", "0.55", "not testable"),
 }
 DODGE_FRACTION = 0.022  # horizontal dodge between series, as a fraction of the log-x range
+CAP_WIDTHS = 2.0  # axis cap: this many estimate ranges beyond the estimates
 K_BAND = 0.09  # fraction of the axes height reserved at the bottom for the 'k = n' labels
 WRAP = 42  # legend entries are wrapped at this many characters
 
@@ -101,10 +102,15 @@ def _errorbar(
     label: str,
     hollow: bool = False,
     zorder: int = 3,
+    clip: tuple[float, float] = (-np.inf, np.inf),
 ) -> ErrorbarContainer:
-    """Points with 95% CI bars; rows without an estimate are skipped (shown by their k label)."""
+    """Points with 95% CI bars; rows without an estimate are skipped (shown by their k label).
+
+    Bars are cut at ``clip`` (the data area); :func:`_mark_clipped` marks the cut ends.
+    """
     est = df["estimate"].to_numpy(dtype=float)
-    lo, hi = df["ci_low"].to_numpy(dtype=float), df["ci_high"].to_numpy(dtype=float)
+    lo = np.clip(df["ci_low"].to_numpy(dtype=float), *clip)
+    hi = np.clip(df["ci_high"].to_numpy(dtype=float), *clip)
     keep = np.isfinite(est)
     yerr = np.vstack([est - lo, hi - est])[:, keep]
     yerr = np.where(np.isfinite(yerr), yerr, 0.0)  # missing CI: marker only
@@ -126,12 +132,22 @@ def _errorbar(
     )
 
 
-def _pi_bars(ax: Axes, x: np.ndarray, df: pd.DataFrame, colour: object, zorder: int = 1) -> bool:
+def _pi_bars(
+    ax: Axes,
+    x: np.ndarray,
+    df: pd.DataFrame,
+    colour: object,
+    zorder: int = 1,
+    clip: tuple[float, float] = (-np.inf, np.inf),
+) -> bool:
     """Prediction intervals as light thick bars behind the points; True if any was drawn."""
     if not {"pi_low", "pi_high"} <= set(df.columns):
         return False
-    lo, hi = df["pi_low"].to_numpy(dtype=float), df["pi_high"].to_numpy(dtype=float)
+    lo = np.clip(df["pi_low"].to_numpy(dtype=float), *clip)
+    hi = np.clip(df["pi_high"].to_numpy(dtype=float), *clip)
     keep = np.isfinite(lo) & np.isfinite(hi)
+    if "k" in df.columns:  # a single study has no between-study spread to predict
+        keep &= pd.to_numeric(df["k"], errors="coerce").fillna(0).to_numpy() >= 2
     if keep.any():
         ax.vlines(
             x[keep],
@@ -144,6 +160,33 @@ def _pi_bars(ax: Axes, x: np.ndarray, df: pd.DataFrame, colour: object, zorder: 
             gid="pi-bars",
         )
     return bool(keep.any())
+
+
+def _mark_clipped(
+    ax: Axes, series: list[tuple[np.ndarray, pd.DataFrame]], lo: float, hi: float
+) -> bool:
+    """Arrowheads at the axis edge where a CI or PI runs past it; True if any was drawn."""
+    drawn = False
+    for x, df in series:
+        cols = [c for c in ("ci_low", "pi_low") if c in df.columns]
+        lows = np.nanmin(df[cols].to_numpy(dtype=float), axis=1, initial=np.inf)
+        cols = [c for c in ("ci_high", "pi_high") if c in df.columns]
+        highs = np.nanmax(df[cols].to_numpy(dtype=float), axis=1, initial=-np.inf)
+        for xs, ys, sel, marker in ((x, hi, highs > hi, "^"), (x, lo, lows < lo, "v")):
+            if sel.any():
+                ax.plot(
+                    xs[sel],
+                    np.full(int(sel.sum()), ys),
+                    linestyle="none",
+                    marker=marker,
+                    color="0.3",
+                    markersize=5,
+                    clip_on=False,
+                    zorder=5,
+                    gid="clipped",
+                )
+                drawn = True
+    return drawn
 
 
 def timecourse_plot(
@@ -253,20 +296,51 @@ def _draw(
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
 
+    # y range: everything drawn plus 0, and a band at the bottom for the k labels
+    ys = [np.zeros(1)]
+    for d in (uni, mv, pub):
+        if d is not None:
+            for c in ("estimate", "ci_low", "ci_high", "pi_low", "pi_high"):
+                if c in d.columns:
+                    ys.append(d[c].to_numpy(dtype=float))
+    yv = np.concatenate(ys)
+    yv = yv[np.isfinite(yv)]
+    y_lo, y_hi = float(yv.min()), float(yv.max())
+    # An interval from very few studies (e.g. Knapp-Hartung with k = 2) can be many times wider
+    # than everything else; cap the axis around the estimates and mark what runs beyond it.
+    core = np.concatenate(
+        [np.zeros(1)]
+        + [d["estimate"].to_numpy(dtype=float) for d in (uni, mv, pub) if d is not None]
+    )
+    core = core[np.isfinite(core)]
+    width = max(float(core.max() - core.min()), 0.5)
+    y_lo = max(y_lo, float(core.min()) - CAP_WIDTHS * width)
+    y_hi = min(y_hi, float(core.max()) + CAP_WIDTHS * width)
+    pad = 0.06 * max(y_hi - y_lo, 0.5)
+    top = y_hi + pad
+    total = (top - (y_lo - pad)) / (1.0 - K_BAND)
+    ax.set_ylim(top - total, top)
+    clip = (y_lo - pad, top)
+
     handles: list[object] = []
     x_uni = uni["hours"].to_numpy(dtype=float)
-    if _pi_bars(ax, x_uni, uni, UNIVARIATE_COLOUR):
+    if _pi_bars(ax, x_uni, uni, UNIVARIATE_COLOUR, clip=clip):
         handles.append(
             Patch(facecolor=UNIVARIATE_COLOUR, alpha=0.28, label="95% prediction interval")
         )
     handles.insert(
-        0, _errorbar(ax, x_uni, uni, UNIVARIATE_COLOUR, "o", "per time point (univariate), 95% CI")
+        0,
+        _errorbar(
+            ax, x_uni, uni, UNIVARIATE_COLOUR, "o", "per time point (univariate), 95% CI", clip=clip
+        ),
     )
     if mv is not None and len(mv):
         x_mv = _dodged(mv["hours"].to_numpy(dtype=float), dodge)
-        _pi_bars(ax, x_mv, mv, MULTIVARIATE_COLOUR)
+        _pi_bars(ax, x_mv, mv, MULTIVARIATE_COLOUR, clip=clip)
         handles.append(
-            _errorbar(ax, x_mv, mv, MULTIVARIATE_COLOUR, "s", "multivariate model, 95% CI")
+            _errorbar(
+                ax, x_mv, mv, MULTIVARIATE_COLOUR, "s", "multivariate model, 95% CI", clip=clip
+            )
         )
     if pub is not None and len(pub):
         pub["label"] = pub["label"].astype(str)
@@ -287,23 +361,13 @@ def _draw(
                     textwrap.fill(f"published: {lab}", WRAP),
                     hollow=True,
                     zorder=4,
+                    clip=clip,
                 )
             )
 
-    # y range: everything drawn plus 0, and a band at the bottom for the k labels
-    ys = [np.zeros(1)]
-    for d in (uni, mv, pub):
-        if d is not None:
-            for c in ("estimate", "ci_low", "ci_high", "pi_low", "pi_high"):
-                if c in d.columns:
-                    ys.append(d[c].to_numpy(dtype=float))
-    yv = np.concatenate(ys)
-    yv = yv[np.isfinite(yv)]
-    y_lo, y_hi = float(yv.min()), float(yv.max())
-    pad = 0.06 * max(y_hi - y_lo, 0.5)
-    top = y_hi + pad
-    total = (top - (y_lo - pad)) / (1.0 - K_BAND)
-    ax.set_ylim(top - total, top)
+    clipped = _mark_clipped(
+        ax, [(x_uni, uni)] + ([(x_mv, mv)] if mv is not None and len(mv) else []), y_lo - pad, top
+    )
 
     # k under each time point
     kx = blended_transform_factory(ax.transData, ax.transAxes)
@@ -330,6 +394,18 @@ def _draw(
     extra = []
     if any_ne:
         extra.append(Line2D([], [], linestyle="none", label="n.e.: no pooled estimate"))
+    if clipped:
+        extra.append(
+            Line2D(
+                [],
+                [],
+                linestyle="none",
+                marker="^",
+                color="0.3",
+                markersize=4,
+                label="interval continues beyond the axis\n(see the pooled table)",
+            )
+        )
     fig.legend(handles=handles + extra, loc="outside right upper", **legend_kw)
 
     if ax_c is not None and cl is not None and stack is not None:
