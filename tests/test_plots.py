@@ -511,3 +511,25 @@ def test_timecourse_save_reproducible(tmp_path: Path) -> None:
         a = save_figure(timecourse_plot(tc_pooled()), tmp_path / "a" / "tc")
         b = save_figure(timecourse_plot(tc_pooled()), tmp_path / "b" / "tc")
     assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
+
+
+def test_timecourse_caps_axis_and_marks_clipped_intervals() -> None:
+    # Windows 1-3 have estimates 0.6, 0.5, 0.2 (range 0.6, so the cap is 2 x 0.6 beyond them:
+    # [0 - 1.2, 0.6 + 1.2] = [-1.2, 1.8] before padding); window 2 has k = 2 and a CI/PI of
+    # +/- 8, which must not stretch the axis and must be marked at both ends.
+    pooled = pd.DataFrame({
+        "timepoint": ["4h", "3d", "7d"], "hours": [4.0, 72.0, 168.0], "k": [5, 2, 1],
+        "estimate": [0.6, 0.5, 0.2], "ci_low": [0.2, -7.5, -0.3], "ci_high": [1.0, 8.5, 0.7],
+        "pi_low": [0.0, -9.0, -0.3], "pi_high": [1.2, 10.0, 0.7],
+    })  # fmt: skip
+    fig = timecourse_plot(pooled)
+    ax = next(a for a in fig.axes if a.get_gid() == "timecourse-axes")
+    lo, hi = ax.get_ylim()
+    # pad = 0.06 x 3.0 = 0.18: top = 1.98; bottom = 1.98 - (1.98 + 1.38) / (1 - 0.09) = -1.712
+    assert hi == pytest.approx(1.98) and lo == pytest.approx(-1.712, abs=1e-3)
+    marks = [ln for ln in ax.get_lines() if ln.get_gid() == "clipped"]
+    assert sorted(m.get_marker() for m in marks) == ["^", "v"]
+    assert all(np.allclose(m.get_xdata(), [72.0]) for m in marks)
+    # PI bars: drawn for k >= 2 only (the k = 1 window gets none)
+    bars = [c for c in ax.collections if c.get_gid() == "pi-bars"]
+    assert len(bars) == 1 and len(bars[0].get_segments()) == 2
