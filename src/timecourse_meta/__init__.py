@@ -5,6 +5,7 @@ models (``rma``, ``tau2``, ``subgroups``, ``diagnostics``, ``small_study``, ``ti
 plots (``forest``, ``timecourse_plot``).
 """
 
+from .batch import BatchResult, fit_random_effects_batch, fit_random_effects_batch_long
 from .diagnostics import cumulative, influence, leave_one_out
 from .figures import save_figure
 from .forest import forest_plot
@@ -19,6 +20,9 @@ from .within_cov import within_study_cov
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchResult",
+    "fit_random_effects_batch",
+    "fit_random_effects_batch_long",
     "ConvergenceError",
     "TimecourseResult",
     "WaldTest",

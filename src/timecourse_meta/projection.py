@@ -5,6 +5,11 @@ All moment and likelihood estimators of tau^2 are written in terms of
 With the thin QR decomposition ``W^{1/2} X = Q R`` and ``U = W^{1/2} Q`` (k x p) we have
 ``P = W - U U'``, so every trace and quadratic form needed costs O(k p^2) time and O(k p)
 memory (no k x k matrix), which keeps very large meta-analyses cheap.
+
+With one column (the intercept-only model) every product is written as an elementwise
+product and a numpy sum instead of ``@``: numpy's matmul takes a slow generic loop for k x 1
+operands, and BLAS calls on 10^6-long vectors start OpenBLAS threads that stall on a busy
+machine. The results are the same up to rounding.
 """
 
 from __future__ import annotations
@@ -35,18 +40,28 @@ class Projection:
             # One column (e.g. intercept only): Q = a / ||a||, R = ||a||. Same factorisation as
             # LAPACK's up to the sign (which cancels everywhere), without its O(k) copies and
             # call overhead; this keeps a fit at k = 10^6 well under a second.
-            norm = float(np.sqrt(A[:, 0] @ A[:, 0]))
+            norm = float(np.sqrt(np.sum(A[:, 0] * A[:, 0])))
             Q, R = A / norm, np.array([[norm]])
         else:
             Q, R = np.linalg.qr(A, mode="reduced")
         return cls(w=w, X=X, Q=Q, R=R, U=sw[:, None] * Q)
 
+    @property
+    def _u(self) -> Array | None:
+        """U as a vector when X has one column (then P = W - u u'), else None."""
+        return self.U[:, 0] if self.U.shape[1] == 1 else None
+
     def apply(self, y: Array) -> Array:
         """P y."""
+        u = self._u
+        if u is not None:
+            return self.w * y - u * np.sum(u * y)
         return self.w * y - self.U @ (self.U.T @ y)
 
     def quad(self, y: Array) -> float:
         """y' P y (the generalised residual sum of squares)."""
+        if self._u is not None:
+            return float(np.sum(y * self.apply(y)))
         return float(y @ self.apply(y))
 
     def trace(self) -> float:
@@ -67,6 +82,14 @@ class Projection:
         a = np.ones(k) if a is None else a
         b = np.ones(k) if b is None else b
         row_norm2 = np.sum(self.U * self.U, axis=1)
+        u = self._u
+        if u is not None:
+            uu = u * u
+            return float(
+                np.sum((self.w**2) * a * b)
+                - 2.0 * np.sum(self.w * a * b * row_norm2)
+                + np.sum(a * uu) * np.sum(b * uu)
+            )
         ua = self.U.T @ (a[:, None] * self.U)
         ub = self.U.T @ (b[:, None] * self.U)
         return float(
@@ -82,6 +105,8 @@ class Projection:
 
     def coef(self, y: Array) -> Array:
         """Weighted least-squares coefficients (X'WX)^{-1} X'W y."""
+        if self._u is not None:
+            return np.array([np.sum(self.Q[:, 0] * (np.sqrt(self.w) * y)) / self.R[0, 0]])
         return np.linalg.solve(self.R, self.Q.T @ (np.sqrt(self.w) * y))
 
     def hat_diag(self) -> Array:
