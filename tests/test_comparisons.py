@@ -397,7 +397,9 @@ def test_contrast_d_and_t_conversions() -> None:
     yi, vi = smd_from_d(0.5, 10, 12)  # metafor golden: 0.48097226687037381, 0.18859093154920667
     assert e.loc["D", "yi"] == pytest.approx(0.48097226687037381, rel=1e-12)
     assert e.loc["D", "vi"] == pytest.approx(0.18859093154920667, rel=1e-12)
-    assert e.loc["D", "flags"] == "precomputed_contrast;d_converted_to_g;vi_from_n"
+    assert e.loc["D", "flags"] == (
+        "precomputed_contrast;d_converted_to_g;variance_from_effect_and_n"
+    )
     # E: reported SE of d: var(g) = J^2 var(d) = (0.48097227/0.5)^2 * 0.16
     assert e.loc["E", "yi"] == pytest.approx(yi.item(), rel=1e-12)
     assert e.loc["E", "vi"] == pytest.approx((yi.item() / 0.5) ** 2 * 0.16, rel=1e-12)
@@ -512,7 +514,7 @@ EXCLUSION_CASES = {
                 n=40,
             )
         ],
-        {2: "effect_type md (mean difference) is not pooled with SMDs"},
+        {2: "mean difference without arm sizes: cannot standardise"},
     ),
     "contrast binary": (
         [

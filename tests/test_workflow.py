@@ -148,8 +148,9 @@ def test_all_outputs_exist(project: Path) -> None:
 @needs_data
 def test_rows_in_equal_used_plus_excluded(project: Path) -> None:
     rows = pd.read_parquet(project / "data" / "processed" / "rows.parquet")
-    sheet = pd.read_csv(ROOT / SHEET, dtype=str, keep_default_na=False)
-    assert len(rows) == len(sheet)  # every data line of the sheet was read
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    sheets = [pd.read_csv(ROOT / p, dtype=str, keep_default_na=False) for p in config["studies"]]
+    assert len(rows) == sum(len(s) for s in sheets)  # every data line of every sheet was read
     effects = pd.read_csv(project / "results" / "tables" / "effects.csv", keep_default_na=False)
     excl = pd.read_csv(project / "results" / "tables" / "exclusions.csv", keep_default_na=False)
     used = {r for cell in effects["row_ids"] for r in cell.split(";")}

@@ -26,13 +26,28 @@ Rules (in order):
    evenly among its comparisons (Cochrane Handbook §23.3.4, ``split_shared_control``).
 6. Precomputed contrasts (arm_role = contrast) are used only when no arm-level comparison exists
    for that study x outcome x timepoint; ``effect`` is treatment minus control in the scale's
-   direction, converted (d -> g with J, t -> g) and oriented.
+   direction, converted to Hedges' g and oriented (``lower_is_better``, scores only):
+
+   * g as reported; d -> g with J(n1+n2-2); t_stat -> g (metafor escalc SMD ti).
+   * g or d without SE/variance/CI: variance from the effect and the arm sizes (metafor SMD
+     vtype "LS", ``effect_sizes.smd_var_ls``).
+   * md (raw mean difference) with its variance, SE or CI (in that order of preference) and the
+     arm sizes. SE from a CI: (hi - lo) / (2 q), q the t quantile with n1 + n2 - 2 df (paired
+     crossover: n - 1 df) when the smaller group has fewer than 60 participants, else the
+     normal quantile (Cochrane Handbook §6.5.2.3, the same n < 60 rule as §6.5.2.2 for arm
+     CIs). Parallel (and crossover period "first"): g from t = md / se and the arm sizes
+     (``effect_sizes.smd_from_md_se``). Crossover period "all": n participants (``n``, else
+     the smaller of n_treatment/n_control), SD of differences = se sqrt(n), within-condition
+     SD = SD_diff / sqrt(2(1 - r)) with the row's ``r_within`` or ``crossover_r``, paired g
+     (``effect_sizes.smd_crossover_from_md_se``): the estimate itself depends on r.
+   * md without arm sizes (crossover: without n) or without any uncertainty is excluded.
 
 Flags (semicolon-separated): sd_from_se, sd_from_ci, change_scores,
 crossover_r_assumed=<r>, crossover_r_reported=<r>, crossover_n_differs_min_used,
 crossover_first_period_as_parallel, crossover_binary_as_parallel,
 crossover_shared_control_not_split, control_split_<k>_ways, zero_cell_correction,
-precomputed_contrast, d_converted_to_g, g_from_t, vi_from_n, multiple_contrasts_shared_control,
+precomputed_contrast, d_converted_to_g, g_from_t, variance_from_effect_and_n, g_from_md_se,
+md_se_from_ci, crossover_md_to_smd_r=<r>, multiple_contrasts_shared_control,
 time_hours_differ_between_arms, lower_is_better_differs_between_arms.
 """
 
@@ -50,15 +65,19 @@ from .effect_sizes import (
     log_risk_ratio,
     logit_proportion,
     orient,
+    se_from_ci,
     smd,
     smd_crossover,
+    smd_crossover_from_md_se,
     smd_from_d,
+    smd_from_md_se,
     smd_from_t,
+    smd_var_ls,
     split_shared_control,
     var_from_ci,
     var_from_se,
 )
-from .sd_recovery import LABEL_NONE, LABEL_REPORTED, recover_sd
+from .sd_recovery import LABEL_NONE, LABEL_REPORTED, T_RULE_MAX_N, recover_sd
 
 __all__ = [
     "ATTRIBUTE_COLUMNS",
@@ -194,8 +213,9 @@ R_EVENTS = "events missing (needed for response/remission)"
 R_EVENTS_RANGE = "events outside 0..n"
 R_R = "r_within outside [-1, 1]"
 R_C_OUTCOME = "precomputed contrasts are only supported for score outcomes"
-R_C_MD = "effect_type md (mean difference) is not pooled with SMDs"
-R_C_TYPE = "effect_type must be g or d when effect is given"
+R_C_MD_N = "mean difference without arm sizes: cannot standardise"
+R_C_MD_UNC = "mean difference without SE, variance or CI: cannot standardise"
+R_C_TYPE = "effect_type must be g, d or md when effect is given"
 R_C_NONE = "contrast row has neither effect nor t_stat"
 R_C_TN = "t_stat needs n_treatment and n_control"
 R_C_DN = "Cohen's d needs n_treatment and n_control for Hedges' J"
@@ -273,6 +293,18 @@ def _blank(s: pd.Series) -> pd.Series:
     return s.isna() | (s.astype(str).str.strip() == "")
 
 
+def _paired_contrast(df: pd.DataFrame) -> np.ndarray:
+    """Contrast rows of crossover trials over all periods (analysed as paired)."""
+    return ((df["_design"] == "crossover") & (df["_period"] == "all")).to_numpy()
+
+
+def _crossover_n(df: pd.DataFrame) -> np.ndarray:
+    """Participants of a crossover contrast: ``n``, else the smaller of n_treatment, n_control."""
+    n = df["_n"].to_numpy()
+    n_arms = np.fmin(df["_n_treatment"].to_numpy(), df["_n_control"].to_numpy())
+    return np.where(n > 0, n, n_arms)
+
+
 def _check_rows(df: pd.DataFrame) -> None:
     role, out = df["_arm_role"], df["_outcome"]
     arm = role.isin(["treatment", "control"])
@@ -317,9 +349,12 @@ def _check_rows(df: pd.DataFrame) -> None:
         | df["_effect_se"].notna()
         | (df["_effect_ci_low"].notna() & df["_effect_ci_high"].notna())
     )
+    md = con & has_eff & (etype == "md")
+    sizes_ok = np.where(_paired_contrast(df), _crossover_n(df) > 0, has_nn)
     _flag_rows(df, con & ~score, R_C_OUTCOME)
-    _flag_rows(df, con & has_eff & (etype == "md"), R_C_MD)
-    _flag_rows(df, con & has_eff & ~etype.isin(["g", "d"]), R_C_TYPE)
+    _flag_rows(df, con & has_eff & ~etype.isin(["g", "d", "md"]), R_C_TYPE)
+    _flag_rows(df, md & ~sizes_ok, R_C_MD_N)
+    _flag_rows(df, md & ~has_unc, R_C_MD_UNC)
     _flag_rows(df, con & ~has_eff & df["_t_stat"].isna(), R_C_NONE)
     _flag_rows(df, con & ~has_eff & ~has_nn, R_C_TN)
     _flag_rows(df, con & has_eff & (etype == "d") & ~has_nn, R_C_DN)
@@ -647,7 +682,18 @@ def _binary_rows(pairs, base, binary, measure, n_c, ev_c, common_flags, split_tx
 # ------------------------------------------------------------------------------------------
 # precomputed contrasts
 # ------------------------------------------------------------------------------------------
-def _contrast_effects(df: pd.DataFrame, covered: pd.DataFrame) -> pd.DataFrame:
+def _md_se_df(n1: np.ndarray, n2: np.ndarray, n_xo: np.ndarray, paired: np.ndarray) -> np.ndarray:
+    """df of the t quantile for the SE of a mean difference from its CI (inf = normal).
+
+    Cochrane Handbook §6.5.2.3: small samples (here: smaller group < 60, as §6.5.2.2's rule for
+    arm CIs in ``sd_recovery``) -> t with n1 + n2 - 2 df; paired crossover -> n - 1 df.
+    """
+    df = np.where(paired, n_xo - 1, n1 + n2 - 2)
+    small = np.where(paired, n_xo, np.fmin(n1, n2)) < T_RULE_MAX_N
+    return np.where(small, df, np.inf)
+
+
+def _contrast_effects(df: pd.DataFrame, covered: pd.DataFrame, crossover_r: float) -> pd.DataFrame:
     live = df["_reason"].isna() & (df["_arm_role"] == "contrast")
     if covered.empty:
         hit = np.zeros(len(df), dtype=bool)
@@ -664,6 +710,13 @@ def _contrast_effects(df: pd.DataFrame, covered: pd.DataFrame) -> pd.DataFrame:
     level = c["_ci_level"].fillna(0.95).to_numpy()
     lo, hi = c["_effect_ci_low"].to_numpy(), c["_effect_ci_high"].to_numpy()
     has_ci = ~np.isnan(lo) & ~np.isnan(hi)
+    is_t = ~has_eff
+    is_d = has_eff & (etype == "d")
+    is_g = has_eff & (etype == "g")
+    is_md = has_eff & (etype == "md")
+    paired = _paired_contrast(c)
+    md_xo, md_par = is_md & paired, is_md & ~paired
+    n_xo = _crossover_n(c)
     # reported variance of the effect as given: var > SE > CI
     var_rep = c["_effect_var"].to_numpy().copy()
     var_src = np.where(~np.isnan(var_rep), "variance", "").astype(object)
@@ -672,27 +725,52 @@ def _contrast_effects(df: pd.DataFrame, covered: pd.DataFrame) -> pd.DataFrame:
     var_rep[use_se] = var_from_se(se[use_se])
     var_src[use_se] = "SE"
     use_ci = np.isnan(var_rep) & has_ci
-    var_rep[use_ci] = var_from_ci(lo[use_ci], hi[use_ci], level[use_ci])
-    var_src[use_ci] = np.char.add(_fmt_num(level[use_ci] * 100).astype(str), "% CI (normal)")
+    pct = _fmt_num(level * 100).astype(str)
+    # SMD CIs: normal theory (var_from_ci); mean-difference CIs: t or z (Handbook §6.5.2.3)
+    ci_g = use_ci & ~is_md
+    var_rep[ci_g] = var_from_ci(lo[ci_g], hi[ci_g], level[ci_g])
+    var_src[ci_g] = np.char.add(pct[ci_g], "% CI (normal)")
+    ci_md = use_ci & is_md
+    q_df = _md_se_df(n1, n2, n_xo, paired)
+    var_rep[ci_md] = se_from_ci(lo[ci_md], hi[ci_md], level[ci_md], q_df[ci_md]) ** 2
+    q_txt = np.where(
+        np.isinf(q_df),
+        " (z)",
+        np.char.add(" (t, df=", np.char.add(_fmt_num(q_df).astype(str), ")")),
+    )
+    var_src[ci_md] = np.char.add(np.char.add(pct[ci_md], "% CI"), q_txt[ci_md])
+    r_rep = c["_r_within"].to_numpy()
+    r = np.where(np.isnan(r_rep), crossover_r, r_rep)
 
     yi, vi = np.full(len(c), np.nan), np.full(len(c), np.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", EffectSizeWarning)
-        is_t = ~has_eff
         if is_t.any():
             yi[is_t], vi[is_t] = smd_from_t(t[is_t], n1[is_t], n2[is_t])
-        is_d = has_eff & (etype == "d")
         if is_d.any():
             yi[is_d], vi_n = smd_from_d(eff[is_d], n1[is_d], n2[is_d])
             j2 = hedges_j(n1[is_d] + n2[is_d] - 2) ** 2
             vi[is_d] = np.where(np.isnan(var_rep[is_d]), vi_n, j2 * var_rep[is_d])
-        is_g = has_eff & (etype == "g")
         yi[is_g] = eff[is_g]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            vi_n = 1 / n1 + 1 / n2 + eff**2 / (2 * (n1 + n2))  # metafor SMD vtype LS
-        vi[is_g] = np.where(np.isnan(var_rep[is_g]), vi_n[is_g], var_rep[is_g])
+        vi[is_g] = np.where(
+            np.isnan(var_rep[is_g]), smd_var_ls(eff[is_g], n1[is_g], n2[is_g]), var_rep[is_g]
+        )
+        with np.errstate(invalid="ignore"):
+            se_md = np.sqrt(var_rep)  # a negative variance -> NaN -> excluded as non-finite
+        if md_par.any():
+            yi[md_par], vi[md_par] = smd_from_md_se(
+                eff[md_par], se_md[md_par], n1[md_par], n2[md_par]
+            )
+        if md_xo.any():
+            yi[md_xo], vi[md_xo] = smd_crossover_from_md_se(
+                eff[md_xo], se_md[md_xo], n_xo[md_xo], r[md_xo]
+            )
     vi_from_n = (is_d | is_g) & np.isnan(var_rep)
     lib = c["_lib"].to_numpy().astype(bool)
+    # crossover md rows: everyone is in both conditions -> sizes are the participants
+    n1_out = np.where(md_xo & np.isnan(n1), n_xo, n1)
+    n2_out = np.where(md_xo & np.isnan(n2), n_xo, n2)
+    n_total = np.where(np.isnan(n1 + n2), c["_n"].to_numpy(), n1 + n2)
 
     out = pd.DataFrame(
         {
@@ -704,9 +782,9 @@ def _contrast_effects(df: pd.DataFrame, covered: pd.DataFrame) -> pd.DataFrame:
             "measure": "SMD",
             "yi": orient(yi, lib),
             "vi": vi,
-            "n_treatment": n1,
-            "n_control": n2,
-            "n_total": np.where(np.isnan(n1 + n2), c["_n"].to_numpy(), n1 + n2),
+            "n_treatment": n1_out,
+            "n_control": n2_out,
+            "n_total": np.where(md_xo, n_xo, n_total),
             "design": c["_design"].to_numpy(),
             "source_type": c["_source_type"].to_numpy(),
             "stat_kind": c["_stat_kind"].to_numpy(),
@@ -717,26 +795,55 @@ def _contrast_effects(df: pd.DataFrame, covered: pd.DataFrame) -> pd.DataFrame:
     out["_used"] = [(r,) for r in c["_row_id"]]
     var_txt = np.where(
         vi_from_n,
-        "variance from arm sizes (metafor SMD LS formula)",
+        "variance from effect and arm sizes (metafor SMD LS formula)",
         np.char.add("variance from reported ", var_src.astype(str)),
     )
-    head = np.where(
-        is_t,
-        "Hedges' g from two-sample t statistic (metafor escalc SMD ti)",
-        np.where(
-            is_d,
+    se_txt = np.char.add("; SE of MD from reported ", var_src.astype(str))
+    r_str = _fmt_num(r).astype(str)
+    n_differs = md_xo & ~(c["_n"].to_numpy() > 0) & (n1 != n2) & ~np.isnan(n1 + n2)
+    xo_txt = _join(
+        [
+            np.full(len(c), "paired Hedges' g from crossover mean difference and SE", dtype=object),
+            np.full(len(c), " (SD of differences = SE x sqrt(n), n=", dtype=object),
+            _fmt_num(n_xo),
+            np.full(len(c), "; within-condition SD = SD_diff / sqrt(2(1-r)), r=", dtype=object),
+            r_str,
+            np.where(np.isnan(r_rep), " assumed", " reported"),
+            np.full(len(c), "; J with n-1 df; Cochrane Handbook 23.2.7)", dtype=object),
+            _if(n_differs, "; n = smaller of n_treatment, n_control"),
+        ],
+        sep="",
+    )
+    head = np.select(
+        [is_t, is_d, md_par, md_xo],
+        [
+            "Hedges' g from two-sample t statistic (metafor escalc SMD ti)",
             np.char.add("Cohen's d converted to Hedges' g (J with n1+n2-2 df); ", var_txt),
-            np.char.add("precomputed Hedges' g; ", var_txt),
-        ),
+            np.char.add(
+                "Hedges' g from mean difference and SE (t = MD/SE, metafor escalc SMD ti; "
+                "Cochrane Handbook 6.5.2.3)",
+                se_txt,
+            ),
+            np.char.add(xo_txt.astype(str), se_txt),
+        ],
+        default=np.char.add("precomputed Hedges' g; ", var_txt),
     )
     n_con = out.groupby(_KEY, dropna=False)["study_id"].transform("size").to_numpy()
     out["derivation"] = _join([head, _if(lib, "; sign flipped (lower score is better)")], sep="")
+    r_flag = np.char.add(
+        np.where(np.isnan(r_rep), "crossover_r_assumed=", "crossover_r_reported="), r_str
+    )
     out["flags"] = _join(
         [
             np.full(len(c), "precomputed_contrast", dtype=object),
             _if(is_d, "d_converted_to_g"),
             _if(is_t, "g_from_t"),
-            _if(vi_from_n, "vi_from_n"),
+            _if(vi_from_n, "variance_from_effect_and_n"),
+            _if(md_par, "g_from_md_se"),
+            _if(md_xo, np.char.add("crossover_md_to_smd_r=", r_str)),
+            _if(md_xo, r_flag),
+            _if(ci_md, "md_se_from_ci"),
+            _if(n_differs, "crossover_n_differs_min_used"),
             _if(n_con > 1, "multiple_contrasts_shared_control"),
         ]
     )
@@ -858,7 +965,7 @@ def compute_effects(
         frames.append(arm_eff)
         used |= {r for u in arm_eff["_used"] for r in u}
     covered = arm_eff[_KEY] if not arm_eff.empty else pd.DataFrame(columns=_KEY)
-    con_eff = _contrast_effects(df, covered)
+    con_eff = _contrast_effects(df, covered, crossover_r)
     if not con_eff.empty:
         ok = np.isfinite(con_eff["yi"].to_numpy(float)) & np.isfinite(con_eff["vi"].to_numpy(float))
         for u in con_eff.loc[~ok, "_used"]:

@@ -4,7 +4,9 @@ Every function takes array-likes (broadcast together), returns numpy arrays and 
 over studies. Formulas follow metafor 3.8.1 ``escalc`` exactly (checked against golden values in
 ``tests/fixtures/metafor/escalc_golden.json``):
 
-* ``smd``/``smd_from_d``/``smd_from_t``: measure ``"SMD"``, default ``vtype="LS"``.
+* ``smd``/``smd_from_d``/``smd_from_t``/``smd_var_ls``: measure ``"SMD"``, default ``vtype="LS"``.
+* ``smd_from_md_se``: ``"SMD"`` with ``ti = md / se``; ``smd_crossover_from_md_se``: the paired
+  SMD of ``smd_crossover`` from a crossover mean difference and its SE.
 * ``log_odds_ratio``/``log_risk_ratio``: measures ``"OR"``/``"RR"`` with ``add``/``to``/``drop00``.
 * ``logit_proportion``: measure ``"PLO"``.
 
@@ -35,10 +37,14 @@ __all__ = [
     "log_risk_ratio",
     "logit_proportion",
     "orient",
+    "se_from_ci",
     "smd",
     "smd_crossover",
+    "smd_crossover_from_md_se",
     "smd_from_d",
+    "smd_from_md_se",
     "smd_from_t",
+    "smd_var_ls",
     "split_shared_control",
     "var_from_ci",
     "var_from_se",
@@ -101,12 +107,23 @@ def hedges_j(df: ArrayLike) -> np.ndarray:
     return np.where(m > 1, j, np.nan)
 
 
+def smd_var_ls(g: ArrayLike, n1: ArrayLike, n2: ArrayLike) -> np.ndarray:
+    """Large-sample variance of Hedges' g from the effect and the group sizes.
+
+    metafor ``escalc(measure="SMD")`` default ``vtype="LS"`` (Hedges 1981; Borenstein et al.
+    2009, eq. 4.20 with g for d): vi = 1/n1 + 1/n2 + g^2 / (2 (n1 + n2)). Used for a reported g
+    without any SE, variance or CI; for a reported Cohen's d convert with J first
+    (``smd_from_d``). Group sizes <= 0 give NaN/inf (never raised: callers report them).
+    """
+    g, n1, n2 = map(_arr, (g, n1, n2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return 1 / n1 + 1 / n2 + g**2 / (2 * (n1 + n2))
+
+
 def _smd_core(d: np.ndarray, n1: np.ndarray, n2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # metafor escalc "SMD": yi = J(n1+n2-2) d; vtype "LS": vi = 1/n1 + 1/n2 + yi^2 / (2 (n1+n2))
-    j = hedges_j(n1 + n2 - 2)
-    yi = j * d
-    vi = 1 / n1 + 1 / n2 + yi**2 / (2 * (n1 + n2))
-    return yi, vi
+    yi = hedges_j(n1 + n2 - 2) * d
+    return yi, smd_var_ls(yi, n1, n2)
 
 
 def _check_n(*ns: np.ndarray) -> None:
@@ -186,6 +203,87 @@ def var_from_ci(lo: ArrayLike, hi: ArrayLike, level: ArrayLike = 0.95) -> np.nda
         raise ValueError("CI upper limit below lower limit")
     z = stats.norm.ppf(1 - (1 - level) / 2)
     return ((hi - lo) / (2 * z)) ** 2
+
+
+def se_from_ci(
+    lo: ArrayLike, hi: ArrayLike, level: ArrayLike = 0.95, df: ArrayLike = np.inf
+) -> np.ndarray:
+    """Standard error of an effect (e.g. a mean difference) from its symmetric CI.
+
+    se = (hi - lo) / (2 q), q = the t quantile with ``df`` degrees of freedom at
+    1 - (1 - level)/2; ``df = inf`` gives the normal quantile (1.959964 for 95%, divisor 3.92).
+    Cochrane Handbook §6.5.2.3 (obtaining SDs from SEs and CIs of differences in means; §7.7.3.3
+    in version 5.1): a CI from small samples should have been computed with a t distribution
+    with n1 + n2 - 2 degrees of freedom, so 3.92 is replaced by 2 t. ``df < 1`` gives NaN.
+    Returns an array of standard errors.
+    """
+    lo, hi, level, df = np.broadcast_arrays(*map(_arr, (lo, hi, level, df)))
+    if np.any(hi < lo):
+        raise ValueError("CI upper limit below lower limit")
+    if np.any((level <= 0) | (level >= 1)):
+        raise ValueError("CI level must lie strictly between 0 and 1")
+    p = 1 - (1 - level) / 2
+    with np.errstate(invalid="ignore"):
+        q = np.where(df >= 1, stats.t.ppf(p, np.maximum(df, 1)), np.nan)
+    return (hi - lo) / (2 * q)
+
+
+def smd_from_md_se(
+    md: ArrayLike, se: ArrayLike, n1: ArrayLike, n2: ArrayLike
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hedges' g from a raw mean difference (group 1 minus group 2) and its standard error.
+
+    t = md / se, then as ``smd_from_t`` (metafor ``escalc(measure="SMD", ti=, n1i=, n2i=)``):
+    d = t sqrt(1/n1 + 1/n2), i.e. d = md / sp with the pooled SD recovered from the SE of the
+    difference, sp = se / sqrt(1/n1 + 1/n2) (Cochrane Handbook §6.5.2.3; Borenstein et al.
+    2009, ch. 4), g = J(n1+n2-2) d, vi = 1/n1 + 1/n2 + g^2/(2(n1+n2)).
+
+    When the SE comes from an adjusted model (ANCOVA, MMRM least-squares mean difference), sp is
+    the covariate-adjusted residual SD, usually smaller than the raw SD: the result is then an
+    adjusted-effect SMD (larger in magnitude than the SMD from raw SDs would be).
+    Returns ``(yi, vi)``; se = 0 or undefined J gives NaN with an ``EffectSizeWarning``.
+    """
+    md, se, n1, n2 = map(_arr, (md, se, n1, n2))
+    if np.any(se < 0):
+        raise ValueError("standard errors must be >= 0")
+    _check_n(n1, n2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.where(se > 0, md / np.where(se > 0, se, 1.0), np.nan)
+        yi, vi = _smd_core(t * np.sqrt(1 / n1 + 1 / n2), n1, n2)
+    _warn_nan(yi, [md, se, n1, n2], "smd_from_md_se")
+    return yi, vi
+
+
+def smd_crossover_from_md_se(
+    md: ArrayLike, se: ArrayLike, n: ArrayLike, r: ArrayLike
+) -> tuple[np.ndarray, np.ndarray]:
+    """Paired SMD (treatment minus control) from a crossover trial's mean difference and SE.
+
+    The SE of a mean of n within-person differences gives their SD: sd_diff = se sqrt(n).
+    Assuming equal SDs in the two conditions, sd_diff^2 = 2 sd^2 (1 - r), so the
+    within-condition SD is sd = sd_diff / sqrt(2 (1 - r)) (Elbourne et al. 2002; Cochrane
+    Handbook §23.2.7.2), r = within-person correlation. Then exactly as ``smd_crossover``:
+    g = J(n-1) md / sd, vi = (1/n + g^2/(2n)) 2(1 - r). Equivalently g = J(n-1) t
+    sqrt(2(1 - r)/n) with t = md/se, so the point estimate, not only its variance, depends on r.
+
+    Relation to metafor: yi = ``escalc("SMCR", m1i=md, m2i=0, sd1i=sd, ni=n, ri=r)$yi`` for any
+    r; at r = 0.5 yi and vi equal ``escalc("SMCC", ...)`` with equal SDs (see ``smd_crossover``).
+    r = 1 is undefined (a positive SE with perfectly correlated conditions): NaN with an
+    ``EffectSizeWarning``, as are se = 0 and n <= 2. Returns ``(yi, vi)``.
+    """
+    md, se, n, r = map(_arr, (md, se, n, r))
+    if np.any(se < 0):
+        raise ValueError("standard errors must be >= 0")
+    if np.any(np.abs(r) > 1):
+        raise ValueError("correlations must lie in [-1, 1]")
+    _check_n(n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sd_diff = se * np.sqrt(n)
+        sd = np.where((r < 1) & (se > 0), sd_diff / np.sqrt(2 * (1 - r)), np.nan)
+        yi = hedges_j(n - 1) * md / sd
+        vi = (1 / n + yi**2 / (2 * n)) * 2 * (1 - r)
+    _warn_nan(yi, [md, se, n, r], "smd_crossover_from_md_se")
+    return yi, vi
 
 
 def smd_crossover(
