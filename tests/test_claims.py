@@ -9,7 +9,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from timecourse_meta.claims import CLAIM_COLUMNS, check_claims, normalise_level, validate_claims
+from timecourse_meta.claims import (
+    CLAIM_COLUMNS,
+    MV_CLAIM_COLUMNS,
+    check_claims,
+    normalise_level,
+    validate_claims,
+)
 from timecourse_meta.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +57,8 @@ def pooled() -> pd.DataFrame:
 
 def one(claims: list[dict], pooled: pd.DataFrame, **kw: object) -> pd.Series:
     table = check_claims(claims, pooled, WINDOWS, **kw)
-    assert list(table.columns) == list(CLAIM_COLUMNS)
+    extra = list(MV_CLAIM_COLUMNS) if kw.get("multivariate") is not None else []
+    assert list(table.columns) == list(CLAIM_COLUMNS) + extra
     return table.iloc[0]
 
 
@@ -203,3 +210,83 @@ def test_default_claims_match_default_config() -> None:
         "bipolar",
         "response_60_80",
     ]
+
+
+# ---- verdicts on the multivariate time-course model ------------------------------------------
+def mv_table(status: str = "ok") -> pd.DataFrame:
+    """One row per window as timecourse_tables.model_table writes it (numbers arbitrary)."""
+    rows = [
+        ("4h", 3, 0.48, 0.03, 0.93),
+        ("24h", 7, 0.65, 0.37, 0.92),
+        ("3d", 2, 0.54, -0.33, 1.41),
+        ("7d", 1, 0.34, -0.28, 0.97),
+        ("14d", 0, math.nan, math.nan, math.nan),
+    ]
+    return pd.DataFrame(
+        [
+            {"outcome": "score", "measure": "SMD", "timepoint": tp, "k": k, "estimate": e,
+             "ci_low": lo, "ci_high": hi, "status": status if k else "no data"}
+            for tp, k, e, lo, hi in rows
+        ]
+    )  # fmt: skip
+
+
+def test_multivariate_columns_added(pooled: pd.DataFrame) -> None:
+    table = check_claims(
+        [claim(check="ci_excludes_0", window="4h")], pooled, WINDOWS, multivariate=mv_table()
+    )
+    assert list(table.columns) == list(CLAIM_COLUMNS) + list(MV_CLAIM_COLUMNS)
+    row = table.iloc[0]
+    assert row["verdict"] == "supported" and row["verdict_multivariate"] == "supported"
+    assert (row["k_mv"], row["estimate_mv"], row["ci_low_mv"], row["ci_high_mv"]) == (
+        3, 0.48, 0.03, 0.93,
+    )  # fmt: skip
+    assert row["details_mv"] == "4h: 0.480 [0.030, 0.930], k = 3"
+
+
+def test_multivariate_verdicts_can_differ(pooled: pd.DataFrame) -> None:
+    mv = mv_table()
+    # 3d: univariate CI [-6.3, 7.3] and multivariate [-0.33, 1.41] both include 0
+    row = one([claim(check="ci_includes_0", window="3d")], pooled, multivariate=mv)
+    assert row["verdict"] == row["verdict_multivariate"] == "supported"
+    # largest_of_windows at 24h: univariate 0.62 < 0.64 at 4h (not supported); multivariate
+    # 0.65 > 0.48 (4h) and 0.54 (3d), the other windows with k >= 2 (supported)
+    row = one([claim(check="largest_of_windows", window="24h")], pooled, multivariate=mv)
+    assert row["verdict"] == "not supported" and row["verdict_multivariate"] == "supported"
+    assert row["details_mv"].endswith("compared with windows with k >= 2: 4h, 3d")
+    # k = 1 at 7d: not testable in both
+    row = one([claim(check="ci_excludes_0", window="7d")], pooled, multivariate=mv)
+    assert row["verdict_multivariate"] == "not testable" and row["k_mv"] == 1
+    row = one([claim(check="ci_includes_0", window="14d")], pooled, multivariate=mv)
+    assert row["verdict_multivariate"] == "not testable" and row["details_mv"] == "14d: k = 0"
+
+
+def test_multivariate_not_applicable_to_subgroups_and_proportions(pooled: pd.DataFrame) -> None:
+    mv = mv_table()
+    spec = claim(check="all_ci_exclude_0", window="24h", subgroup="trd", levels=["yes", "no"])
+    row = one([spec], pooled, multivariate=mv)
+    assert row["verdict"] == "supported" and row["verdict_multivariate"] == "not applicable"
+    assert row["details_mv"] == "model fitted to all studies, not per subgroup"
+    assert row["k_mv"] == 0 and math.isnan(row["estimate_mv"])
+    # all_of: one condition the model cannot judge makes the claim not applicable
+    spec = claim(all_of=[
+        {"check": "ci_excludes_0", "window": "24h"},
+        {"check": "ci_includes_0", "window": "14d", "subgroup": "population",
+         "levels": ["bipolar"]},
+    ])  # fmt: skip
+    assert one([spec], pooled, multivariate=mv)["verdict_multivariate"] == "not applicable"
+    # another outcome than the model's
+    spec = claim(check="ci_excludes_0", window="24h", outcome="response", measure="OR")
+    row = one([spec], pooled, multivariate=mv)
+    assert row["verdict_multivariate"] == "not applicable"
+    assert row["details_mv"] == "model fitted to outcome score, not response"
+
+
+def test_multivariate_model_not_ok_is_not_testable(pooled: pd.DataFrame) -> None:
+    for status in ("failed", "not converged", "over-parameterised"):
+        row = one(
+            [claim(check="ci_excludes_0", window="24h")], pooled, multivariate=mv_table(status)
+        )
+        assert row["verdict"] == "supported"
+        assert row["verdict_multivariate"] == "not testable"
+        assert row["details_mv"] == f"multivariate model status: {status}"

@@ -110,8 +110,9 @@ def test_non_utf8_names_line(tmp_path: Path) -> None:
     lines = text.encode("utf-8").split(b"\n")
     lines[2] = lines[2].replace("\u00fc".encode(), "\u00fc".encode("latin-1"))
     message = error_of(write(tmp_path, b"\n".join(lines)))
-    assert message.startswith("sheet.csv, line 3: is not UTF-8 text")
-    assert "0xfc" in message
+    # the bad byte is in time_as_reported ("Tag 1 \xfc" in latin-1); shown as U+FFFD
+    assert message.startswith("sheet.csv, line 3, column 'time_as_reported': is not UTF-8 text")
+    assert "0xfc" in message and "(found 'Tag 1 \ufffd')" in message
 
 
 def test_missing_required_columns(tmp_path: Path) -> None:
@@ -131,7 +132,7 @@ def test_missing_required_columns(tmp_path: Path) -> None:
         ),
         ({"n": "ten"}, "sheet.csv, line 2, column 'n': expected a whole number (found 'ten')"),
         ({"n": "2.5"}, "sheet.csv, line 2, column 'n': expected a whole number (found '2.5')"),
-        ({"n": "0"}, "sheet.csv, line 2, column 'n': expected a whole number >= 1 (found '0')"),
+        ({"n": "1"}, "sheet.csv, line 2, column 'n': expected a whole number >= 2 (found '1')"),
         (
             {"sd": "5,2"},
             "sheet.csv, line 2, column 'sd': expected a number with '.' as decimal "

@@ -7,10 +7,11 @@ stores the exact R call that produced it. yi/vi are read from the JSON, never re
 Two variants per random-effects case:
 - "default": metafor's default control. Its iterative estimates (REML/ML/EB Fisher scoring with
   threshold 1e-5; PM and the Q-profile CI by uniroot with tol ~1.2e-4) are only converged to about
-  that accuracy, which can exceed rtol=1e-6.
+  that accuracy, which can exceed rtol=1e-6. The engine is called with control=None (metafor's
+  defaults) and follows the same stopping rules.
 - "tight": the same models refitted with threshold/tol = 1e-12, i.e. the converged values.
-  Tested by the *_converged_* tests: where metafor's own default misses the converged value
-  beyond tolerance, an engine that follows metafor's defaults misses it too (xfail, fields named).
+  Tested by the *_converged_* tests, which call the engine with the Control that mirrors the
+  stored R calls (``control=list(...)`` of "r_call" and of "confint_call", parsed from the JSON).
 
 Tolerances (fixed by the project brief; do not loosen to make a case pass):
 - rtol=1e-6 for everything, rtol=1e-4 for the tau2 Q-profile CI bounds;
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -33,6 +35,7 @@ import pandas as pd
 import pytest
 
 from timecourse_meta import fit_meta_regression, fit_random_effects
+from timecourse_meta.control import Control
 
 GOLDEN_PATH = Path(__file__).parent / "fixtures" / "metafor" / "rma_golden.json"
 GOLDEN: dict[str, Any] = json.loads(GOLDEN_PATH.read_text(encoding="utf-8"))
@@ -50,6 +53,10 @@ DEFAULT_OF = {c["id"]: c for c in UNI_DEFAULT + REG_DEFAULT}
 
 RTOL = 1e-6
 RTOL_TAU2_CI = 1e-4
+
+# metafor control names -> Control fields, for rma(..., control) and confint(res, control).
+RMA_CONTROL = {"threshold": "threshold", "tol": "tol", "maxiter": "maxiter", "tau2.max": "tau2_max"}
+CONFINT_CONTROL = {"tol": "ci_tol", "maxiter": "ci_maxiter"}
 
 # engine attribute -> (metafor JSON key, tau2-like: gets the tiny-value absolute tolerance)
 UNI_FIELDS: dict[str, tuple[str, bool]] = {
@@ -97,17 +104,41 @@ def _yi_vi(dataset: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(d["yi"], dtype=float), np.asarray(d["vi"], dtype=float)
 
 
+def _r_control(call: str, names: dict[str, str]) -> dict[str, float | int]:
+    """The ``control=list(name=value, ...)`` of an R call as Control keyword arguments."""
+    m = re.search(r"control=list\(([^)]*)\)", call)
+    if m is None:
+        return {}
+    out: dict[str, float | int] = {}
+    for item in m.group(1).split(","):
+        name, value = (x.strip() for x in item.split("="))
+        num = float(value)
+        out[names[name]] = int(num) if "maxiter" in name else num
+    return out
+
+
+def _control_of(case: dict[str, Any]) -> Control | None:
+    """Control mirroring the case's stored R calls (None when both use metafor's defaults)."""
+    kwargs = _r_control(case["r_call"], RMA_CONTROL)
+    ci_call = (case.get("confint") or {}).get("confint_call") or ""
+    kwargs.update(_r_control(ci_call, CONFINT_CONTROL))
+    return Control(**kwargs) if kwargs else None
+
+
 @functools.cache
-def _fit(dataset: str, method: str, test: str) -> Any:
+def _fit(dataset: str, method: str, test: str, control: Control | None = None) -> Any:
     yi, vi = _yi_vi(dataset)
-    return fit_random_effects(yi, vi, method=method, test=test, level=0.95)
+    return fit_random_effects(yi, vi, method=method, test=test, level=0.95, control=control)
 
 
 @functools.cache
-def _fit_reg(dataset: str, mods: str, method: str, test: str) -> Any:
+def _fit_reg(
+    dataset: str, mods: str, method: str, test: str, control: Control | None = None
+) -> Any:
     case = next(c for c in REG if (c["dataset"], c["mods"]) == (dataset, mods))
     yi, vi = _yi_vi(dataset)
-    return fit_meta_regression(yi, vi, np.asarray(case["X"], dtype=float), method=method, test=test)
+    X = np.asarray(case["X"], dtype=float)
+    return fit_meta_regression(yi, vi, X, method=method, test=test, control=control)
 
 
 def _exact(name: str, actual: Any, expected: Any, failures: list[str]) -> None:
@@ -173,31 +204,6 @@ def _fail(case: dict[str, Any], failures: list[str], extra: str = "") -> None:
         pytest.fail(f"{case['id']}  [{case['r_call']}{extra}]\n  " + "\n  ".join(failures))
 
 
-def _check_converged(
-    res: Any, case: dict[str, Any], check: Callable[..., list[str]], compare: Callable[..., None]
-) -> None:
-    """Compare with the tightly converged metafor fit.
-
-    When metafor's own default fit misses the converged value by more than the tolerance (its
-    stopping rules, see module docstring), an engine that follows metafor's defaults must miss
-    it too: such a case is an xfail naming the fields, provided every field the engine misses
-    is one where metafor's default misses too. Any other mismatch is a real failure.
-    """
-    failures = check(res, case, compare)
-    if not failures:
-        return
-    default = DEFAULT_OF[case["id"].removesuffix("/tight")]
-    gap = check(_as_result(default), case, compare)
-    gap_fields = {g.split(":")[0] for g in gap}
-    if gap and {f.split(":")[0] for f in failures} <= gap_fields:
-        fields = ", ".join(sorted(gap_fields))
-        pytest.xfail(
-            f"metafor's default fit misses its converged value beyond tolerance in: {fields}; "
-            "the engine follows metafor's default stopping rules"
-        )
-    _fail(case, failures)
-
-
 @pytest.mark.parametrize("case", UNI_DEFAULT, ids=_ids(UNI_DEFAULT))
 def test_univariate_matches_metafor(case: dict[str, Any], metafor_compare) -> None:
     """rma(yi, vi, method, test): estimate, SE, test, CI, tau2, I2/H2, Q, PI and weights."""
@@ -207,9 +213,9 @@ def test_univariate_matches_metafor(case: dict[str, Any], metafor_compare) -> No
 
 @pytest.mark.parametrize("case", UNI_TIGHT, ids=_ids(UNI_TIGHT))
 def test_univariate_matches_converged_metafor(case: dict[str, Any], metafor_compare) -> None:
-    """As above, against metafor converged to threshold/tol 1e-12."""
-    res = _fit(case["dataset"], case["method"], case["test"])
-    _check_converged(res, case, _check_uni, metafor_compare)
+    """As above, against metafor converged to threshold/tol 1e-12, with the same control."""
+    res = _fit(case["dataset"], case["method"], case["test"], _control_of(case))
+    _fail(case, _check_uni(res, case, metafor_compare))
 
 
 @pytest.mark.parametrize("case", CI_DEFAULT, ids=_ids(CI_DEFAULT))
@@ -221,9 +227,10 @@ def test_tau2_qprofile_ci_matches_metafor(case: dict[str, Any], metafor_compare)
 
 @pytest.mark.parametrize("case", UNI_TIGHT, ids=_ids(UNI_TIGHT))
 def test_tau2_qprofile_ci_matches_converged_metafor(case: dict[str, Any], metafor_compare) -> None:
-    """As above, against confint(res, control=list(tol=1e-12))."""
-    res = _fit(case["dataset"], case["method"], case["test"])
-    _check_converged(res, case, _check_ci, metafor_compare)
+    """As above, against confint(res, control=list(tol=1e-12)), with the same control."""
+    res = _fit(case["dataset"], case["method"], case["test"], _control_of(case))
+    extra = "; " + str(case["confint"].get("confint_call"))
+    _fail(case, _check_ci(res, case, metafor_compare), extra)
 
 
 @pytest.mark.parametrize("case", UNI_WARN, ids=_ids(UNI_WARN))
@@ -249,9 +256,49 @@ def test_meta_regression_matches_metafor(case: dict[str, Any], metafor_compare) 
 
 @pytest.mark.parametrize("case", REG_TIGHT, ids=_ids(REG_TIGHT))
 def test_meta_regression_matches_converged_metafor(case: dict[str, Any], metafor_compare) -> None:
-    """As above, against metafor converged to threshold/tol 1e-12."""
-    res = _fit_reg(case["dataset"], case["mods"], case["method"], case["test"])
-    _check_converged(res, case, _check_reg, metafor_compare)
+    """As above, against metafor converged to threshold/tol 1e-12, with the same control."""
+    res = _fit_reg(case["dataset"], case["mods"], case["method"], case["test"], _control_of(case))
+    _fail(case, _check_reg(res, case, metafor_compare))
+
+
+def test_tight_controls_mirror_the_stored_r_calls() -> None:
+    """Every tight case parses to metafor's tight control; default cases to None."""
+    tight = Control(threshold=1e-12, tol=1e-12, maxiter=1000, ci_tol=1e-12)
+    for case in UNI_TIGHT:
+        assert _control_of(case) == tight, case["id"]
+    for case in REG_TIGHT:  # no confint() for meta-regressions
+        assert _control_of(case) == Control(threshold=1e-12, tol=1e-12, maxiter=1000), case["id"]
+    for case in UNI_DEFAULT + REG_DEFAULT:
+        assert _control_of(case) is None, case["id"]
+
+
+def test_control_is_what_closes_the_gap_to_converged_metafor(metafor_compare) -> None:
+    """Where metafor's default fit misses its converged value beyond tolerance, the engine's
+    default fit misses it too (it follows metafor's stopping rules), and the tight Control is
+    what makes the converged tests pass; so those tests can fail and the control is honoured.
+    """
+    gaps = 0
+    for case in UNI_TIGHT + REG_TIGHT:
+        default = DEFAULT_OF[case["id"].removesuffix("/tight")]
+        is_reg = "mods" in case
+
+        def check(res: Any, case: dict[str, Any] = case, is_reg: bool = is_reg) -> list[str]:
+            if is_reg:
+                return _check_reg(res, case, metafor_compare)
+            return _check_uni(res, case, metafor_compare) + _check_ci(res, case, metafor_compare)
+
+        gap = {g.split(":")[0] for g in check(_as_result(default))}
+        if not gap:
+            continue
+        gaps += 1
+        if is_reg:
+            res = _fit_reg(case["dataset"], case["mods"], case["method"], case["test"])
+        else:
+            res = _fit(case["dataset"], case["method"], case["test"])
+        missed = {f.split(":")[0] for f in check(res)}
+        assert missed, f"{case['id']}: engine default already converged in {sorted(gap)}"
+        assert missed <= gap, f"{case['id']}: engine default misses {sorted(missed - gap)} too"
+    assert gaps > 0, "no case where the default misses the converged value: test is vacuous"
 
 
 def test_meta_regression_accepts_dataframe(metafor_compare) -> None:

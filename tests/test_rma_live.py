@@ -5,7 +5,8 @@ are written to a temporary CSV as hexadecimal floats (bit-exact round trip into 
 metafor with REML/DL/PM x z/knha, and compared with the engine at the golden tolerances
 (rtol 1e-6; tau2 Q-profile CI rtol 1e-4; atol 1e-8 where metafor gives 0 or a tau2-like value
 below 1e-10). Each fit is run with metafor's default control ("default") and converged
-tightly ("tight", threshold/tol = 1e-12), as in the golden fixture.
+tightly ("tight", threshold/tol = 1e-12), as in the golden fixture; the engine gets the same
+control (None, or the Control built from the very values passed to R).
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 
 from timecourse_meta import fit_random_effects
+from timecourse_meta.control import Control
 
 # (seed, k): k = 3 twice because very small k is where estimators and CIs are fragile.
 DATASETS = [(101, 3), (102, 7), (103, 20), (104, 3), (105, 20)]
@@ -28,6 +29,11 @@ METHODS = ["REML", "DL", "PM"]
 TESTS = ["z", "knha"]
 RTOL = 1e-6
 RTOL_TAU2_CI = 1e-4
+# The "tight" variant: rma(..., control = list(TIGHT_FIT)) and confint(res, control =
+# list(TIGHT_CI)) in R; the engine gets the Control with the same values.
+TIGHT_FIT = {"threshold": 1e-12, "tol": 1e-12, "maxiter": 1000}
+TIGHT_CI = {"tol": 1e-12}
+TIGHT = Control(**TIGHT_FIT, ci_tol=TIGHT_CI["tol"])
 
 # engine attribute -> (key in the R output, tau2-like: tiny-value absolute tolerance)
 FIELDS: dict[str, tuple[str, bool]] = {
@@ -61,8 +67,8 @@ put <- function(id, key, x) out <<- c(out, paste(id, key, f(x), sep = "\t"))
 for (ds in unique(d$ds)) for (m in c("REML", "DL", "PM")) for (tt in c("z", "knha"))
   for (vv in c("default", "tight")) {
     dd <- d[d$ds == ds, ]
-    ctl <- if (vv == "tight") list(threshold = 1e-12, tol = 1e-12, maxiter = 1000) else list()
-    cictl <- if (vv == "tight") list(tol = 1e-12) else list()
+    ctl <- if (vv == "tight") @TIGHT_FIT@ else list()
+    cictl <- if (vv == "tight") @TIGHT_CI@ else list()
     id <- paste(ds, m, tt, vv, sep = "/")
     res <- suppressWarnings(rma(yi, vi, data = dd, method = m, test = tt, control = ctl))
     for (key in c("b", "se", "zval", "pval", "ci.lb", "ci.ub", "tau2", "se.tau2", "I2", "H2",
@@ -78,6 +84,11 @@ for (ds in unique(d$ds)) for (m in c("REML", "DL", "PM")) for (tt in c("z", "knh
   }
 writeLines(out, a[2])
 """
+
+
+def _r_list(values: dict[str, float | int]) -> str:
+    """A Python dict as an R ``list(name = value, ...)`` (repr of a float is valid R)."""
+    return "list(" + ", ".join(f"{k} = {v!r}" for k, v in values.items()) + ")"
 
 
 def simulate(seed: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -121,7 +132,8 @@ def metafor_results(
     csv = tmp / "data.csv"
     csv.write_text("\n".join(rows) + "\n", encoding="utf-8")
     script = tmp / "live.R"
-    script.write_text(R_SCRIPT, encoding="utf-8")
+    r_code = R_SCRIPT.replace("@TIGHT_FIT@", _r_list(TIGHT_FIT))
+    script.write_text(r_code.replace("@TIGHT_CI@", _r_list(TIGHT_CI)), encoding="utf-8")
     out = tmp / "out.tsv"
     proc = subprocess.run(
         [shutil.which("Rscript") or "Rscript", "--vanilla", str(script), str(csv), str(out)],
@@ -153,15 +165,6 @@ def _mismatches(res: Any, ref: dict[str, Any], compare: Callable[..., None]) -> 
     return failures
 
 
-def _as_result(ref: dict[str, Any]) -> SimpleNamespace:
-    """metafor output dressed as an engine result (to measure default vs converged)."""
-    ns = SimpleNamespace(k=ref["k"], df=ref["ddf"])
-    for attr, (key, _) in FIELDS.items():
-        setattr(ns, attr, ref[key])
-    ns.tau2_ci_low, ns.tau2_ci_high = ref["tau2.ci.lb"], ref["tau2.ci.ub"]
-    return ns
-
-
 @pytest.mark.parametrize(("seed", "k", "method", "test"), CASES, ids=CASE_IDS)
 def test_live_matches_metafor(
     seed: int,
@@ -188,24 +191,11 @@ def test_live_matches_converged_metafor(
     metafor_results: dict[str, dict[str, Any]],
     metafor_compare,
 ) -> None:
-    """Engine vs metafor converged to threshold/tol 1e-12.
-
-    Where metafor's own default misses the converged value beyond tolerance, an engine that
-    follows metafor's defaults must miss it too: xfail, naming the fields, provided every field
-    the engine misses is one where metafor's default misses too. Any other mismatch fails.
-    """
+    """Engine with the tight Control vs metafor converged to threshold/tol 1e-12."""
     ref = metafor_results[f"s{seed}k{k}/{method}/{test}/tight"]
-    res = fit_random_effects(*simulate(seed, k), method=method, test=test, level=0.95)
+    res = fit_random_effects(
+        *simulate(seed, k), method=method, test=test, level=0.95, control=TIGHT
+    )
     failures = _mismatches(res, ref, metafor_compare)
-    if not failures:
-        return
-    default = metafor_results[f"s{seed}k{k}/{method}/{test}/default"]
-    gap = _mismatches(_as_result(default), ref, metafor_compare)
-    gap_fields = {g.split(":")[0] for g in gap}
-    if gap and {f.split(":")[0] for f in failures} <= gap_fields:
-        fields = ", ".join(sorted(gap_fields))
-        pytest.xfail(
-            f"metafor's default fit misses its converged value beyond tolerance in: {fields}; "
-            "the engine follows metafor's default stopping rules"
-        )
-    pytest.fail(f"s{seed}k{k}/{method}/{test}/tight\n  " + "\n  ".join(failures))
+    if failures:
+        pytest.fail(f"s{seed}k{k}/{method}/{test}/tight\n  " + "\n  ".join(failures))

@@ -27,6 +27,8 @@ TABLES = [
     "pooled_by_timepoint.csv", "pooled_by_timepoint.md", "subgroups.csv", "sensitivity.csv",
     "proportions.csv", "pooled_proportions.csv", "published_comparison.csv",
     "published_comparison.md", "claims.csv", "claims.md", "provenance.csv",
+    "timecourse_model.csv", "timecourse_contrasts.csv", "timecourse_model_comparison.csv",
+    "timecourse_rho_sensitivity.csv",
 ]  # fmt: skip
 FIGURES = [f"forest_{w}.{e}" for w in WINDOWS for e in ("png", "pdf")] + [
     "timecourse.png",

@@ -16,9 +16,11 @@ Intercept-only closed forms (the projection ``P = W - w w' / sum(w)`` of ``proje
 
 Iterative steps keep a per-row "active" mask and follow the scalar code step for step, so each
 row visits the same iterates as a one-by-one fit: Fisher scoring (EB, ML, REML) with the same
-start value, step-halving, threshold 1e-5 and iteration limit; Brent's ``zeroin`` (R's
-``uniroot``) run in lock-step over rows for Paule-Mandel and both Q-profile bounds. Results
-agree with one-by-one fits to rounding (tests/test_batch.py checks 1e-10).
+start value, step-halving, threshold and iteration limit; Brent's ``zeroin`` (R's
+``uniroot``) run in lock-step over rows for Paule-Mandel and both Q-profile bounds. The stopping
+rules come from the same :class:`~.control.Control` as the one-by-one fit (metafor's
+``control``; None = metafor's defaults: threshold 1e-5, 100 iterations, uniroot tol
+eps^0.25). Results agree with one-by-one fits to rounding (tests/test_batch.py checks 1e-10).
 
 Rows that cannot be fitted (no studies, non-finite or non-positive variances, an estimator that
 does not converge) are kept: their numbers are NaN and ``converged`` is False, with the reason in
@@ -35,9 +37,10 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
+from .control import Control, resolve
 from .rma import METHODS, TESTS
 from .rootfind import R_UNIROOT_TOL
-from .tau2 import MAXITER, TAU2_MIN, THRESHOLD
+from .tau2 import TAU2_MIN
 
 Array = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -290,8 +293,8 @@ class _Tau2Rows:
     notes: list[list[str]]
 
 
-def _estimate_rows(b: _Block, method: str) -> _Tau2Rows:
-    """``tau2.estimate_tau2(y, v, ones, method)`` for every row of the (centred) block ``b``."""
+def _estimate_rows(b: _Block, method: str, ctl: Control) -> _Tau2Rows:
+    """``tau2.estimate_tau2(y, v, ones, method, ctl)`` for every row of the centred block ``b``."""
     n = b.k.size
     k, dfr = b.k, b.k - 1.0
     iters = np.zeros(n, dtype=np.int64)
@@ -306,16 +309,16 @@ def _estimate_rows(b: _Block, method: str) -> _Tau2Rows:
         tau2_0 = _row_var(b)
         tau2 = tau2_0 * _qgen(b, tau2_0) / dfr
     elif method == "PM":
-        tau2, iters, failed, error = _paule_mandel(b)
+        tau2, iters, failed, error = _paule_mandel(b, ctl)
     else:
         tau2 = _hedges(b)
         if method in ("EB", "ML", "REML"):
             start = np.maximum(np.maximum(0.0, tau2), TAU2_MIN)
-            tau2, iters, failed = _fisher_scoring(b, start, method)
+            tau2, iters, failed = _fisher_scoring(b, start, method, ctl)
             for i in np.flatnonzero(failed):
-                error[i] = f"{method}: Fisher scoring did not converge in {MAXITER} iterations"
+                error[i] = f"{method}: Fisher scoring did not converge in {ctl.maxiter} iterations"
             if method in ("ML", "REML"):
-                tau2 = _ll0_check(b, tau2, method == "REML", failed, notes)
+                tau2 = _ll0_check(b, tau2, method == "REML", failed, notes, ctl)
     tau2 = np.maximum(TAU2_MIN, tau2)
     se = _se_tau2(b, tau2, method)
     tau2[failed] = np.nan
@@ -331,7 +334,7 @@ def _hedges(b: _Block) -> Array:
     return ((r * r).sum(axis=1) - (sv - sv / b.k)) / (b.k - 1.0)
 
 
-def _paule_mandel(b: _Block) -> tuple[Array, IntArray, NDArray[np.bool_], list[str]]:
+def _paule_mandel(b: _Block, ctl: Control) -> tuple[Array, IntArray, NDArray[np.bool_], list[str]]:
     n = b.k.size
     target = b.k - 1.0
     tau2 = np.full(n, TAU2_MIN)
@@ -343,7 +346,7 @@ def _paule_mandel(b: _Block) -> tuple[Array, IntArray, NDArray[np.bool_], list[s
     if search.size == 0:
         return tau2, iters, failed, error
     sub = b.take(search)
-    upper = _tau2_max(sub)
+    upper = _tau2_max(sub) if ctl.tau2_max is None else np.full(search.size, float(ctl.tau2_max))
     q_up = _qgen(sub, upper)
     too_low = q_up > target[search]
     for j in np.flatnonzero(too_low):
@@ -360,17 +363,17 @@ def _paule_mandel(b: _Block) -> tuple[Array, IntArray, NDArray[np.bool_], list[s
 
     lo = np.full(rows.size, TAU2_MIN)
     root, it, conv = zeroin_batch(
-        f, lo, upper[ok], q0[rows] - tgt, q_up[ok] - tgt, R_UNIROOT_TOL, MAXITER
+        f, lo, upper[ok], q0[rows] - tgt, q_up[ok] - tgt, ctl.tol, ctl.maxiter
     )
     tau2[rows], iters[rows] = root, it
     for j in np.flatnonzero(~conv):
         failed[rows[j]] = True
-        error[rows[j]] = "Paule-Mandel: root search did not converge"
+        error[rows[j]] = f"Paule-Mandel: root search did not converge in {ctl.maxiter} iterations"
     return tau2, iters, failed, error
 
 
 def _fisher_scoring(
-    b: _Block, tau2: Array, method: str
+    b: _Block, tau2: Array, method: str, ctl: Control
 ) -> tuple[Array, IntArray, NDArray[np.bool_]]:
     """EB / ML / REML iterations of ``tau2._fisher_scoring`` with a per-row active mask."""
     tau2 = tau2.astype(float).copy()
@@ -405,10 +408,10 @@ def _fisher_scoring(
         change = np.abs(t - new)
         tau2[act] = new
         iters[act] = iteration
-        if iteration > MAXITER:
+        if iteration > ctl.maxiter:
             failed[act] = True
             break
-        act = act[change > THRESHOLD]
+        act = act[change > ctl.threshold]
     return tau2, iters, failed
 
 
@@ -427,12 +430,17 @@ def _loglik(b: _Block, tau2: Array | float, reml: bool) -> Array:
 
 
 def _ll0_check(
-    b: _Block, tau2: Array, reml: bool, failed: NDArray[np.bool_], notes: list[list[str]]
+    b: _Block,
+    tau2: Array,
+    reml: bool,
+    failed: NDArray[np.bool_],
+    notes: list[list[str]],
+    ctl: Control,
 ) -> Array:
     """metafor's guard against a local maximum (tau2._ll0_check)."""
     ll0 = _loglik(b, 0.0, reml)
     ll = _loglik(b, tau2, reml)
-    reset = (ll0 - ll > R_UNIROOT_TOL) & (tau2 > THRESHOLD) & ~failed
+    reset = (ll0 - ll > ctl.tol) & (tau2 > ctl.threshold) & ~failed
     for i in np.flatnonzero(reset):
         notes[i].append(
             "Fisher scoring may have stopped at a local maximum; tau^2 set to 0 (as metafor)"
@@ -477,16 +485,19 @@ def _se_tau2(b: _Block, tau2: Array, method: str) -> Array:
 # ---------------------------------------------------------------------------------------------
 
 
-def _qprofile(b: _Block, tau2: Array, level: float) -> tuple[Array, Array, list[str]]:
+def _qprofile(b: _Block, tau2: Array, level: float, ctl: Control) -> tuple[Array, Array, list[str]]:
+    """``tau2_ci.qprofile_ci`` for every row, with the same control and notes."""
     n = tau2.size
     alpha = 1.0 - level
     dfr = b.k - 1.0
     crit_u = stats.chi2.isf(alpha / 2, dfr)
     crit_l = stats.chi2.ppf(alpha / 2, dfr)
     lo_end = np.minimum(0.0, tau2)
-    hi_end = np.maximum(np.maximum(100.0, 10.0 * tau2), 10.0 * lo_end)
+    if ctl.tau2_max is None:
+        hi_end = np.maximum(np.maximum(100.0, 10.0 * tau2), 10.0 * lo_end)
+    else:
+        hi_end = np.full(n, float(ctl.tau2_max))
     q_lo, q_hi = _qgen(b, lo_end), _qgen(b, hi_end)
-    notes: list[list[str]] = [[] for _ in range(n)]
 
     up_zero = q_lo < crit_l
     up_end = ~up_zero & (q_hi > crit_l)
@@ -494,13 +505,8 @@ def _qprofile(b: _Block, tau2: Array, level: float) -> tuple[Array, Array, list[
     lo_end_hit = q_hi > crit_u
     lo_zero = ~lo_end_hit & (q_lo < crit_u)
     lower = np.where(lo_end_hit, hi_end, lo_end)
-    for i in range(n):
-        if up_zero[i]:
-            notes[i].append("upper bound at 0: Q is below its lower quantile even with tau^2 = 0")
-        elif up_end[i]:
-            notes[i].append(f"upper bound > {hi_end[i]:g} (end of the search interval)")
-        if lo_end_hit[i]:
-            notes[i].append(f"lower bound > {hi_end[i]:g} (end of the search interval)")
+    up_fail = np.zeros(n, dtype=bool)
+    lo_fail = np.zeros(n, dtype=bool)
 
     need_up = np.flatnonzero(~up_zero & ~up_end)
     need_lo = np.flatnonzero(~lo_end_hit & ~lo_zero)
@@ -512,12 +518,34 @@ def _qprofile(b: _Block, tau2: Array, level: float) -> tuple[Array, Array, list[
         def f(t: Array, idx: IntArray) -> Array:
             return _qgen(sub.take(idx), t) - target[idx]
 
-        root, _, _ = zeroin_batch(
+        root, _, conv = zeroin_batch(
             f, lo_end[rows], hi_end[rows], q_lo[rows] - target, q_hi[rows] - target,
-            R_UNIROOT_TOL, 1000,
+            ctl.ci_tol, ctl.ci_maxiter,
         )  # fmt: skip
+        root = np.where(conv, root, np.nan)  # unconverged bound: NaN with a note
         upper[need_up] = root[: need_up.size]
         lower[need_lo] = root[need_up.size :]
+        up_fail[need_up] = ~conv[: need_up.size]
+        lo_fail[need_lo] = ~conv[need_up.size :]
+
+    def not_found(which: str) -> str:
+        return (
+            f"{which} bound not found: root search did not converge in "
+            f"{ctl.ci_maxiter} iterations (ci_maxiter); set to NaN"
+        )
+
+    notes: list[list[str]] = [[] for _ in range(n)]
+    for i in np.flatnonzero(up_zero | up_end | up_fail | lo_end_hit | lo_fail):
+        if up_zero[i]:
+            notes[i].append("upper bound at 0: Q is below its lower quantile even with tau^2 = 0")
+        elif up_end[i]:
+            notes[i].append(f"upper bound > {hi_end[i]:g} (end of the search interval)")
+        elif up_fail[i]:
+            notes[i].append(not_found("upper"))
+        if lo_end_hit[i]:
+            notes[i].append(f"lower bound > {hi_end[i]:g} (end of the search interval)")
+        elif lo_fail[i]:
+            notes[i].append(not_found("lower"))
     return lower, upper, ["; ".join(x) for x in notes]
 
 
@@ -584,7 +612,9 @@ def _fit(
     method: str | Sequence[str],
     test: str,
     level: float,
+    control: Control | None,
 ) -> BatchResult:
+    ctl = resolve(control)
     methods = _methods(method)
     if test not in TESTS:
         raise ValueError(f"unknown test {test!r}; expected one of {TESTS}")
@@ -600,7 +630,7 @@ def _fit(
         _fit_single(_compact(y[single], v[single], present[single]), single, res, level)
     if multi.size:
         block = _compact(y[multi], v[multi], present[multi])
-        _fit_multi(block, multi, res, methods, test, level)
+        _fit_multi(block, multi, res, methods, test, level, ctl)
     return res
 
 
@@ -626,7 +656,13 @@ def _fit_single(b: _Block, rows: IntArray, res: BatchResult, level: float) -> No
 
 
 def _fit_multi(
-    b: _Block, rows: IntArray, res: BatchResult, methods: list[str], test: str, level: float
+    b: _Block,
+    rows: IntArray,
+    res: BatchResult,
+    methods: list[str],
+    test: str,
+    level: float,
+    ctl: Control,
 ) -> None:
     """k >= 2: rma._core plus fit_random_effects for every row of b (result rows ``rows``)."""
     n = rows.size
@@ -645,7 +681,7 @@ def _fit_multi(
         if meth == "FE":
             pending = pending[:0]
             break
-        est = _estimate_rows(bc.take(pending), meth)
+        est = _estimate_rows(bc.take(pending), meth, ctl)
         ok = ~est.failed
         tau2[pending[ok]], tau2_se[pending[ok]] = est.tau2[ok], est.se[ok]
         iters[pending[ok]] = est.iterations[ok]
@@ -707,7 +743,7 @@ def _fit_multi(
     ci_lo, ci_hi = np.full(n, np.nan), np.full(n, np.nan)
     re_rows = np.flatnonzero(~is_fe & ~failed)
     if re_rows.size:
-        lo, hi, notes = _qprofile(b.take(re_rows), tau2[re_rows], level)
+        lo, hi, notes = _qprofile(b.take(re_rows), tau2[re_rows], level, ctl)
         ci_lo[re_rows], ci_hi[re_rows] = lo, hi
         for j, note in enumerate(notes):
             if note:
@@ -750,21 +786,24 @@ def fit_random_effects_batch(
     method: str | Sequence[str] = "REML",
     test: str = "z",
     level: float = 0.95,
+    control: Control | None = None,
 ) -> BatchResult:
     """Fit one intercept-only model per row of ``yi``/``vi`` (m x K; NaN in both = no study).
 
     Equivalent, row by row and to rounding, to ``fit_random_effects(yi[i][present],
-    vi[i][present], method, test, level)`` (metafor ``rma``; see the module docstring), but
-    vectorised over rows. A position where only one of yi/vi is NaN, or vi <= 0, makes its row
-    "not fitted" (NaN results, ``converged`` False, reason in ``warnings``), as do rows whose
-    estimator(s) fail to converge. A 1-D input is one row.
+    vi[i][present], method, test, level, control)`` (metafor ``rma``; see the module
+    docstring), but vectorised over rows. ``control``: metafor's stopping rules
+    (:class:`~.control.Control`; None = metafor's defaults). A position where only one of
+    yi/vi is NaN, or vi <= 0, makes its row "not fitted" (NaN results, ``converged`` False,
+    reason in ``warnings``), as do rows whose estimator(s) fail to converge. A 1-D input is one
+    row.
     """
     y = np.atleast_2d(np.asarray(yi, dtype=float))
     v = np.atleast_2d(np.asarray(vi, dtype=float))
     if y.shape != v.shape or y.ndim != 2:
         raise ValueError(f"yi and vi must be 2-D arrays of one shape, got {y.shape} and {v.shape}")
     present = ~(np.isnan(y) & np.isnan(v))
-    return _fit(y, v, present, method, test, level)
+    return _fit(y, v, present, method, test, level, control)
 
 
 def fit_random_effects_batch_long(
@@ -775,6 +814,7 @@ def fit_random_effects_batch_long(
     method: str | Sequence[str] = "REML",
     test: str = "z",
     level: float = 0.95,
+    control: Control | None = None,
 ) -> BatchResult:
     """One model per group of a long table (one row per study), as ``fit_random_effects_batch``.
 
@@ -797,7 +837,7 @@ def fit_random_effects_batch_long(
     y[code, pos] = df[yi].to_numpy(dtype=float)
     v[code, pos] = df[vi].to_numpy(dtype=float)
     present[code, pos] = True
-    res = _fit(y, v, present, method, test, level)
+    res = _fit(y, v, present, method, test, level, control)
     first = np.unique(code, return_index=True)[1]
     res.groups = df.iloc[first][keys].reset_index(drop=True)
     return res

@@ -10,6 +10,14 @@ Each claim in the config has words (`claim`), a `source`, and a machine-checkabl
 
 A verdict rests on pooled models only: a condition informed by fewer than two studies (k < 2) is
 "not testable", and the table reports k and the numbers behind every verdict.
+
+With a `multivariate` table (one row per window from `timecourse_tables.model_table`: all
+windows of the primary outcome fitted jointly), the window-based checks (`ci_excludes_0`,
+`ci_includes_0`, `largest_of_windows`) are also judged on the multivariate estimates, in the
+columns `verdict_multivariate`, `k_mv`, `estimate_mv`, `ci_low_mv`, `ci_high_mv`, `details_mv`.
+Checks on subgroups, other outcomes or proportions are "not applicable" there (the model has
+the primary outcome, all studies, only); a model whose status is not "ok" (failed, not
+converged, over-parameterised) makes every applicable check "not testable".
 """
 
 from __future__ import annotations
@@ -21,7 +29,14 @@ import pandas as pd
 
 from .errors import ConfigError
 
-__all__ = ["CHECKS", "CLAIM_COLUMNS", "check_claims", "normalise_level", "validate_claims"]
+__all__ = [
+    "CHECKS",
+    "CLAIM_COLUMNS",
+    "MV_CLAIM_COLUMNS",
+    "check_claims",
+    "normalise_level",
+    "validate_claims",
+]
 
 CHECKS: tuple[str, ...] = (
     "ci_excludes_0",
@@ -32,6 +47,7 @@ CHECKS: tuple[str, ...] = (
 )
 DIRECTIONS: tuple[str, ...] = ("positive", "negative", "any")
 SUPPORTED, NOT_SUPPORTED, NOT_TESTABLE = "supported", "not supported", "not testable"
+NOT_APPLICABLE = "not applicable"  # multivariate verdict only: the model does not cover it
 MIN_K = 2
 CLAIM_COLUMNS: tuple[str, ...] = (
     "id",
@@ -46,6 +62,15 @@ CLAIM_COLUMNS: tuple[str, ...] = (
     "ci_high",
     "details",
 )
+MV_CLAIM_COLUMNS: tuple[str, ...] = (
+    "verdict_multivariate",
+    "k_mv",
+    "estimate_mv",
+    "ci_low_mv",
+    "ci_high_mv",
+    "details_mv",
+)
+MV_CHECKS: tuple[str, ...] = ("ci_excludes_0", "ci_includes_0", "largest_of_windows")
 
 
 def normalise_level(value: object) -> str:
@@ -243,7 +268,9 @@ def _check_one(
 def _combine(outs: list[_Outcome]) -> _Outcome:
     verdicts = {o.verdict for o in outs}
     verdict = (
-        NOT_TESTABLE
+        NOT_APPLICABLE
+        if NOT_APPLICABLE in verdicts
+        else NOT_TESTABLE
         if NOT_TESTABLE in verdicts
         else NOT_SUPPORTED
         if NOT_SUPPORTED in verdicts
@@ -253,6 +280,31 @@ def _combine(outs: list[_Outcome]) -> _Outcome:
     if len(outs) == 1:
         out.numbers = outs[0].numbers
     return out
+
+
+def _check_mv(
+    cond: Mapping[str, object],
+    mv: pd.DataFrame,
+    windows: Sequence[str],
+    defaults: Mapping[str, str],
+) -> _Outcome:
+    """One condition judged on the multivariate model's window estimates."""
+    check = str(cond["check"])
+    if cond.get("subgroup") is not None:
+        return _Outcome(NOT_APPLICABLE, 0, ["model fitted to all studies, not per subgroup"])
+    if check not in MV_CHECKS:
+        return _Outcome(NOT_APPLICABLE, 0, [f"{check} is not a check of window effects"])
+    for field in ("outcome", "measure"):
+        want = str(cond.get(field, defaults[field]))
+        have = sorted(set(mv[field].astype(str)))
+        if have != [want]:
+            return _Outcome(
+                NOT_APPLICABLE, 0, [f"model fitted to {field} {'/'.join(have)}, not {want}"]
+            )
+    bad = sorted(set(mv.loc[mv["k"] > 0, "status"].astype(str)) - {"ok"})
+    if bad:
+        return _Outcome(NOT_TESTABLE, 0, [f"multivariate model status: {', '.join(bad)}"])
+    return _check_one(cond, mv, None, windows, defaults)
 
 
 def _describe(cond: Mapping[str, object]) -> str:
@@ -275,17 +327,23 @@ def check_claims(
     proportions: pd.DataFrame | None = None,
     outcome: str = "score",
     measure: str = "SMD",
+    multivariate: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Evaluate each claim on the pooled table (and pooled proportions); one row per claim.
 
     `pooled` has the `pooling.POOLED_COLUMNS`; `outcome`/`measure` are the defaults a condition
     uses when it names none. `k` is the smallest k among the claim's conditions.
+    `multivariate` (outcome, measure, timepoint, k, estimate, ci_low, ci_high, status; one row
+    per window) adds the `MV_CLAIM_COLUMNS` (see the module docstring).
     """
     subgroups = sorted(set(pooled["moderator"]) - {"all"})
     if proportions is not None and "moderator" in proportions:
         subgroups = sorted(set(subgroups) | (set(proportions["moderator"]) - {"all"}))
     validate_claims(claims, windows, subgroups)
     defaults = {"outcome": outcome, "measure": measure}
+    mv = None
+    if multivariate is not None:  # one "all studies" row per window, as _select expects
+        mv = multivariate.assign(subgroup="all", moderator="all", level="all")
     rows = []
     for claim in claims:
         conds = _conditions(claim)
@@ -299,4 +357,13 @@ def check_claims(
             "k": result.k, "estimate": est, "ci_low": lo, "ci_high": hi,
             "details": "; ".join(result.details),
         })  # fmt: skip
-    return pd.DataFrame(rows, columns=list(CLAIM_COLUMNS))
+        if mv is not None:
+            res_mv = _combine([_check_mv(c, mv, windows, defaults) for c in conds])
+            est, lo, hi = res_mv.numbers
+            rows[-1].update({
+                "verdict_multivariate": res_mv.verdict, "k_mv": res_mv.k,
+                "estimate_mv": est, "ci_low_mv": lo, "ci_high_mv": hi,
+                "details_mv": "; ".join(dict.fromkeys(res_mv.details)),
+            })  # fmt: skip
+    columns = list(CLAIM_COLUMNS) + (list(MV_CLAIM_COLUMNS) if mv is not None else [])
+    return pd.DataFrame(rows, columns=columns)

@@ -16,7 +16,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
-from .rma import RMAResult, fit_random_effects
+from .rma import TAU2_CI_SKIPPED, RMAResult, fit_random_effects
 
 __all__ = ["cumulative", "fit_pooled", "influence", "leave_one_out", "pooled_row"]
 
@@ -56,14 +56,27 @@ def as_study_arrays(yi: ArrayLike, vi: ArrayLike, *, min_k: int = 1) -> tuple[Ar
 
 
 def fit_pooled(
-    yi: ArrayLike, vi: ArrayLike, method: str = "REML", test: str = "z", level: float = 0.95
+    yi: ArrayLike,
+    vi: ArrayLike,
+    method: str = "REML",
+    test: str = "z",
+    level: float = 0.95,
+    compute_tau2_ci: bool = True,
 ) -> RMAResult:
     """``fit_random_effects`` with metafor's k = 1 rule: rma.uni sets test="z" when k = 1.
 
     (With k = 1 tau^2 is 0 and the estimate is the study itself; the engine does that.)
+    ``compute_tau2_ci=False`` skips the Q-profile CI of tau^2 (see ``fit_random_effects``).
     """
     y, v = as_study_arrays(yi, vi, min_k=1)
-    return fit_random_effects(y, v, method=method, test="z" if y.size == 1 else test, level=level)
+    return fit_random_effects(
+        y,
+        v,
+        method=method,
+        test="z" if y.size == 1 else test,
+        level=level,
+        compute_tau2_ci=compute_tau2_ci,
+    )
 
 
 def pooled_row(res: RMAResult | None) -> list[float]:
@@ -74,19 +87,29 @@ def pooled_row(res: RMAResult | None) -> list[float]:
 
 
 def _try_fit(
-    y: Array, v: Array, method: str, test: str, level: float, what: str, log: list[str]
+    y: Array,
+    v: Array,
+    method: str,
+    test: str,
+    level: float,
+    what: str,
+    log: list[str],
+    compute_tau2_ci: bool = True,
 ) -> RMAResult | None:
     """Refit, turning a failure into a logged warning (metafor's try() leaves NA in that row).
 
     Only numerical failures (non-convergence, singular systems) are caught; invalid arguments
-    still raise.
+    still raise. With ``compute_tau2_ci=False`` (refits whose table has no tau^2 CI column)
+    the CI is skipped and so is the engine's note saying so.
     """
     try:
-        fit = fit_pooled(y, v, method=method, test=test, level=level)
+        fit = fit_pooled(
+            y, v, method=method, test=test, level=level, compute_tau2_ci=compute_tau2_ci
+        )
     except (RuntimeError, ArithmeticError, np.linalg.LinAlgError) as err:
         log.append(f"{what}: fit failed ({type(err).__name__}: {err}); row set to NaN")
         return None
-    log.extend(f"{what}: {w}" for w in fit.warnings)
+    log.extend(f"{what}: {w}" for w in fit.warnings if w != TAU2_CI_SKIPPED)
     return fit
 
 
@@ -119,6 +142,7 @@ def leave_one_out(
     Returns one row per omitted study (index ``omitted``) with estimate, se, stat (z or t),
     pval, ci_low, ci_high, Q, Q_p, tau2, I2, H2 and ``converged``. For method="FE" metafor omits
     the tau2 column; here it is kept and equals 0. ``attrs``: stat_name, method, test, warnings.
+    The refits skip the Q-profile CI of tau^2 (not part of the table), so its notes are absent.
     """
     y, v = as_study_arrays(yi, vi, min_k=2)
     k = y.size
@@ -126,7 +150,7 @@ def leave_one_out(
     log: list[str] = []
     names = _labels(labels, k)
     fits = [
-        _try_fit(y[keep[i]], v[keep[i]], method, test, level, f"omitting {names[i]!r}", log)
+        _try_fit(y[keep[i]], v[keep[i]], method, test, level, f"omitting {names[i]!r}", log, False)
         for i in range(k)
     ]
     out = _table(fits, names, "omitted")
@@ -153,7 +177,8 @@ def cumulative(
     input order. Without ``order`` the input order is used. Row j is the model fitted to the
     first j+1 studies; the index is the label of the study added at that step, column ``k``
     the number of studies in the model. The first row (k = 1) follows metafor: tau^2 = 0 and
-    a z test (see ``fit_pooled``).
+    a z test (see ``fit_pooled``). The refits skip the Q-profile CI of tau^2 (not part of the
+    table), so its notes are absent from ``attrs["warnings"]``.
     """
     y, v = as_study_arrays(yi, vi, min_k=1)
     k = y.size
@@ -172,7 +197,7 @@ def cumulative(
     y, v = y[perm], v[perm]
     log: list[str] = []
     fits = [
-        _try_fit(y[: j + 1], v[: j + 1], method, test, level, f"first {j + 1} studies", log)
+        _try_fit(y[: j + 1], v[: j + 1], method, test, level, f"first {j + 1} studies", log, False)
         for j in range(k)
     ]
     out = _table(fits, [names[i] for i in perm], "added")

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import codecs
 import csv
+import difflib
 import io
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +62,7 @@ ENUMS: dict[str, tuple[str, ...]] = {
 # Numeric columns: (kind, lower bound, lower bound inclusive, upper bound, upper inclusive).
 NUMERIC: dict[str, tuple[str, float | None, bool, float | None, bool]] = {
     "time_hours": ("float", 0.0, True, None, False),
-    "n": ("int", 1, True, None, False),
+    "n": ("int", 2, True, None, False),  # an arm of one participant has no SD
     "mean": ("float", None, False, None, False),
     "sd": ("float", 0.0, False, None, False),
     "se": ("float", 0.0, False, None, False),
@@ -75,9 +76,9 @@ NUMERIC: dict[str, tuple[str, float | None, bool, float | None, bool]] = {
     "effect_ci_low": ("float", None, False, None, False),
     "effect_ci_high": ("float", None, False, None, False),
     "t_stat": ("float", None, False, None, False),
-    "n_treatment": ("int", 1, True, None, False),
-    "n_control": ("int", 1, True, None, False),
-    "n_total": ("int", 1, True, None, False),
+    "n_treatment": ("int", 2, True, None, False),
+    "n_control": ("int", 2, True, None, False),
+    "n_total": ("int", 2, True, None, False),
     "r_within": ("float", -1.0, True, 1.0, True),
     "yi": ("float", None, False, None, False),
     "vi": ("float", 0.0, False, None, False),
@@ -164,6 +165,12 @@ TEXT_COLUMNS: tuple[str, ...] = (
 )
 
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+# Cells that mean "not reported" in other conventions; here the cell is left empty instead.
+_NOT_REPORTED = {"na", "n/a", "nan", "nr", "n.r.", "-", ".", "?", "none", "null", "missing", "#n/a"}
+# Columns whose misspelling would silently change the analysis (checked against the header).
+_SPELL_CHECKED: tuple[str, ...] = tuple(
+    sorted((set(EXTRACTION_REQUIRED) | set(NUMERIC) | set(ENUMS) | {"yi", "timepoint"}) - {"doi"})
+)
 
 
 def _decode(raw: bytes, path: str) -> str:
@@ -173,16 +180,42 @@ def _decode(raw: bytes, path: str) -> str:
             return raw.decode("utf-16")
         except UnicodeDecodeError as err:
             raise SheetError(path, f"not valid UTF-16 text ({err.reason})") from None
+    if raw.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
+        raise SheetError(
+            path, "is an Excel workbook, not a CSV file: save it as 'CSV UTF-8'", line=1
+        )
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
+        column, cell = _undecodable_cell(raw, err.start)
         raise SheetError(
             path,
             "is not UTF-8 text (save the sheet as 'CSV UTF-8'); "
             f"byte 0x{raw[err.start]:02x} cannot be decoded",
             line=line,
+            column=column,
+            found=cell,
         ) from None
+
+
+def _undecodable_cell(raw: bytes, position: int) -> tuple[str | None, str | None]:
+    """Column name and text (bad bytes shown as U+FFFD) of the cell holding byte `position`."""
+    start = raw.rfind(b"\n", 0, position) + 1
+    end = raw.find(b"\n", position)
+    line = raw[start : len(raw) if end < 0 else end].decode("utf-8", errors="replace")
+    head = raw[: max(raw.find(b"\n"), 0) or len(raw)].decode("utf-8-sig", errors="replace")
+    before = raw[start:position].decode("utf-8", errors="replace")
+    try:
+        index = len(next(csv.reader([before]), [""])) - 1
+        cells = next(csv.reader([line.rstrip("\r")]), [])
+        names = next(csv.reader([head.rstrip("\r")]), [])
+    except csv.Error:
+        return None, None
+    if start == 0:  # the header line itself
+        return None, line.rstrip("\r")
+    name = names[index].strip().lower() if index < len(names) else None
+    return name or None, cells[index].strip() if index < len(cells) else None
 
 
 def _records(text: str, path: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
@@ -205,9 +238,23 @@ def _records(text: str, path: str) -> tuple[list[str], list[tuple[int, list[str]
                 continue
             records.append((start, cells))
     except csv.Error as err:
+        if "end of data" in str(err):  # a quote opened in the record starting at `line`
+            raise SheetError(
+                path,
+                'is not valid CSV: a quoted field (") that starts in this row is never closed',
+                line=line,
+            ) from None
         raise SheetError(path, f"is not valid CSV ({err})", line=reader.line_num) from None
     if header is None or not any(header):
         raise SheetError(path, "is empty: expected a header line with column names", line=1)
+    for sep, name in ((";", "semicolons"), ("\t", "tabs")):
+        if sum(h.count(sep) for h in header) >= max(2, len(header)):
+            raise SheetError(
+                path,
+                f"is not comma-separated: the header has {name} between column names (save it "
+                "as CSV with ',' between fields and '.' as decimal mark)",
+                line=1,
+            )
     return header, records
 
 
@@ -229,16 +276,37 @@ def _table(path: str, header: list[str], records: list[tuple[int, list[str]]]) -
         for line, cells in records:
             if i < len(cells) and cells[i].strip():
                 raise SheetError(
-                    path, f"value in field {i + 1}, which has no column name", line=line
+                    path,
+                    f"value in field {i + 1}, which has no column name (name the column in "
+                    "line 1 or delete the value)",
+                    line=line,
                 )
     keep = [i for i, name in enumerate(header) if name]
-    data = {
-        header[i]: [cells[i].strip() if i < len(cells) else "" for _, cells in records]
-        for i in keep
-    }
+    # pad short rows with empty cells, then transpose once (fast for large sheets)
+    padded = [cells if len(cells) >= width else cells + [""] * (width - len(cells))
+              for _, cells in records]  # fmt: skip
+    columns = list(zip(*padded, strict=False)) if padded else [()] * width
+    data = {header[i]: [c.strip() for c in columns[i]] for i in keep}
     frame = pd.DataFrame(data, dtype=object)
     frame["source_row"] = [line for line, _ in records]
     return frame
+
+
+def _number_hint(text: str, column: str) -> str:
+    """What to change in a cell that is not a plain number (appended to the message)."""
+    lowered = text.lower()
+    hint = " with '.' as decimal mark" if "," in text else ""
+    if lowered in _NOT_REPORTED:
+        hint += "; leave the cell empty if not reported"
+    elif text.startswith("#"):
+        hint += "; this is a spreadsheet error value: fix the formula, or leave the cell empty"
+    elif "\u2212" in text or "\u2013" in text:
+        hint += "; type the minus sign as '-' (hyphen-minus), not '\u2212' or '\u2013'"
+    elif text.endswith("%"):
+        hint += "; without the '%' sign"
+    elif column == "time_hours" and re.search(r"[A-Za-z]", text):
+        hint += "; time_hours is hours after the first dose (1 day = 24)"
+    return hint
 
 
 def _parse_numeric(path: str, column: str, values: pd.Series, lines: pd.Series) -> np.ndarray:
@@ -250,17 +318,21 @@ def _parse_numeric(path: str, column: str, values: pd.Series, lines: pd.Series) 
             continue
         what = "a whole number" if kind == "int" else "a number"
         if not _NUMBER.match(text):
-            hint = " with '.' as decimal mark" if "," in text else ""
-            hint += (
-                "; leave the cell empty if not reported"
-                if text.lower() in {"na", "n/a", "nan", "nr", "-", "none", "null"}
-                else ""
+            raise SheetError(
+                path,
+                f"expected {what}{_number_hint(text, column)}",
+                line=line,
+                column=column,
+                found=text,
             )
-            raise SheetError(path, f"expected {what}{hint}", line=line, column=column, found=text)
         value = float(text)
         if not math.isfinite(value):
             raise SheetError(
-                path, f"expected a finite {what}", line=line, column=column, found=text
+                path,
+                f"expected a finite {what.removeprefix('a ')}",
+                line=line,
+                column=column,
+                found=text,
             )
         if kind == "int" and value != int(value):
             raise SheetError(path, "expected a whole number", line=line, column=column, found=text)
@@ -293,9 +365,15 @@ def _check_enums(path: str, frame: pd.DataFrame) -> None:
         bad = (lowered != "") & ~lowered.isin(allowed)
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
+            hint = ""
+            if frame[column].iloc[i].lower() in _NOT_REPORTED:  # "NA", ".", ...
+                if column not in EXTRACTION_REQUIRED:
+                    hint = "; leave the cell empty if not reported"
+                elif "unclear" in allowed:
+                    hint = "; use 'unclear' if not reported"
             raise SheetError(
                 path,
-                f"expected one of {', '.join(allowed)}",
+                f"expected one of {', '.join(allowed)}{hint}",
                 line=int(frame["source_row"].iloc[i]),
                 column=column,
                 found=frame[column].iloc[i],
@@ -328,6 +406,20 @@ def _validate_extraction(path: str, frame: pd.DataFrame) -> None:
     contrast = (frame["arm_role"].str.lower() == "contrast").to_numpy()
     for column in EXTRACTION_REQUIRED:
         if column == "n":
+            derive = np.zeros(len(frame), dtype=bool)
+            for other in ("se", "ci_low"):
+                if other in frame:
+                    derive |= (frame[other] != "").to_numpy()
+            if "sd" in frame:
+                derive &= (frame["sd"] == "").to_numpy()
+            _require_values(
+                path,
+                frame,
+                column,
+                ~contrast & derive,
+                "on treatment and control rows: the SD is derived from the SE or CI with n "
+                "(SD = SE x sqrt(n))",
+            )
             _require_values(path, frame, column, ~contrast, "on treatment and control rows")
         else:
             _require_values(path, frame, column, every, "on every row")
@@ -409,6 +501,76 @@ def _cross_field_checks(path: str, frame: pd.DataFrame) -> None:
             fail((frame[low] > frame[high]).to_numpy(), low, f"{low} must not exceed {high}")
             one = frame[low].isna().to_numpy() != frame[high].isna().to_numpy()
             fail(one, low, f"{low} and {high} must be given together")
+    _conflicting_statistics(frame, fail)
+
+
+def _conflicting_statistics(
+    frame: pd.DataFrame, fail: Callable[[np.ndarray, str, str], None]
+) -> None:
+    """Two statistics on one row that cannot both be true: the row is ambiguous, not usable.
+
+    A mean outside its own CI; se and sd that disagree by more than 10% (se = sd / sqrt(n),
+    Cochrane Handbook 6.5.2.2; 10% leaves room for rounding of printed values); an effect
+    variance that is not the square of its SE; counts on a score row or means on a count row.
+    """
+
+    def col(name: str) -> np.ndarray:
+        return frame[name].to_numpy(dtype=float) if name in frame else np.full(len(frame), np.nan)
+
+    def fmt(x: np.ndarray) -> np.ndarray:
+        return np.array([f"{v:g}" for v in x], dtype=object)
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for value, low, high in (("mean", "ci_low", "ci_high"), ("effect", "effect_ci_low",
+                                                                 "effect_ci_high")):  # fmt: skip
+            v, lo, hi = col(value), col(low), col(high)
+            outside = (v < lo) | (v > hi)
+            if outside.any():
+                i = int(np.flatnonzero(outside)[0])
+                fail(
+                    outside,
+                    value,
+                    f"{value} {fmt(v)[i]} lies outside its own CI [{fmt(lo)[i]}, {fmt(hi)[i]}]: "
+                    "the statistics on this row disagree",
+                )
+        sd, se, n = col("sd"), col("se"), col("n")
+        expected = sd / np.sqrt(n)
+        off = np.abs(se / expected - 1) > 0.1
+        if off.any():
+            i = int(np.flatnonzero(off)[0])
+            fail(
+                off,
+                "se",
+                f"sd {sd[i]:g} and se {se[i]:g} disagree for n = {n[i]:g} (se = sd / sqrt(n) "
+                f"would be {expected[i]:.3g}); give only the one the source reports",
+            )
+        var, ese = col("effect_var"), col("effect_se")
+        off = np.abs(var / ese**2 - 1) > 0.1
+        if off.any():
+            i = int(np.flatnonzero(off)[0])
+            fail(
+                off,
+                "effect_var",
+                f"effect_var {var[i]:g} is not effect_se squared ({ese[i] ** 2:.3g}); give "
+                "only the one the source reports",
+            )
+    if "outcome" in frame:
+        outcome = frame["outcome"].astype(str).str.lower().to_numpy()
+        score = outcome == "score"
+        binary = np.isin(outcome, ["response", "remission"])
+        fail(
+            score & ~np.isnan(col("events")),
+            "events",
+            "events given on a score row: put response/remission counts on their own rows "
+            "(outcome response or remission)",
+        )
+        for name in ("mean", "sd"):
+            fail(
+                binary & ~np.isnan(col(name)),
+                name,
+                f"{name} given on a response/remission row: put scores on their own rows "
+                "(outcome score)",
+            )
 
 
 def _finalise(path: str, frame: pd.DataFrame, sheet_format: str) -> pd.DataFrame:
@@ -428,6 +590,30 @@ def _finalise(path: str, frame: pd.DataFrame, sheet_format: str) -> pd.DataFrame
     return frame
 
 
+def _check_spelling(path: str, frame: pd.DataFrame) -> None:
+    """An unknown column that looks like a misspelt known one is an error, not ignored.
+
+    Otherwise a typo such as `ci_hgh` would silently drop a statistic. Only columns that change
+    the analysis are compared, only with known columns absent from the header, and only when
+    the lengths differ by at most 2 and the name does not contain the known name (so an
+    extension such as `source_address_used` is kept as an extra column).
+    """
+    known = set(TEXT_COLUMNS) | set(NUMERIC) | {"source_row"}
+    absent = [c for c in _SPELL_CHECKED if c not in frame]
+    for column in frame.columns:
+        if column in known:
+            continue
+        near = [c for c in absent if abs(len(c) - len(column)) <= 2 and c not in column]
+        close = difflib.get_close_matches(column, near, n=1, cutoff=0.8)
+        if close:
+            raise SheetError(
+                path,
+                f"unknown column name; did you mean '{close[0]}'? (rename the column)",
+                line=1,
+                column=column,
+            )
+
+
 def read_sheet(path: str | Path, *, label: str | None = None) -> pd.DataFrame:
     """Read and validate one sheet; return its rows with `source_file`, `source_row` added.
 
@@ -444,6 +630,7 @@ def read_sheet(path: str | Path, *, label: str | None = None) -> pd.DataFrame:
     frame = _table(name, header, records)
     if frame.empty:
         raise SheetError(name, "has a header but no data rows", line=1)
+    _check_spelling(name, frame)
     sheet_format = "precomputed" if "yi" in frame and "arm_role" not in frame else "extraction"
     _check_enums(name, frame)
     if sheet_format == "extraction":

@@ -6,6 +6,11 @@ estimates are separate models per level (each with its own tau^2, Borenstein et 
 ch. 19 "separate estimates of tau^2"); the test for subgroup differences is the omnibus Q_M
 test of a mixed-effects meta-regression on the subgroup as a categorical moderator (metafor
 `rma(yi, vi, mods = ~ factor(g))`, common tau^2), F-distributed under Knapp-Hartung.
+
+Numerical edge cases never surface as a silent NA: k = 0, k = 1, k = 2, tau^2 at its boundary,
+a huge ratio of sampling variances, and an estimator that does not converge are written into the
+row's `warnings`. When `method` does not converge, `method_fallback` (default DL) is tried, as
+metafor's `rma(..., method = c("REML", "DL"))`; the `method` column names the estimator used.
 """
 
 from __future__ import annotations
@@ -17,11 +22,13 @@ import pandas as pd
 from scipy import stats
 
 from .rma import fit_meta_regression, fit_random_effects
+from .tau2 import ConvergenceError
 
 __all__ = [
     "POOLED_COLUMNS",
     "SENSITIVITY_COLUMNS",
     "SUBGROUP_COLUMNS",
+    "estimators",
     "forest_data",
     "leave_one_out_rows",
     "pool_by_timepoint",
@@ -92,12 +99,49 @@ def _n_participants(group: pd.DataFrame, notes: list[str]) -> float:
     return float(n[~missing].sum()) if (~missing).any() else float("nan")
 
 
-def pool_group(group: pd.DataFrame, *, method: str, test: str, level: float) -> dict[str, object]:
+def estimators(method: str, method_fallback: str | None = "DL") -> list[str]:
+    """The tau^2 estimators to try in order: `method`, then the fallback (metafor c(m, fb)).
+
+    `method_fallback` None, "" or "none" means no fallback; a fallback equal to `method` is
+    dropped.
+    """
+    first = str(method).upper()
+    fb = "" if method_fallback is None else str(method_fallback).upper()
+    return [first] if fb in ("", "NONE", first) else [first, fb]
+
+
+def _explain_missing(row: dict[str, object], notes: list[str]) -> None:
+    """Name every result field that is NA, so no NA in the table goes unexplained."""
+    missing = [
+        f
+        for f in _RESULT_FIELDS
+        if not np.isfinite(float(row.get(f, np.nan)))  # type: ignore[arg-type]
+    ]
+    if not missing:
+        return
+    k = int(row["k"])  # type: ignore[call-overload]
+    why = (
+        "not estimable with a single study"
+        if k == 1
+        else "could not be computed for these data (see the other warnings)"
+    )
+    notes.append(f"NA: {', '.join(missing)} ({why})")
+
+
+def pool_group(
+    group: pd.DataFrame,
+    *,
+    method: str,
+    test: str,
+    level: float,
+    method_fallback: str | None = "DL",
+) -> dict[str, object]:
     """Pool one set of effects (`yi`, `vi`, `study_id`, `n_total`); return one table row.
 
     k = 0: a row of NA with the note; k = 1: the study's own estimate and Wald CI, nothing
     pooled (heterogeneity as metafor reports it for k = 1, explained in `warnings`);
-    k >= 2: `fit_random_effects(yi, vi, method, test, level)`.
+    k >= 2: `fit_random_effects(yi, vi, [method, method_fallback], test, level)`. If no
+    estimator converges the row is NA with the reason. Every NA field is named in `warnings`.
     """
     notes: list[str] = []
     k = len(group)
@@ -111,18 +155,30 @@ def pool_group(group: pd.DataFrame, *, method: str, test: str, level: float) -> 
         row["method"] = "none"
         row["warnings"] = "; ".join(notes)
         return row
-    res = fit_random_effects(
-        group["yi"].to_numpy(float),
-        group["vi"].to_numpy(float),
-        method=method,
-        test=test,
-        level=level,
-    )
+    try:
+        res = fit_random_effects(
+            group["yi"].to_numpy(float),
+            group["vi"].to_numpy(float),
+            method=estimators(method, method_fallback),
+            test=test,
+            level=level,
+        )
+    except ConvergenceError as err:
+        row.update({f: float("nan") for f in _RESULT_FIELDS})
+        row["method"] = "none (not converged)"
+        tried = " then ".join(estimators(method, method_fallback))
+        notes.insert(0, f"no tau^2 estimator converged ({tried}): {err}; nothing pooled")
+        _explain_missing(row, notes)
+        row["warnings"] = "; ".join(notes)
+        return row
     row.update({f: float(getattr(res, f)) for f in _RESULT_FIELDS})
     row["method"], row["test"] = res.method, res.test
     if k == 1:  # heterogeneity values as metafor reports them for k = 1; see the warning
         row["method"], row["test"] = "none (k = 1)", "z"  # Wald CI of the single study
+    if k == 2 and test != "knha":
+        notes.append("k = 2: tau^2 rests on two studies and is very imprecise")
     notes = list(res.warnings) + notes
+    _explain_missing(row, notes)
     row["warnings"] = "; ".join(notes)
     return row
 
@@ -153,6 +209,7 @@ def pool_by_timepoint(
     test: str = "knha",
     level: float = 0.95,
     outcomes: Sequence[str] | None = None,
+    method_fallback: str | None = "DL",
 ) -> pd.DataFrame:
     """Pooled table: one row per outcome x measure x timepoint x (all | subgroup level).
 
@@ -170,7 +227,9 @@ def pool_by_timepoint(
             in_tp = in_om[in_om["timepoint"] == tp]
             for column, lv in specs:
                 sub = in_tp if lv is None else in_tp[in_tp[column].astype(str) == lv]
-                row = pool_group(sub, method=method, test=test, level=level)
+                row = pool_group(
+                    sub, method=method, test=test, level=level, method_fallback=method_fallback
+                )
                 row.update(
                     outcome=outcome,
                     measure=measure,
@@ -224,6 +283,7 @@ def subgroup_tests(
     method: str = "REML",
     test: str = "knha",
     level: float = 0.95,
+    method_fallback: str | None = "DL",
 ) -> pd.DataFrame:
     """Test for subgroup differences per outcome x measure x timepoint x moderator.
 
@@ -267,14 +327,19 @@ def subgroup_tests(
                     X = np.column_stack(
                         [np.ones(len(sub))] + [(values == lv).astype(float) for lv in present[1:]]
                     )
-                    res = fit_meta_regression(
-                        sub["yi"].to_numpy(float),
-                        sub["vi"].to_numpy(float),
-                        X,
-                        method=method,
-                        test=test,
-                        level=level,
-                    )
+                    try:
+                        res = fit_meta_regression(
+                            sub["yi"].to_numpy(float),
+                            sub["vi"].to_numpy(float),
+                            X,
+                            method=estimators(method, method_fallback),
+                            test=test,
+                            level=level,
+                        )
+                    except ConvergenceError as err:
+                        row["note"] = f"not tested: no tau^2 estimator converged ({err})"
+                        rows.append(row)
+                        continue
                     df1, df2 = res.QM_df
                     row.update(
                         QM=res.QM,
@@ -300,6 +365,7 @@ def pool_proportions(
     test: str = "knha",
     level: float = 0.95,
     subgroups: Mapping[str, Sequence[str] | None] | None = None,
+    method_fallback: str | None = "DL",
 ) -> pd.DataFrame:
     """Pool logit proportions (`yi`, `vi`) per outcome x arm_role x timepoint, back-transformed.
 
@@ -323,7 +389,9 @@ def pool_proportions(
             in_tp = part[part["timepoint"] == tp]
             for column, lv in specs:
                 sub = in_tp if lv is None else in_tp[in_tp[column].astype(str) == lv]
-                row = pool_group(sub, method=method, test=test, level=level)
+                row = pool_group(
+                    sub, method=method, test=test, level=level, method_fallback=method_fallback
+                )
                 logit = {f: row[f] for f in ("estimate", "ci_low", "ci_high")}
                 for f in ("estimate", "ci_low", "ci_high", "pi_low", "pi_high"):
                     row[f"{f}_prop"] = (
@@ -472,13 +540,20 @@ def pool_variants(
     method: str = "REML",
     test: str = "knha",
     level: float = 0.95,
+    method_fallback: str | None = "DL",
 ) -> pd.DataFrame:
     """Pool each named effects table per window for one outcome/measure (sensitivity rows)."""
     frames = []
     for name, effects in variants.items():
         sel = effects[(effects["outcome"] == outcome) & (effects["measure"] == measure)]
         table = pool_by_timepoint(
-            sel, timepoints, method=method, test=test, level=level, outcomes=[outcome]
+            sel,
+            timepoints,
+            method=method,
+            test=test,
+            level=level,
+            outcomes=[outcome],
+            method_fallback=method_fallback,
         )
         table = table[table["measure"].isin([measure, ""])].assign(
             analysis=name, omitted="", measure=measure
@@ -498,6 +573,7 @@ def leave_one_out_rows(
     method: str = "REML",
     test: str = "knha",
     level: float = 0.95,
+    method_fallback: str | None = "DL",
 ) -> pd.DataFrame:
     """Leave-one-out refits per window (metafor `leave1out`) as sensitivity rows.
 
@@ -531,7 +607,7 @@ def leave_one_out_rows(
         table = leave_one_out(
             group["yi"].to_numpy(float),
             group["vi"].to_numpy(float),
-            method=method,
+            method=estimators(method, method_fallback),
             test=test,
             level=level,
             labels=labels,
@@ -559,6 +635,7 @@ def forest_data(
     method: str = "REML",
     test: str = "knha",
     level: float = 0.95,
+    method_fallback: str | None = "DL",
 ) -> tuple[pd.DataFrame, dict[str, object] | None]:
     """Study rows and pooled mapping for `forest.forest_plot` for one window.
 
@@ -585,7 +662,9 @@ def forest_data(
     if len(sel) == 0:
         studies["weight"] = np.array([], dtype=float)
         return studies, None
-    res = fit_random_effects(yi, vi, method=method, test=test, level=level)
+    res = fit_random_effects(
+        yi, vi, method=estimators(method, method_fallback), test=test, level=level
+    )
     studies["weight"] = np.asarray(res.weights, dtype=float)
     pooled: dict[str, object] = {
         "estimate": res.estimate, "ci_low": res.ci_low, "ci_high": res.ci_high,

@@ -14,6 +14,9 @@ J Stat Softw 36(3), eqs. 2-5). beta is estimated by weighted least squares with 
   Q uses weights 1 / v_i; for random-effects models I^2 = 100 tau^2 / (tau^2 + s^2) and
   H^2 = 1 + tau^2 / s^2 with the typical within-study variance s^2 = (k - p) / tr(P);
   for the fixed-effect model I^2 = 100 max(0, (Q - df) / Q) and H^2 = Q / df.
+
+Iterative steps (Fisher scoring, Paule-Mandel, the Q-profile CI) stop by metafor's rules, taken
+from ``control`` (:class:`~.control.Control`, metafor's ``control`` lists; None = defaults).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
+from .control import Control, resolve
 from .projection import Projection
 from .tau2 import ESTIMATORS, ConvergenceError, Tau2Estimate, estimate_tau2
 from .tau2_ci import qprofile_ci
@@ -33,6 +37,8 @@ from .tau2_ci import qprofile_ci
 Array = NDArray[np.float64]
 METHODS = ("FE", *ESTIMATORS)
 TESTS = ("z", "knha")
+# Warning of a fit run with compute_tau2_ci=False (diagnostics refits filter it by this text).
+TAU2_CI_SKIPPED = "tau^2 CI not computed (compute_tau2_ci=False)"
 
 
 @dataclass
@@ -214,7 +220,7 @@ def _is_intercept(col: Array) -> bool:
 
 
 def _tau2_with_fallback(
-    y: Array, v: Array, X: Array, methods: Sequence[str]
+    y: Array, v: Array, X: Array, methods: Sequence[str], control: Control
 ) -> tuple[Tau2Estimate | None, str, list[str]]:
     """Try the estimators in order, as metafor does for ``method = c("REML", "DL")``."""
     notes: list[str] = []
@@ -222,13 +228,21 @@ def _tau2_with_fallback(
         if m == "FE":
             return None, "FE", notes
         try:
-            return estimate_tau2(y, v, X, m), m, notes
+            return estimate_tau2(y, v, X, m, control), m, notes
         except ConvergenceError as err:
             notes.append(f"{m} failed ({err}); falling back")
     raise ConvergenceError("; ".join(notes) or "no estimator succeeded")
 
 
-def _core(y: Array, v: Array, X: Array, methods: Sequence[str], test: str, level: float) -> dict:
+def _core(
+    y: Array,
+    v: Array,
+    X: Array,
+    methods: Sequence[str],
+    test: str,
+    level: float,
+    control: Control,
+) -> dict:
     """Everything metafor's rma.uni computes for one model; shared by both public fits."""
     k, p = X.shape
     for m in methods:
@@ -238,7 +252,7 @@ def _core(y: Array, v: Array, X: Array, methods: Sequence[str], test: str, level
         raise ValueError(f"unknown test {test!r}; expected one of {TESTS}")
     warnings: list[str] = []
     if k > p:
-        est, method, notes = _tau2_with_fallback(y, v, X, methods)
+        est, method, notes = _tau2_with_fallback(y, v, X, methods, control)
         warnings += notes
     else:
         est, method = None, methods[0]
@@ -322,6 +336,8 @@ def fit_random_effects(
     method: str | Sequence[str] = "REML",
     test: str = "z",
     level: float = 0.95,
+    control: Control | None = None,
+    compute_tau2_ci: bool = True,
 ) -> RMAResult:
     """Fit a random-effects (or, with ``method="FE"``, fixed-effect) model: metafor ``rma``.
 
@@ -330,14 +346,19 @@ def fit_random_effects(
     actually used is in ``result.method`` and the fallback is recorded in ``result.warnings``.
     ``test`` is "z" (Wald) or "knha" (Knapp-Hartung). With k = 1 nothing is pooled: the single
     study's own estimate and Wald interval are returned, with a warning saying so.
+    ``control`` sets metafor's stopping rules for the fit and the tau^2 CI
+    (:class:`~.control.Control`; None = metafor's defaults). ``compute_tau2_ci=False`` skips the
+    Q-profile CI (e.g. for many refits): its bounds and the I^2 / H^2 CIs are then NaN and the
+    warning :data:`TAU2_CI_SKIPPED` says so.
     """
+    ctl = resolve(control)
     y, v = _as_arrays(yi, vi)
     k = y.size
     methods = _methods(method)
     if k == 1:
         return _single_study(y, v, methods[0], test, level)
     X = np.ones((k, 1))
-    fit = _core(y, v, X, methods, test, level)
+    fit = _core(y, v, X, methods, test, level, ctl)
     warnings = fit["warnings"]
     tau2 = fit["tau2"]
     se = float(fit["se"][0])
@@ -347,8 +368,11 @@ def fit_random_effects(
     if fit["method"] == "FE":
         ci_t2 = (np.nan, np.nan)
         i2_ci = h2_ci = (np.nan, np.nan)
+    elif not compute_tau2_ci:
+        ci_t2 = i2_ci = h2_ci = (np.nan, np.nan)
+        warnings.append(TAU2_CI_SKIPPED)
     else:
-        ci = qprofile_ci(y, v, X, tau2, level)
+        ci = qprofile_ci(y, v, X, tau2, level, ctl)
         if ci.note:
             warnings.append(f"tau^2 CI: {ci.note}")
         ci_t2 = (ci.low, ci.high)
@@ -396,21 +420,25 @@ def fit_meta_regression(
     method: str | Sequence[str] = "REML",
     test: str = "z",
     level: float = 0.95,
+    control: Control | None = None,
 ) -> RegressionResult:
     """Mixed-effects meta-regression, metafor ``rma(yi, vi, mods = X)``.
 
     ``X`` is the full design (include the intercept column yourself). The omnibus test QM
     covers every coefficient except the intercept (all of them if there is no intercept);
     under Knapp-Hartung it is an F statistic (QM / m) with (m, k - p) df, as metafor reports.
-    R^2 is metafor's default: 100 max(0, (tau^2_RE - tau^2_ME) / tau^2_RE) (Raudenbush 2009).
+    R^2 is metafor's default: 100 max(0, (tau^2_RE - tau^2_ME) / tau^2_RE) (Raudenbush 2009),
+    with tau^2_RE from the intercept-only model fitted with the same ``control`` (as metafor).
+    ``control``: metafor's stopping rules (:class:`~.control.Control`; None = defaults).
     """
+    ctl = resolve(control)
     y, v = _as_arrays(yi, vi)
     k = y.size
     Xa, names = _design(X, k)
     methods = _methods(method)
     if k <= Xa.shape[1]:
         raise ValueError(f"k = {k} studies cannot support {Xa.shape[1]} coefficients")
-    fit = _core(y, v, Xa, methods, test, level)
+    fit = _core(y, v, Xa, methods, test, level, ctl)
     p = Xa.shape[1]
     is_int = np.array([_is_intercept(Xa[:, j]) for j in range(p)])
     btt = np.flatnonzero(~is_int) if (is_int.any() and p > 1) else np.arange(p)
@@ -429,7 +457,7 @@ def fit_meta_regression(
     else:
         qm_df = (m, None)
         qm_p = float(stats.chi2.sf(qm, m))
-    r2 = _r2(y, v, Xa, fit, methods, test, is_int)
+    r2 = _r2(y, v, Xa, fit, test, is_int, ctl)
     hat = fit["proj"].hat_diag()
     return RegressionResult(
         names=names, beta=fit["beta"], se=fit["se"], stat=fit["zval"], pval=fit["pval"],
@@ -443,7 +471,7 @@ def fit_meta_regression(
 
 
 def _r2(
-    y: Array, v: Array, X: Array, fit: dict, methods: list[str], test: str, is_int: Array
+    y: Array, v: Array, X: Array, fit: dict, test: str, is_int: Array, control: Control
 ) -> float | None:
     """Pseudo-R^2 as metafor (only for models with an intercept and other moderators)."""
     if not is_int.any() or X.shape[1] == 1:
@@ -459,7 +487,7 @@ def _r2(
         adj = 1 - (rss / tss) * (k - 1) / (k - p)
         return max(0.0, 100 * adj)
     try:
-        base = _core(y, v, np.ones((y.size, 1)), [fit["method"]], test, 0.95)
+        base = _core(y, v, np.ones((y.size, 1)), [fit["method"]], test, 0.95, control)
     except ConvergenceError:
         return None
     tau2_re = base["tau2"]

@@ -8,6 +8,7 @@ rows in the order given (callers sort). No timestamps.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -114,8 +115,23 @@ def to_csv_text(frame: pd.DataFrame, *, digits: int = CSV_DIGITS) -> str:
     return "\n".join(lines) + "\n"
 
 
+# '<' that would open an HTML tag, comment or declaration in Markdown (CommonMark raw HTML:
+# '<' followed by a letter, '/', '!' or '?'); other '<' (e.g. "<0.001") stay as they are.
+_HTML_START = re.compile(r"<(?=[A-Za-z/!?])")
+_ENTITY = re.compile(r"&(?=#?[A-Za-z0-9]+;)")  # '&' that would start an entity such as &lt;
+
+
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """One Markdown table cell: '|' escaped, newlines joined, HTML tags made inert.
+
+    Text from the sheets (study names, notes) may contain '<script>' or other markup: a
+    tag-opening '<' becomes '&lt;' and an entity-opening '&' becomes '&amp;', so a Markdown
+    renderer shows the text as typed instead of running it as HTML ("<0.001" and "A & B" are
+    left as they are).
+    """
+    text = _ENTITY.sub("&amp;", text)
+    text = _HTML_START.sub("&lt;", text)
+    return text.replace("|", "\\|").replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
 
 
 def to_markdown_text(

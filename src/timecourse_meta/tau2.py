@@ -13,6 +13,8 @@ iterative estimators stop at the same iterate:
 * ML / REML  Fisher scoring (Viechtbauer 2005), started at max(0, HE), step-halving at the
   boundary, tolerance 1e-5 on tau^2, and metafor's check against a better log-likelihood at 0.
 
+The stopping rules (threshold, tol, maxiter, tau2.max) come from a :class:`~.control.Control`,
+metafor's ``control`` list; None means metafor's defaults, as quoted above.
 Standard errors of tau^2 follow the same source (metafor's ``se.tau2``).
 """
 
@@ -23,14 +25,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from .control import DEFAULT_CONTROL, Control, resolve
 from .projection import Projection
-from .rootfind import R_UNIROOT_TOL, zeroin
+from .rootfind import zeroin
 
 Array = NDArray[np.float64]
 
 ESTIMATORS = ("DL", "HE", "HS", "SJ", "PM", "EB", "ML", "REML")
-THRESHOLD = 1e-5  # metafor control$threshold
-MAXITER = 100  # metafor control$maxiter
+THRESHOLD = DEFAULT_CONTROL.threshold  # metafor's default control$threshold
+MAXITER = DEFAULT_CONTROL.maxiter  # metafor's default control$maxiter
 TAU2_MIN = 0.0
 
 
@@ -82,13 +85,18 @@ def _loglik(tau2: float, y: Array, v: Array, X: Array, reml: bool) -> float:
     )
 
 
-def estimate_tau2(y: Array, v: Array, X: Array, method: str) -> Tau2Estimate:
+def estimate_tau2(
+    y: Array, v: Array, X: Array, method: str, control: Control | None = None
+) -> Tau2Estimate:
     """Estimate tau^2 by ``method`` (one of :data:`ESTIMATORS`), as metafor's ``rma.uni``.
 
     ``y`` is centred first, as metafor does (it leaves every estimator unchanged when the design
-    spans the intercept, and matches metafor's rounding otherwise).
-    Raises :class:`ConvergenceError` where metafor stops with an error.
+    spans the intercept, and matches metafor's rounding otherwise). ``control`` holds metafor's
+    stopping rules (None: metafor's defaults; see :class:`~.control.Control`).
+    Raises :class:`ConvergenceError` where metafor stops with an error, and when the
+    Paule-Mandel root search exhausts ``control.maxiter`` (see ``Control``).
     """
+    ctl = resolve(control)
     method = method.upper()
     if method not in ESTIMATORS:
         raise ValueError(f"unknown tau^2 estimator {method!r}; expected one of {ESTIMATORS}")
@@ -117,41 +125,48 @@ def estimate_tau2(y: Array, v: Array, X: Array, method: str) -> Tau2Estimate:
         proj = Projection.build(w, X)
         tau2 = tau2_0 * proj.quad(ymc) / (k - p)
     elif method == "PM":
-        tau2, iterations = _paule_mandel(ymc, v, X, warnings)
+        tau2, iterations = _paule_mandel(ymc, v, X, ctl)
     else:  # HE, and the start of EB / ML / REML
         ols = Projection.build(np.ones(k), X)
         tau2 = (ols.quad(ymc) - ols.trace_with(v)) / (k - p)
         if method in ("EB", "ML", "REML"):
-            tau2, iterations = _fisher_scoring(ymc, v, X, max(0.0, tau2, TAU2_MIN), method)
+            start = max(0.0, tau2, TAU2_MIN)
+            tau2, iterations = _fisher_scoring(ymc, v, X, start, method, ctl)
             if method in ("ML", "REML"):
-                tau2 = _ll0_check(tau2, ymc, v, X, method == "REML", warnings)
+                tau2 = _ll0_check(tau2, ymc, v, X, method == "REML", warnings, ctl)
 
     tau2 = max(TAU2_MIN, float(tau2))
     se = _se_tau2(tau2, ymc, v, X, method)
     return Tau2Estimate(tau2, se, method, iterations, tuple(warnings))
 
 
-def _paule_mandel(y: Array, v: Array, X: Array, warnings: list[str]) -> tuple[float, int]:
+def _paule_mandel(y: Array, v: Array, X: Array, ctl: Control) -> tuple[float, int]:
+    """Root of Q(tau^2) = k - p on [0, tau2.max]: uniroot(tol, maxiter) as metafor."""
     k, p = X.shape
     target = k - p
     if _qe(TAU2_MIN, y, v, X) < target:
         return TAU2_MIN, 0
-    upper = tau2_max_default(y)
+    upper = tau2_max_default(y) if ctl.tau2_max is None else float(ctl.tau2_max)
     if _qe(upper, y, v, X) > target:
         raise ConvergenceError(
             f"Paule-Mandel: Q at tau^2 = {upper:g} still exceeds k - p; tau2.max too low"
         )
-    root = zeroin(lambda t: _qe(t, y, v, X) - target, TAU2_MIN, upper, R_UNIROOT_TOL, MAXITER)
+    root = zeroin(lambda t: _qe(t, y, v, X) - target, TAU2_MIN, upper, ctl.tol, ctl.maxiter)
     if not root.converged:
-        raise ConvergenceError("Paule-Mandel: root search did not converge")
+        raise ConvergenceError(
+            f"Paule-Mandel: root search did not converge in {ctl.maxiter} iterations"
+        )
     return root.root, root.iterations
 
 
-def _fisher_scoring(y: Array, v: Array, X: Array, tau2: float, method: str) -> tuple[float, int]:
+def _fisher_scoring(
+    y: Array, v: Array, X: Array, tau2: float, method: str, ctl: Control
+) -> tuple[float, int]:
+    """metafor's Fisher scoring loop: stop when |change| <= threshold, fail after maxiter."""
     k, p = X.shape
-    change = THRESHOLD + 1.0
+    change = ctl.threshold + 1.0
     iteration = 0
-    while change > THRESHOLD:
+    while change > ctl.threshold:
         iteration += 1
         old = tau2
         w = 1.0 / (v + tau2)
@@ -169,18 +184,23 @@ def _fisher_scoring(y: Array, v: Array, X: Array, tau2: float, method: str) -> t
             adj /= 2.0
         tau2 = tau2 + adj
         change = abs(old - tau2)
-        if iteration > MAXITER:
+        if iteration > ctl.maxiter:
             raise ConvergenceError(
-                f"{method}: Fisher scoring did not converge in {MAXITER} iterations"
+                f"{method}: Fisher scoring did not converge in {ctl.maxiter} iterations"
             )
     return tau2, iteration
 
 
-def _ll0_check(tau2: float, y: Array, v: Array, X: Array, reml: bool, warnings: list[str]) -> float:
-    """metafor's guard: if tau^2 = 0 has a clearly higher likelihood, Fisher scoring got stuck."""
+def _ll0_check(
+    tau2: float, y: Array, v: Array, X: Array, reml: bool, warnings: list[str], ctl: Control
+) -> float:
+    """metafor's guard: if tau^2 = 0 has a clearly higher likelihood, Fisher scoring got stuck.
+
+    metafor: ``ll0 - ll > con$tol && tau2 > con$threshold`` (both from the fit's control).
+    """
     ll0 = _loglik(0.0, y, v, X, reml)
     ll = _loglik(tau2, y, v, X, reml)
-    if ll0 - ll > R_UNIROOT_TOL and tau2 > THRESHOLD:
+    if ll0 - ll > ctl.tol and tau2 > ctl.threshold:
         warnings.append(
             "Fisher scoring may have stopped at a local maximum; tau^2 set to 0 (as metafor)"
         )

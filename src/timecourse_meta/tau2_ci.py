@@ -4,7 +4,11 @@ The bounds are the values of tau^2 at which the generalised Q statistic
 ``Q(tau^2) = y' P(tau^2) y`` equals the chi-square quantiles with k - p degrees of freedom;
 Q decreases in tau^2, so each bound is one root found by Brent's method on
 [min(0, tau^2), max(100, 10 tau^2)] with R's default tolerance, exactly as metafor searches.
-A bound that cannot be reached is set to the end of the search interval and flagged.
+The tolerance, the iteration limit and the upper end of the search come from a
+:class:`~.control.Control` (``ci_tol``, ``ci_maxiter``, ``tau2_max``; metafor's
+``confint(res, control = list(tol, maxiter))`` and the fit's ``control$tau2.max``).
+A bound that cannot be reached is set to the end of the search interval and flagged; a bound
+whose root search does not converge within ``ci_maxiter`` iterations is NaN and flagged.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import stats
 
-from .rootfind import R_UNIROOT_TOL, zeroin
+from .control import Control, resolve
+from .rootfind import zeroin
 from .tau2 import _qe
 
 Array = NDArray[np.float64]
@@ -30,29 +35,51 @@ class Tau2Interval:
     note: str = ""
 
 
-def qprofile_ci(y: Array, v: Array, X: Array, tau2: float, level: float = 0.95) -> Tau2Interval:
-    """Q-profile CI for tau^2 (Viechtbauer 2007; metafor ``confint(res)``, type "QP")."""
+def qprofile_ci(
+    y: Array,
+    v: Array,
+    X: Array,
+    tau2: float,
+    level: float = 0.95,
+    control: Control | None = None,
+) -> Tau2Interval:
+    """Q-profile CI for tau^2 (Viechtbauer 2007; metafor ``confint(res)``, type "QP").
+
+    ``control``: ``ci_tol`` / ``ci_maxiter`` are uniroot's ``tol`` / ``maxiter`` for each bound;
+    ``tau2_max``, when set, replaces the upper search end max(100, 10 tau^2) as metafor's
+    confint does with the fit's ``control$tau2.max``. None means metafor's defaults.
+    """
+    ctl = resolve(control)
     k, p = X.shape
     alpha = 1.0 - level
     df = k - p
     crit_u = float(stats.chi2.isf(alpha / 2, df))
     crit_l = float(stats.chi2.ppf(alpha / 2, df))
     lo_end = min(0.0, tau2)
-    hi_end = max(100.0, 10.0 * tau2, 10.0 * lo_end)
+    if ctl.tau2_max is None:
+        hi_end = max(100.0, 10.0 * tau2, 10.0 * lo_end)
+    else:
+        hi_end = float(ctl.tau2_max)
     q_lo = _qe(lo_end, y, v, X)
     q_hi = _qe(hi_end, y, v, X)
     notes = []
 
-    def root(target: float) -> float:
+    def root(target: float, which: str) -> float:
         res = zeroin(
             lambda t: _qe(t, y, v, X) - target,
             lo_end,
             hi_end,
-            R_UNIROOT_TOL,
-            1000,
+            ctl.ci_tol,
+            ctl.ci_maxiter,
             q_lo - target,
             q_hi - target,
         )
+        if not res.converged:
+            notes.append(
+                f"{which} bound not found: root search did not converge in "
+                f"{ctl.ci_maxiter} iterations (ci_maxiter); set to NaN"
+            )
+            return float("nan")
         return res.root
 
     if q_lo < crit_l:
@@ -62,7 +89,7 @@ def qprofile_ci(y: Array, v: Array, X: Array, tau2: float, level: float = 0.95) 
         upper = hi_end
         notes.append(f"upper bound > {hi_end:g} (end of the search interval)")
     else:
-        upper = root(crit_l)
+        upper = root(crit_l, "upper")
 
     if q_hi > crit_u:
         lower = hi_end
@@ -70,5 +97,5 @@ def qprofile_ci(y: Array, v: Array, X: Array, tau2: float, level: float = 0.95) 
     elif q_lo < crit_u:
         lower = lo_end
     else:
-        lower = root(crit_u)
+        lower = root(crit_u, "lower")
     return Tau2Interval(lower, upper, "; ".join(notes))

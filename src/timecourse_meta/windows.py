@@ -25,6 +25,7 @@ __all__ = [
     "apply_filters",
     "assign_windows",
     "parse_windows",
+    "select_windows",
 ]
 
 # Default windows (issue text): label, low, high, nominal time in hours; bounds inclusive.
@@ -285,3 +286,26 @@ def assign_windows(
     excl = excl.sort_values(["source_file", "source_row"], kind="mergesort").reset_index(drop=True)
     kept = kept.sort_values(["source_file", "source_row"], kind="mergesort").reset_index(drop=True)
     return WindowResult(rows=kept, excluded=excl, choices=choices)
+
+
+def select_windows(
+    rows: pd.DataFrame,
+    windows: pd.DataFrame,
+    rule: str = "closest_to_nominal",
+    include: Mapping[str, Sequence[str]] | None = None,
+    exclude_studies: Sequence[Mapping[str, str]] | None = None,
+) -> WindowResult:
+    """The windows stage of the workflow: eligibility filters, then `assign_windows`.
+
+    Returns the kept rows, every excluded row with its `reason` and `stage` ("eligibility" or
+    "windows"), sorted by file and line, and the time chosen per study x outcome x window.
+    """
+    kept, filtered = apply_filters(rows, include, exclude_studies)
+    result = assign_windows(kept, windows, rule)
+    excluded = pd.concat(
+        [filtered.assign(stage="eligibility"), result.excluded.assign(stage="windows")],
+        ignore_index=True,
+    ).sort_values(["source_file", "source_row"], kind="mergesort")
+    return WindowResult(
+        rows=result.rows, excluded=excluded.reset_index(drop=True), choices=result.choices
+    )

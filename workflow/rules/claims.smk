@@ -6,6 +6,7 @@ rule check_claims:
         claims=CLAIMS_FILE,
         pooled=f"{PROC}/pooled.parquet",
         proportions=f"{PROC}/pooled_proportions.parquet",
+        multivariate=f"{PROC}/timecourse_model.parquet",
     output:
         csv=report(
             f"{TABLES}/claims.csv",

@@ -1,57 +1,45 @@
 # Configuration checks and the paths shared by all rules.
+#
+# Every problem in the configuration stops the run here with one line on stderr (no stack
+# listing): plain YAML only (no !!python tags), the schema (config/schema/config.schema.yaml),
+# paths inside the project, and outputs only under results/ or data/processed/.
 
-from pathlib import PurePosixPath
+import sys
+from pathlib import Path
 
 from snakemake.utils import validate
 
+from timecourse_meta.config import check_config, check_config_files, load_yaml
 from timecourse_meta.errors import ConfigError
-from timecourse_meta.windows import parse_windows
 
 
-def check_config(schema_file):
-    """Validate `config` against the schema; the first problem as a one-line ConfigError."""
-    import jsonschema
-    import yaml
+def stop_on_config_error(func, *args, **kwargs):
+    """Call func; a ConfigError ends the run with its one-line message and exit status 1."""
+    try:
+        return func(*args, **kwargs)
+    except ConfigError as err:
+        print(f"Error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
 
-    with open(schema_file, encoding="utf-8") as handle:
-        schema = yaml.safe_load(handle)
-    errors = sorted(
-        jsonschema.Draft202012Validator(schema).iter_errors(config),
-        key=lambda e: [str(p) for p in e.absolute_path],
-    )
-    if errors:
-        first = errors[0]
-        key = ".".join(str(p) for p in first.absolute_path) or "(top level)"
-        raise ConfigError(first.message, key=key)
+
+def _checked_config():
+    schema_file = workflow.source_path("../../config/schema/config.schema.yaml")
+    check_config_files(workflow.configfiles)  # safe_load: !!python/... tags are refused
+    settings = check_config(config, load_yaml(schema_file), Path.cwd())  # cwd = the project
     validate(config, schema=schema_file)  # fills in the schema's defaults
+    return settings
 
 
-check_config(workflow.source_path("../../config/schema/config.schema.yaml"))
-
-
-def project_path(value, key):
-    """A config path as a clean project-relative POSIX path; absolute paths and '..' rejected."""
-    text = str(value).replace("\\", "/")
-    path = PurePosixPath(text)
-    if path.is_absolute() or (len(text) > 1 and text[1] == ":"):
-        raise ConfigError(f"path '{value}' must be relative to the project", key=key)
-    if ".." in path.parts:
-        raise ConfigError(f"path '{value}' must stay inside the project (no '..')", key=key)
-    return path.as_posix()
-
-
-STUDIES = [
-    project_path(p, "studies")
-    for p in ([config["studies"]] if isinstance(config["studies"], str) else config["studies"])
-]
-PUBLISHED = project_path(config["published"], "published")
-CLAIMS_FILE = project_path(config["claims_file"], "claims_file")
-PROC = project_path(config["processed_dir"], "processed_dir")
-RES = project_path(config["results_dir"], "results_dir")
+_SETTINGS = stop_on_config_error(_checked_config)
+STUDIES = _SETTINGS["studies"]
+PUBLISHED = _SETTINGS["published"]
+CLAIMS_FILE = _SETTINGS["claims_file"]
+PROC = _SETTINGS["processed_dir"]
+RES = _SETTINGS["results_dir"]
+WINDOWS = _SETTINGS["windows"]
 TABLES = f"{RES}/tables"
 FIGURES = f"{RES}/figures"
 LOGS = "logs"
-WINDOWS = parse_windows(config["windows"])
 TIMEPOINTS = list(WINDOWS["label"])
 
 
@@ -73,6 +61,10 @@ def final_outputs():
         "claims.csv",
         "claims.md",
         "provenance.csv",
+        "timecourse_model.csv",
+        "timecourse_contrasts.csv",
+        "timecourse_model_comparison.csv",
+        "timecourse_rho_sensitivity.csv",
     ]
     figures = [f"forest_{tp}.{ext}" for tp in TIMEPOINTS for ext in ("png", "pdf")]
     figures += ["timecourse.png", "timecourse.pdf"]

@@ -1,6 +1,5 @@
 # Stage 5: a forest plot per window and the time-course figure.
 
-
 rule forest_plot:
     input:
         effects=f"{PROC}/effects.parquet",
@@ -34,6 +33,7 @@ rule timecourse_figure:
         pooled=f"{PROC}/pooled.parquet",
         published=f"{PROC}/published_comparison.parquet",
         claims=f"{TABLES}/claims.csv",
+        multivariate=f"{PROC}/timecourse_model.parquet",
     output:
         png=report(
             f"{FIGURES}/timecourse.png",

@@ -22,6 +22,7 @@ with exit_on_error(smk.log[0], "check_claims") as log:
         raise ConfigError(f"{smk.input.claims} needs a top-level 'claims' list", key="claims_file")
     pooled = pd.read_parquet(smk.input.pooled)
     props = pd.read_parquet(smk.input.proportions)
+    multivariate = pd.read_parquet(smk.input.multivariate)
     table = check_claims(
         claims,
         pooled,
@@ -29,6 +30,7 @@ with exit_on_error(smk.log[0], "check_claims") as log:
         proportions=props,
         outcome=smk.params.outcome,
         measure=smk.params.measure,
+        multivariate=multivariate,
     )
     write_csv(table, smk.output.csv)
     write_markdown(
@@ -37,8 +39,14 @@ with exit_on_error(smk.log[0], "check_claims") as log:
         title="Claims checked",
         notes=[
             "Verdicts rest on pooled random-effects models; 'not testable' means "
-            "fewer than 2 studies inform a condition (k is the smallest k used)."
+            "fewer than 2 studies inform a condition (k is the smallest k used).",
+            "verdict_multivariate: the same window checks on the multivariate time-course "
+            "model (all windows fitted jointly, timecourse_model.csv); 'not applicable' for "
+            "subgroup and proportion checks, which that model does not cover.",
         ],
     )
     for r in table.itertuples(index=False):
-        log(f"{r.id}: {r.verdict} (k = {r.k})")
+        log(
+            f"{r.id}: {r.verdict} (k = {r.k}); multivariate: {r.verdict_multivariate} "
+            f"(k = {r.k_mv})"
+        )

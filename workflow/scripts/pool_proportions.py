@@ -8,6 +8,9 @@ from timecourse_meta.pooling import pool_proportions
 from timecourse_meta.tables import write_csv, write_parquet
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
+# estimator if `method` does not converge (metafor c("REML", "DL")); params when the rule
+# passes it, else the config (schema default DL)
+FALLBACK = getattr(smk.params, "method_fallback", smk.config.get("method_fallback", "DL"))
 
 with exit_on_error(smk.log[0], "pool_proportions") as log:
     props = pd.read_parquet(smk.input.proportions)
@@ -18,7 +21,13 @@ with exit_on_error(smk.log[0], "pool_proportions") as log:
         if col in props
     }
     pooled = pool_proportions(
-        props, p.timepoints, method=p.method, test=p.test, level=p.level, subgroups=subgroups
+        props,
+        p.timepoints,
+        method=p.method,
+        test=p.test,
+        level=p.level,
+        subgroups=subgroups,
+        method_fallback=FALLBACK,
     )
     write_parquet(pooled, smk.output.pooled)
     write_csv(pooled, smk.output.csv)

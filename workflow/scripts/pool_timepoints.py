@@ -8,6 +8,9 @@ from timecourse_meta.pooling import pool_by_timepoint, subgroup_tests
 from timecourse_meta.tables import write_csv, write_markdown, write_parquet
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
+# estimator if `method` does not converge (metafor c("REML", "DL")); params when the rule
+# passes it, else the config (schema default DL)
+FALLBACK = getattr(smk.params, "method_fallback", smk.config.get("method_fallback", "DL"))
 
 MD_COLUMNS = [
     "outcome",
@@ -34,7 +37,7 @@ with exit_on_error(smk.log[0], "pool_timepoints") as log:
         col: None if levels is None else [normalise_level(v) for v in levels]
         for col, levels in (p.subgroups or {}).items()
     }
-    fit = {"method": p.method, "test": p.test, "level": p.level}
+    fit = {"method": p.method, "test": p.test, "level": p.level, "method_fallback": FALLBACK}
     pooled = pool_by_timepoint(effects, p.timepoints, subgroups=subgroups, **fit)
     tests = subgroup_tests(effects, pooled, p.timepoints, subgroups, **fit)
     write_parquet(pooled, smk.output.pooled)

@@ -16,6 +16,9 @@ from timecourse_meta.pooling import (
 from timecourse_meta.tables import write_csv
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
+# estimator if `method` does not converge (metafor c("REML", "DL")); params when the rule
+# passes it, else the config (schema default DL)
+FALLBACK = getattr(smk.params, "method_fallback", smk.config.get("method_fallback", "DL"))
 
 with exit_on_error(smk.log[0], "sensitivity") as log:
     p = smk.params
@@ -40,6 +43,7 @@ with exit_on_error(smk.log[0], "sensitivity") as log:
         "method": p.method,
         "test": p.test,
         "level": p.level,
+        "method_fallback": FALLBACK,
     }
     tables = [pool_variants(variants, p.timepoints, **fit)]
     if spec.get("leave_one_out", True):

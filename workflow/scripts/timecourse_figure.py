@@ -40,7 +40,16 @@ with exit_on_error(smk.log[0], "timecourse_figure") as log:
             "verdict": claims["verdict"].to_numpy(),
         }
     ).dropna(subset=["hours"])
-    fig = timecourse_plot(pooled, published=published, multivariate=None, claims=claims)
+    # multivariate model: only windows it estimated with status ok are drawn (others logged)
+    mv = pd.read_parquet(smk.input.multivariate)
+    drawn = mv["status"] == "ok"
+    for r in mv[~drawn].itertuples(index=False):
+        log(f"multivariate {r.timepoint} not drawn: status {r.status} ({r.warnings})")
+    multivariate = mv.loc[drawn, ["timepoint", "hours", "k", "estimate", "ci_low", "ci_high"]]
+    fig = timecourse_plot(pooled, published=published, multivariate=multivariate, claims=claims)
     save_figure(fig, smk.output.png)
     save_figure(fig, smk.output.pdf)
-    log(f"{len(pooled)} windows, {len(published)} published results, {len(claims)} claims")
+    log(
+        f"{len(pooled)} windows, {int(drawn.sum())} multivariate estimates "
+        f"({mv['struct'].iloc[0]}), {len(published)} published results, {len(claims)} claims"
+    )

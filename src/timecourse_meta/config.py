@@ -1,0 +1,221 @@
+"""Load and check the workflow configuration: plain YAML, the schema, and confined paths.
+
+The workflow reads `config/config.yaml` (and any `--configfile`); these functions make every
+problem in it a one-line `ConfigError` that names the key and what was expected:
+
+* `load_yaml` reads YAML with `yaml.safe_load` only: tags such as `!!python/object/apply:...`
+  (which other loaders turn into arbitrary Python calls) are rejected with file, line and column.
+* `validate_config` checks the configuration against `config/schema/config.schema.yaml` and
+  reports the first problem; an unknown key gets a "did you mean" hint.
+* `input_path` / `output_dir` turn config paths into clean project-relative paths: absolute
+  paths and `..` are refused, and output directories must lie inside `results/` or
+  `data/processed/` after symbolic links are followed, so a run never writes elsewhere.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path, PurePosixPath
+
+import yaml
+
+from .errors import ConfigError
+from .windows import parse_windows
+
+__all__ = [
+    "WRITABLE_DIRS",
+    "check_config",
+    "check_config_files",
+    "input_path",
+    "load_yaml",
+    "output_dir",
+    "validate_config",
+]
+
+# The only project directories a run may write to (plus Snakemake's own logs/ and .snakemake/).
+WRITABLE_DIRS: tuple[str, ...] = ("results", "data/processed")
+
+_TAG = re.compile(r"tag '([^']+)'")
+
+
+def _where(path: str | Path, mark: yaml.Mark | None) -> str:
+    if mark is None:
+        return str(path)
+    return f"{path}, line {mark.line + 1}, column {mark.column + 1}"
+
+
+def _shown(path: str | Path) -> str:
+    """`path` relative to the working directory when it lies inside it (as messages show it)."""
+    try:
+        return Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def load_yaml(path: str | Path) -> object:
+    """Parse a YAML file with `yaml.safe_load` (no Python object tags); errors as ConfigError.
+
+    PyYAML's safe loader builds only plain data (mappings, lists, strings, numbers, booleans,
+    null, dates); any `!!python/...` tag raises, and is reported with its position.
+    """
+    shown = _shown(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except OSError as err:
+        raise ConfigError(f"{shown} cannot be read ({err.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{shown} is not UTF-8 text") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as err:
+        found = _TAG.search(str(err.problem or ""))
+        tag = found.group(1).replace("tag:yaml.org,2002:", "!!") if found else "?"
+        raise ConfigError(
+            f"{_where(shown, err.problem_mark)}: YAML tag '{tag}' is not allowed; the "
+            "configuration must be plain YAML (keys, lists, text, numbers, true/false)"
+        ) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"{_where(shown, mark)}: not valid YAML ({problem})") from None
+
+
+def check_config_files(paths: Iterable[str | Path]) -> None:
+    """Re-read each config file with the safe loader (Snakemake's own loader is more lenient).
+
+    Raises ConfigError for a tag the safe loader refuses or for a top level that is not a
+    mapping of keys.
+    """
+    for path in paths:
+        data = load_yaml(path)
+        if data is not None and not isinstance(data, Mapping):
+            raise ConfigError(
+                f"{_shown(path)}: the top level must be a mapping of keys (key: value)"
+            )
+
+
+def _key(path: Iterable[object]) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def validate_config(config: object, schema: Mapping[str, object]) -> None:
+    """Check `config` against the JSON schema; raise ConfigError for the first problem.
+
+    Errors are ordered by key so the same config always reports the same first problem. An
+    unknown key is reported with the closest allowed key ("did you mean").
+    """
+    import jsonschema
+
+    if not isinstance(config, Mapping):
+        raise ConfigError("the top level must be a mapping of keys (key: value)")
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(
+        validator.iter_errors(dict(config)),
+        key=lambda e: ([str(p) for p in e.absolute_path], e.validator != "additionalProperties"),
+    )
+    if not errors:
+        return
+    first = errors[0]
+    if first.context:  # oneOf / anyOf: the branch whose type matched, i.e. came closest
+        closer = [e for e in first.context if e.validator != "type"]
+        if closer:
+            first = max(closer, key=lambda e: len(e.absolute_path))
+        else:
+            kinds = sorted({str(e.validator_value) for e in first.context})
+            raise ConfigError(
+                f"{first.instance!r} is not one of the accepted kinds ({', '.join(kinds)})",
+                key=_key(first.absolute_path),
+            )
+    if first.validator == "additionalProperties" and isinstance(first.instance, Mapping):
+        allowed = sorted((first.schema.get("properties") or {}).keys())
+        extra = sorted(str(k) for k in first.instance if k not in allowed)
+        if extra:
+            close = difflib.get_close_matches(extra[0], allowed, n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; allowed: {', '.join(allowed)}"
+            raise ConfigError(f"unknown key{hint}", key=_key([*first.absolute_path, extra[0]]))
+    message = first.message
+    if first.validator == "minItems":
+        count = first.validator_value
+        message = (
+            f"needs at least {count} entr{'y' if count == 1 else 'ies'} (found {first.instance!r})"
+        )
+    raise ConfigError(message, key=_key(first.absolute_path))
+
+
+def input_path(value: object, key: str) -> str:
+    """A config path as a clean project-relative POSIX path; absolute paths and '..' rejected."""
+    text = str(value).replace("\\", "/")
+    path = PurePosixPath(text)
+    if not text.strip():
+        raise ConfigError("path must not be empty", key=key)
+    if path.is_absolute() or (len(text) > 1 and text[1] == ":"):
+        raise ConfigError(f"path '{value}' must be relative to the project", key=key)
+    if ".." in path.parts:
+        raise ConfigError(f"path '{value}' must stay inside the project (no '..')", key=key)
+    return path.as_posix()
+
+
+def output_dir(value: object, key: str, root: str | Path) -> str:
+    """An output directory from the config, confined to `results/` or `data/processed/`.
+
+    Besides the checks of `input_path`, the directory (with symbolic links followed, as far as
+    it exists) must lie inside one of `WRITABLE_DIRS` of the project at `root` (also followed),
+    so neither a plain path nor a link inside results/ can send outputs elsewhere.
+    """
+    clean = input_path(value, key)
+    base = Path(root).resolve()
+    target = (base / clean).resolve()
+    allowed = [(base / d).resolve() for d in WRITABLE_DIRS]
+    if any(target == a or a in target.parents for a in allowed):
+        return clean
+    inside = any(
+        PurePosixPath(clean) == PurePosixPath(d) or PurePosixPath(d) in PurePosixPath(clean).parents
+        for d in WRITABLE_DIRS
+    )
+    if inside:  # lexically inside, but a symbolic link leads elsewhere
+        raise ConfigError(
+            f"path '{value}' leads outside {' and '.join(d + '/' for d in WRITABLE_DIRS)} "
+            f"through a symbolic link (to {target})",
+            key=key,
+        )
+    raise ConfigError(
+        f"path '{value}' must be inside {' or '.join(d + '/' for d in WRITABLE_DIRS)} "
+        "(outputs are written only there)",
+        key=key,
+    )
+
+
+def _default(schema: Mapping[str, object], key: str) -> object:
+    props = schema.get("properties") or {}
+    return (props.get(key) or {}).get("default")  # type: ignore[union-attr]
+
+
+def check_config(
+    config: Mapping[str, object], schema: Mapping[str, object], root: str | Path
+) -> dict[str, object]:
+    """Everything the workflow checks in its configuration before any rule runs.
+
+    Schema (`validate_config`), input paths (`input_path`), output directories confined to
+    results/ and data/processed/ of the project at `root` (`output_dir`), and the time windows
+    (`windows.parse_windows`). Returns the clean paths and the windows table; raises
+    ConfigError naming the key for the first problem. Absent keys take the schema default.
+    """
+    validate_config(config, schema)
+
+    def get(key: str) -> object:
+        return config[key] if key in config else _default(schema, key)
+
+    studies = get("studies")
+    return {
+        "studies": [
+            input_path(p, "studies")
+            for p in ([studies] if isinstance(studies, str) else list(studies))  # type: ignore[arg-type]
+        ],
+        "published": input_path(get("published"), "published"),
+        "claims_file": input_path(get("claims_file"), "claims_file"),
+        "processed_dir": output_dir(get("processed_dir"), "processed_dir", root),
+        "results_dir": output_dir(get("results_dir"), "results_dir", root),
+        "windows": parse_windows(get("windows")),  # type: ignore[arg-type]
+    }

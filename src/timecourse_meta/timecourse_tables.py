@@ -1,0 +1,672 @@
+"""Workflow tables of the multivariate time-course model (all windows fitted jointly).
+
+The per-window pooled tables treat each window as a separate meta-analysis. Here the effects
+of one outcome and measure at all windows are fitted jointly with
+:func:`timecourse.fit_timecourse` (metafor ``rma.mv(yi, V, mods = ~ time - 1,
+random = ~ time | study, struct = ...)``, ``V`` from ``vcalc()``), and turned into
+deterministic tables:
+
+* :func:`model_table` -- one row per configured window (k = 0 windows listed, not estimated);
+* :func:`contrast_table` -- differences between windows, a linear trend and the equality test;
+* :func:`structure_table` -- every configured G structure, fitted or failed, with AIC/BIC/AICc
+  and likelihood-ratio tests of nested structures (metafor ``fitstats``, ``anova``);
+* :func:`rho_sensitivity_table` -- window means and contrasts over a grid of assumed
+  within-study correlations.
+
+Study unit: the comparison (``comparison_id``). ``fit_timecourse`` has one random effect per
+study, so the comparisons of a multi-arm trial (several doses against one control) enter as
+separate, independent studies. Their shared control is split across them upstream (flag
+``control_split_<k>_ways``, Cochrane Handbook 23.3.4), which avoids double counting the control
+participants but leaves their correlation unmodelled; every row informed by such comparisons
+says so in ``warnings``.
+
+Nothing is dropped silently: a fit that fails is listed with ``status = "failed"`` and its
+reason, a window with no data with ``status = "no data"``, and every NA is explained in
+``warnings`` (or ``note``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .errors import ConfigError, TimecourseMetaError
+from .tables import format_value
+from .timecourse import METHODS, STRUCTS, TimecourseResult, compare_fits
+from .timecourse import fit_timecourse as _fit_timecourse
+from .within_cov import WITHIN_KINDS, check_within
+
+__all__ = [
+    "CONTRAST_COLUMNS",
+    "MODEL_COLUMNS",
+    "RHO_COLUMNS",
+    "STRUCTURE_COLUMNS",
+    "FitOutcome",
+    "TimecourseSpec",
+    "TimecourseTables",
+    "build_timecourse_tables",
+    "contrast_table",
+    "fit_safely",
+    "model_table",
+    "parse_timecourse_config",
+    "rho_sensitivity_table",
+    "structure_table",
+    "timecourse_data",
+]
+
+OK, NOT_CONVERGED, OVERPARAMETERISED = "ok", "not converged", "over-parameterised"
+FAILED, NO_DATA, NOT_ESTIMABLE = "failed", "no data", "not estimable"
+SEP = " | "  # between warnings (the fit's own warnings may contain ';')
+# numerical failures of a fit that are reported in the tables instead of stopping the run
+_FIT_ERRORS = (TimecourseMetaError, np.linalg.LinAlgError, ValueError, ArithmeticError)
+
+MODEL_COLUMNS: tuple[str, ...] = (
+    "outcome",
+    "measure",
+    "timepoint",
+    "hours",
+    "k",
+    "studies",
+    "estimate",
+    "se",
+    "ci_low",
+    "ci_high",
+    "pval",
+    "tau2",
+    "struct",
+    "within",
+    "rho",
+    "method",
+    "converged",
+    "status",
+    "warnings",
+)
+CONTRAST_COLUMNS: tuple[str, ...] = (
+    "outcome",
+    "measure",
+    "contrast",
+    "type",
+    "windows",
+    "k",
+    "estimate",
+    "se",
+    "ci_low",
+    "ci_high",
+    "statistic",
+    "stat_type",
+    "df",
+    "pval",
+    "struct",
+    "within",
+    "rho",
+    "method",
+    "status",
+    "warnings",
+)
+STRUCTURE_COLUMNS: tuple[str, ...] = (
+    "outcome",
+    "measure",
+    "struct",
+    "configured",
+    "status",
+    "converged",
+    "loglik",
+    "n_params",
+    "n_var_params",
+    "resid_df",
+    "AIC",
+    "BIC",
+    "AICc",
+    "delta_AIC",
+    "reduced",
+    "LRT",
+    "df",
+    "pval",
+    "tau2",
+    "G_rho",
+    "within",
+    "rho",
+    "method",
+    "note",
+)
+RHO_COLUMNS: tuple[str, ...] = (
+    "outcome",
+    "measure",
+    "rho",
+    "term_type",
+    "term",
+    "k",
+    "estimate",
+    "se",
+    "ci_low",
+    "ci_high",
+    "pval",
+    "struct",
+    "within",
+    "method",
+    "status",
+    "warnings",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# settings
+
+
+@dataclass(frozen=True)
+class TimecourseSpec:
+    """Settings of the multivariate model (config key ``timecourse``).
+
+    ``contrasts``: pairs (a, b) estimated as mean(a) - mean(b). ``maxiter`` caps the optimiser
+    (not a config key; lowered only in tests).
+    """
+
+    struct: str = "HAR"
+    within: str = "ar"
+    rho: float = 0.5
+    method: str = "REML"
+    level: float = 0.95
+    rho_grid: tuple[float, ...] = (0.2, 0.5, 0.8)
+    structures: tuple[str, ...] = STRUCTS
+    contrasts: tuple[tuple[str, str], ...] = ()
+    maxiter: int = 2000
+
+
+def parse_timecourse_config(
+    spec: Mapping[str, object] | None, timepoints: Sequence[str], level: float = 0.95
+) -> TimecourseSpec:
+    """Validate config ``timecourse`` against the configured windows; ConfigError naming the key."""
+    spec = dict(spec or {})
+    base = TimecourseSpec(level=float(level))
+
+    def key(name: str) -> str:
+        return f"timecourse.{name}"
+
+    struct = str(spec.get("struct", base.struct)).upper()
+    if struct not in STRUCTS:
+        raise ConfigError(f"'{struct}' is not one of {', '.join(STRUCTS)}", key=key("struct"))
+    structures = tuple(str(s).upper() for s in spec.get("structures", base.structures))  # type: ignore[union-attr]
+    bad = [s for s in structures if s not in STRUCTS]
+    if bad or not structures or len(set(structures)) != len(structures):
+        raise ConfigError(
+            f"needs distinct structures from {', '.join(STRUCTS)} (got {list(structures)})",
+            key=key("structures"),
+        )
+    method = str(spec.get("method", base.method)).upper()
+    if method not in METHODS:
+        raise ConfigError(f"'{method}' is not one of {', '.join(METHODS)}", key=key("method"))
+    within = str(spec.get("within", base.within)).lower()
+    if within not in WITHIN_KINDS:
+        raise ConfigError(f"'{within}' is not one of {', '.join(WITHIN_KINDS)}", key=key("within"))
+
+    def rhos(name: str, values: object) -> tuple[float, ...]:
+        try:
+            return tuple(check_within(within, r)[1] for r in values)  # type: ignore[attr-defined]
+        except (TypeError, ValueError) as err:
+            raise ConfigError(str(err), key=key(name)) from None
+
+    (rho,) = rhos("rho", [spec.get("rho", base.rho)])
+    grid = rhos("rho_grid", spec.get("rho_grid", base.rho_grid))
+    if not grid:
+        raise ConfigError("needs at least one value", key=key("rho_grid"))
+    pairs = []
+    for pair in spec.get("contrasts", []) or []:  # type: ignore[union-attr]
+        items = [str(x) for x in pair] if isinstance(pair, Sequence) else []
+        if isinstance(pair, str) or len(items) != 2 or items[0] == items[1]:
+            raise ConfigError(
+                f"each contrast is a pair of two different windows, got {pair!r}",
+                key=key("contrasts"),
+            )
+        unknown = [w for w in items if w not in timepoints]
+        if unknown:
+            raise ConfigError(
+                f"window(s) {unknown} are not configured windows ({', '.join(timepoints)})",
+                key=key("contrasts"),
+            )
+        pairs.append((items[0], items[1]))
+    return replace(
+        base,
+        struct=struct,
+        within=within,
+        rho=rho,
+        method=method,
+        rho_grid=grid,
+        structures=structures,
+        contrasts=tuple(pairs),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# data and fitting
+
+
+def timecourse_data(
+    effects: pd.DataFrame, outcome: str, measure: str
+) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """Effects of one outcome and measure with the study unit, and multi-arm notes per window.
+
+    Returns (data, notes): ``data`` has ``unit`` (``comparison_id``, else ``study_id``),
+    ``study_id``, ``timepoint``, ``yi``, ``vi`` in the input order; ``notes`` maps a window to
+    one sentence per trial that contributes several comparisons to it.
+    """
+    sel = effects[(effects["outcome"] == outcome) & (effects["measure"] == measure)]
+    study = sel["study_id"].astype(str)
+    unit = sel["comparison_id"].fillna("").astype(str) if "comparison_id" in sel else study
+    unit = unit.where(unit.str.strip() != "", study)
+    flags = sel["flags"].astype(str) if "flags" in sel else pd.Series("", index=sel.index)
+    data = pd.DataFrame(
+        {
+            "unit": unit.to_numpy(),
+            "study_id": study.to_numpy(),
+            "timepoint": sel["timepoint"].astype(str).to_numpy(),
+            "yi": sel["yi"].to_numpy(dtype=float),
+            "vi": sel["vi"].to_numpy(dtype=float),
+            "flags": flags.to_numpy(),
+        }
+    )
+    notes: dict[str, list[str]] = {}
+    for (tp, sid), grp in data.groupby(["timepoint", "study_id"], sort=True):
+        units = sorted(set(grp["unit"]))
+        if len(units) < 2:
+            continue
+        ctrl = sorted({f for fl in grp["flags"] for f in fl.split(";") if "control" in f})
+        how = f" (flags: {', '.join(ctrl)})" if ctrl else ""
+        notes.setdefault(str(tp), []).append(
+            f"{sid}: {len(units)} comparisons ({'; '.join(units)}){how} are treated as "
+            "independent studies; a shared control makes them correlated, which is not modelled"
+        )
+    return data.drop(columns="flags"), notes
+
+
+@dataclass
+class FitOutcome:
+    """A fit attempt: the result (None if it failed), status and every message."""
+
+    result: TimecourseResult | None
+    status: str
+    warnings: list[str] = field(default_factory=list)
+    error: str = ""
+
+
+def _variance_df(res: TimecourseResult) -> tuple[int, int]:
+    """(variance parameters, residual df k - p): more parameters than df means G is not
+    identified from the data."""
+    p = len(res.timepoints)
+    return res.n_params - p, res.k - p
+
+
+def fit_safely(
+    data: pd.DataFrame,
+    timepoints: Sequence[str],
+    spec: TimecourseSpec,
+    *,
+    struct: str | None = None,
+    rho: float | None = None,
+) -> FitOutcome:
+    """Fit ``fit_timecourse`` on ``data`` (from :func:`timecourse_data`); never raises for
+    numerical or data problems: they come back as ``status = "failed"`` with the reason.
+
+    Status: ``ok``; ``not converged`` (estimates of the last iterate); ``over-parameterised``
+    (converged, but more variance parameters than residual df k - p); ``failed``.
+    """
+    struct = spec.struct if struct is None else struct
+    rho = spec.rho if rho is None else rho
+    if data.empty:
+        return FitOutcome(None, FAILED, error="no estimates of this outcome and measure")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            res = _fit_timecourse(
+                data["unit"].to_numpy(),
+                data["timepoint"].to_numpy(),
+                data["yi"].to_numpy(dtype=float),
+                data["vi"].to_numpy(dtype=float),
+                struct=struct,
+                within=spec.within,
+                rho=rho,
+                method=spec.method,
+                timepoint_order=list(timepoints),
+                level=spec.level,
+                maxiter=spec.maxiter,
+            )
+        except _FIT_ERRORS as err:
+            return FitOutcome(None, FAILED, error=f"model could not be fitted: {err}")
+    notes = list(res.warnings)
+    extra = [str(w.message) for w in caught if str(w.message) not in notes]
+    notes += [f"numerical warning: {m}" for m in dict.fromkeys(extra)]
+    n_var, df = _variance_df(res)
+    if not res.converged:
+        status = NOT_CONVERGED
+    elif n_var > df:
+        status = OVERPARAMETERISED
+        notes.append(
+            f"{n_var} variance parameters but only k - p = {df} residual degrees of freedom: "
+            "G is not identified from these data"
+        )
+    else:
+        status = OK
+    return FitOutcome(res, status, notes)
+
+
+def _split_warnings(messages: Sequence[str], timepoints: Sequence[str]) -> dict[str, list[str]]:
+    """Messages naming a window ('7d') go to that window only; the others to every window."""
+    out: dict[str, list[str]] = {tp: [] for tp in timepoints}
+    for msg in messages:
+        named = [tp for tp in timepoints if f"'{tp}'" in msg]
+        for tp in named or timepoints:
+            out[tp].append(msg)
+    return out
+
+
+def _settings(spec: TimecourseSpec, struct: str, rho: float) -> dict[str, object]:
+    return {"struct": struct, "within": spec.within, "rho": rho, "method": spec.method}
+
+
+# --------------------------------------------------------------------------------------------
+# tables
+
+
+def model_table(
+    fit: FitOutcome,
+    data: pd.DataFrame,
+    timepoints: Sequence[str],
+    hours: Mapping[str, float],
+    spec: TimecourseSpec,
+    *,
+    outcome: str,
+    measure: str,
+    notes: Mapping[str, Sequence[str]] | None = None,
+    struct: str | None = None,
+    rho: float | None = None,
+) -> pd.DataFrame:
+    """One row per configured window: k, the units, the model's mean with SE, CI and p, and
+    the window's tau^2 (one common tau^2 for CS/AR). ``notes``: multi-arm notes per window."""
+    struct = spec.struct if struct is None else struct
+    rho = spec.rho if rho is None else rho
+    res = fit.result
+    per_tp = _split_warnings(fit.warnings, timepoints)
+    est = res.estimates.set_index("timepoint") if res is not None else None
+    rows = []
+    for tp in timepoints:
+        at = data[data["timepoint"] == tp]
+        k = len(at)
+        row: dict[str, object] = {
+            "outcome": outcome,
+            "measure": measure,
+            "timepoint": tp,
+            "hours": float(hours.get(tp, np.nan)),
+            "k": k,
+            "studies": ";".join(sorted(at["unit"])),
+            **_settings(spec, struct, rho),
+        }
+        msgs = list(per_tp[tp]) + list((notes or {}).get(tp, []))
+        if est is not None and tp in est.index:
+            e = est.loc[tp]
+            j = res.timepoints.index(tp)  # type: ignore[union-attr]
+            tau2 = res.tau2[j] if res.tau2.size > 1 else res.tau2[0]  # type: ignore[union-attr]
+            row.update(
+                estimate=float(e["estimate"]),
+                se=float(e["se"]),
+                ci_low=float(e["ci_low"]),
+                ci_high=float(e["ci_high"]),
+                pval=float(e["pval"]),
+                tau2=float(tau2),
+                converged=bool(res.converged),  # type: ignore[union-attr]
+                status=fit.status,
+            )
+        else:
+            if k == 0:
+                status = NO_DATA
+                msgs = [
+                    f"k = 0: no study reports {outcome} ({measure}) in window {tp}; not estimated"
+                ]
+            else:
+                status = fit.status if fit.result is None else NOT_ESTIMABLE
+                msgs = [fit.error or "window not in the fitted model"] + msgs
+            row.update(
+                estimate=np.nan,
+                se=np.nan,
+                ci_low=np.nan,
+                ci_high=np.nan,
+                pval=np.nan,
+                tau2=np.nan,
+                converged=bool(res.converged) if res is not None else False,
+                status=status,
+            )
+        row["warnings"] = SEP.join(dict.fromkeys(msgs))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(MODEL_COLUMNS))
+
+
+def _trend_matrix(observed: Sequence[str], timepoints: Sequence[str]) -> np.ndarray:
+    """Least-squares slope of the means on their positions in the configured window order
+    (weights (p - mean p) / sum (p - mean p)^2): per window step, gaps counted."""
+    pos = np.array([list(timepoints).index(t) for t in observed], dtype=float)
+    c = pos - pos.mean()
+    return (c / (c @ c))[None, :]
+
+
+def contrast_table(
+    fit: FitOutcome,
+    data: pd.DataFrame,
+    timepoints: Sequence[str],
+    spec: TimecourseSpec,
+    *,
+    outcome: str,
+    measure: str,
+    struct: str | None = None,
+    rho: float | None = None,
+) -> pd.DataFrame:
+    """Configured differences between windows (Wald z), the linear trend over the window
+    positions (z, 1 df) and the test that all window means are equal (QM, T - 1 df); metafor
+    ``anova(res, X = L)``. ``k`` is the smallest k among the windows involved."""
+    struct = spec.struct if struct is None else struct
+    rho = spec.rho if rho is None else rho
+    res = fit.result
+    k_of = data["timepoint"].value_counts().to_dict()
+    observed = res.timepoints if res is not None else []
+    crit = stats.norm.ppf(1 - (1 - spec.level) / 2)
+    terms: list[tuple[str, str, list[str]]] = [
+        (f"{a} - {b}", "difference", [a, b]) for a, b in spec.contrasts
+    ]
+    terms += [
+        ("linear trend per window step", "linear trend", list(observed)),
+        ("all window means equal", "equality", list(observed)),
+    ]
+    rows = []
+    for label, kind, wins in terms:
+        row: dict[str, object] = {
+            "outcome": outcome,
+            "measure": measure,
+            "contrast": label,
+            "type": kind,
+            "windows": ";".join(wins),
+            "k": min((int(k_of.get(w, 0)) for w in wins), default=0),
+            **_settings(spec, struct, rho),
+        }
+        nan = dict.fromkeys(
+            ("estimate", "se", "ci_low", "ci_high", "statistic", "df", "pval"), np.nan
+        )
+        stat_type = "QM" if kind == "equality" else "z"
+        msgs: list[str] = []
+        if res is None:
+            row.update(nan, stat_type=stat_type, status=fit.status)
+            msgs.append(fit.error)
+        elif kind == "difference" and any(w not in observed for w in wins):
+            row.update(nan, stat_type=stat_type, status=NOT_ESTIMABLE)
+            missing = [w for w in wins if w not in observed]
+            msgs.append(f"window(s) {', '.join(missing)} have no data (k = 0)")
+        elif len(observed) < 2:
+            row.update(nan, stat_type=stat_type, status=NOT_ESTIMABLE)
+            msgs.append("fewer than two windows with data")
+        else:
+            if kind == "difference":
+                L = np.array([[1.0 if t == wins[0] else -1.0 if t == wins[1] else 0.0
+                               for t in observed]])  # fmt: skip
+            elif kind == "linear trend":
+                L = _trend_matrix(observed, timepoints)
+            else:
+                L = np.hstack([-np.ones((len(observed) - 1, 1)), np.eye(len(observed) - 1)])
+            w = res.wald(L)
+            if kind == "equality":
+                row.update(
+                    estimate=np.nan, se=np.nan, ci_low=np.nan, ci_high=np.nan,
+                    statistic=w.QM, df=w.df, pval=w.QM_pval,
+                )  # fmt: skip
+                msgs.append("joint test (chi-square): no single estimate")
+            else:
+                e, s = float(w.estimate[0]), float(w.se[0])
+                row.update(
+                    estimate=e, se=s, ci_low=e - crit * s, ci_high=e + crit * s,
+                    statistic=float(w.z[0]), df=1, pval=float(w.pval[0]),
+                )  # fmt: skip
+            row.update(stat_type=stat_type, status=fit.status)
+            single = [t for t in wins if k_of.get(t, 0) == 1]
+            if single:
+                msgs.append(f"window(s) {', '.join(single)} rest on a single study")
+            if kind != "difference":
+                absent = [t for t in timepoints if t not in observed]
+                if absent:
+                    msgs.append(f"windows without data ({', '.join(absent)}) not included")
+            if fit.status != OK:
+                msgs.append(f"model status: {fit.status}")
+        row["warnings"] = SEP.join(m for m in dict.fromkeys(msgs) if m)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(CONTRAST_COLUMNS))
+
+
+def _fmt(x: float) -> str:
+    return format_value(float(x), digits=4)
+
+
+def _g_text(res: TimecourseResult) -> tuple[str, str]:
+    """tau^2 per window and the G correlation(s) as text (UN: every estimated pair)."""
+    tps = res.timepoints
+    if res.tau2.size == 1:
+        tau2 = _fmt(res.tau2[0])
+    else:
+        tau2 = ";".join(f"{t}={_fmt(v)}" for t, v in zip(tps, res.tau2, strict=True))
+    if res.rho_fixed:
+        return tau2, "fixed 0"
+    if np.ndim(res.rho) == 0:
+        return tau2, _fmt(float(res.rho))  # type: ignore[arg-type]
+    R = np.asarray(res.rho)
+    pairs = [f"{tps[i]}~{tps[j]}={_fmt(R[i, j])}" for i in range(len(tps)) for j in range(i)]
+    return tau2, ";".join(pairs)
+
+
+def structure_table(
+    data: pd.DataFrame,
+    timepoints: Sequence[str],
+    spec: TimecourseSpec,
+    *,
+    outcome: str,
+    measure: str,
+) -> pd.DataFrame:
+    """Every structure of ``spec.structures`` fitted to the same data (metafor ``fitstats`` and
+    ``anova(full, reduced)`` via :func:`timecourse.compare_fits`), failed fits listed with the
+    reason. ``delta_AIC``: AIC minus the smallest AIC among fits with status ok."""
+    fits = {s: fit_safely(data, timepoints, spec, struct=s) for s in spec.structures}
+    fitted = {s: f.result for s, f in fits.items() if f.result is not None}
+    cmp = compare_fits(fitted) if fitted else pd.DataFrame(columns=["struct", "reduced"])
+    ok_aic = [fits[s].result.aic for s in fitted if fits[s].status == OK]  # type: ignore[union-attr]
+    best = min(ok_aic) if ok_aic else np.nan
+    rows = []
+    for s in spec.structures:
+        f = fits[s]
+        base: dict[str, object] = {
+            "outcome": outcome,
+            "measure": measure,
+            "struct": s,
+            "configured": s == spec.struct,
+            "status": f.status,
+            **{k: v for k, v in _settings(spec, s, spec.rho).items() if k != "struct"},
+        }
+        if f.result is None:
+            rows.append(base | {"converged": False, "reduced": "", "note": f.error})
+            continue
+        res = f.result
+        n_var, df = _variance_df(res)
+        tau2, g_rho = _g_text(res)
+        base |= {"n_var_params": n_var, "resid_df": df, "tau2": tau2, "G_rho": g_rho}
+        base["delta_AIC"] = res.aic - best if np.isfinite(best) else np.nan
+        for r in cmp[cmp["struct"] == s].to_dict("records"):
+            note = [str(r["note"])]
+            red = str(r["reduced"])
+            if red and fits[red].status != OK:
+                note.append(f"LRT unreliable: {red} is {fits[red].status}")
+            if red and f.status != OK:
+                note.append(f"LRT unreliable: {s} is {f.status}")
+            if f.status == OVERPARAMETERISED:
+                note.append(f.warnings[-1])
+            if not np.isfinite(best):
+                note.append("delta_AIC not computed: no structure has status ok")
+            rows.append(base | {k: r[k] for k in ("converged", "loglik", "n_params", "AIC",
+                                                  "BIC", "AICc", "reduced", "LRT", "df",
+                                                  "pval")} | {"note": "; ".join(note)})  # fmt: skip
+    out = pd.DataFrame(rows, columns=list(STRUCTURE_COLUMNS))
+    out["converged"] = out["converged"].astype(bool)
+    out["configured"] = out["configured"].astype(bool)
+    return out
+
+
+def rho_sensitivity_table(
+    data: pd.DataFrame,
+    timepoints: Sequence[str],
+    hours: Mapping[str, float],
+    spec: TimecourseSpec,
+    *,
+    outcome: str,
+    measure: str,
+    notes: Mapping[str, Sequence[str]] | None = None,
+) -> pd.DataFrame:
+    """The configured structure refitted for each within-study correlation in ``rho_grid``:
+    window means (term_type ``window``) and the contrasts of :func:`contrast_table`."""
+    parts = []
+    for rho in spec.rho_grid:
+        fit = fit_safely(data, timepoints, spec, rho=rho)
+        kw = {"outcome": outcome, "measure": measure, "rho": rho}
+        m = model_table(fit, data, timepoints, hours, spec, notes=notes, **kw)  # type: ignore[arg-type]
+        m = m.assign(term_type="window", term=m["timepoint"])
+        c = contrast_table(fit, data, timepoints, spec, **kw)  # type: ignore[arg-type]
+        c = c.assign(term_type=c["type"], term=c["contrast"])
+        parts += [m.reindex(columns=list(RHO_COLUMNS)), c.reindex(columns=list(RHO_COLUMNS))]
+    return pd.concat(parts, ignore_index=True)
+
+
+@dataclass
+class TimecourseTables:
+    """The four workflow tables and the primary fit."""
+
+    model: pd.DataFrame
+    contrasts: pd.DataFrame
+    structures: pd.DataFrame
+    rho_sensitivity: pd.DataFrame
+    fit: FitOutcome
+
+
+def build_timecourse_tables(
+    effects: pd.DataFrame,
+    timepoints: Sequence[str],
+    hours: Mapping[str, float],
+    spec: TimecourseSpec,
+    *,
+    outcome: str,
+    measure: str,
+) -> TimecourseTables:
+    """All tables of the multivariate model for one outcome and measure (see module doc)."""
+    data, notes = timecourse_data(effects, outcome, measure)
+    kw = {"outcome": outcome, "measure": measure}
+    fit = fit_safely(data, timepoints, spec)
+    return TimecourseTables(
+        model=model_table(fit, data, timepoints, hours, spec, notes=notes, **kw),
+        contrasts=contrast_table(fit, data, timepoints, spec, **kw),
+        structures=structure_table(data, timepoints, spec, **kw),
+        rho_sensitivity=rho_sensitivity_table(data, timepoints, hours, spec, notes=notes, **kw),
+        fit=fit,
+    )
