@@ -6,6 +6,7 @@ plots (``forest``, ``timecourse_plot``).
 """
 
 from .batch import BatchResult, fit_random_effects_batch, fit_random_effects_batch_long
+from .control import Control
 from .diagnostics import cumulative, influence, leave_one_out
 from .figures import save_figure
 from .forest import forest_plot
@@ -23,6 +24,7 @@ __all__ = [
     "BatchResult",
     "fit_random_effects_batch",
     "fit_random_effects_batch_long",
+    "Control",
     "ConvergenceError",
     "TimecourseResult",
     "WaldTest",
