@@ -197,20 +197,29 @@ def check_config(
 ) -> dict[str, object]:
     """Everything the workflow checks in its configuration before any rule runs.
 
-    Schema (`validate_config`), input paths (`input_path`), output directories confined to
-    results/ and data/processed/ of the project at `root` (`output_dir`), and the time windows
-    (`windows.parse_windows`). Returns the clean paths and the windows table; raises
-    ConfigError naming the key for the first problem. Absent keys take the schema default.
+    Schema (`validate_config`), input paths (`input_path`; the sheets must exist), output
+    directories confined to results/ and data/processed/ of the project at `root`
+    (`output_dir`), and the time windows (`windows.parse_windows`). Returns the clean paths and
+    the windows table; raises ConfigError naming the key for the first problem. Absent keys take
+    the schema default.
     """
     validate_config(config, schema)
 
     def get(key: str) -> object:
         return config[key] if key in config else _default(schema, key)
 
+    def existing(value: object, key: str) -> str:
+        clean = input_path(value, key)
+        if not (Path(root) / clean).is_file():
+            raise ConfigError(
+                f"file '{clean}' not found (paths are relative to the project folder)", key=key
+            )
+        return clean
+
     studies = get("studies")
     return {
         "studies": [
-            input_path(p, "studies")
+            existing(p, "studies")
             for p in ([studies] if isinstance(studies, str) else list(studies))  # type: ignore[arg-type]
         ],
         "published": input_path(get("published"), "published"),

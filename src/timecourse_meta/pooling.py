@@ -123,9 +123,9 @@ def _explain_missing(row: dict[str, object], notes: list[str]) -> None:
     why = (
         "not estimable with a single study"
         if k == 1
-        else "could not be computed for these data (see the other warnings)"
+        else "could not be computed for these data; see the other warnings"
     )
-    notes.append(f"NA: {', '.join(missing)} ({why})")
+    notes.append(f"NA in {', '.join(missing)}: {why}")
 
 
 def pool_group(
@@ -167,12 +167,18 @@ def pool_group(
         row.update({f: float("nan") for f in _RESULT_FIELDS})
         row["method"] = "none (not converged)"
         tried = " then ".join(estimators(method, method_fallback))
-        notes.insert(0, f"no tau^2 estimator converged ({tried}): {err}; nothing pooled")
+        detail = str(err).replace("; falling back", "")
+        notes.insert(0, f"no tau^2 estimator converged (tried {tried}: {detail}); nothing pooled")
         _explain_missing(row, notes)
         row["warnings"] = "; ".join(notes)
         return row
     row.update({f: float(getattr(res, f)) for f in _RESULT_FIELDS})
     row["method"], row["test"] = res.method, res.test
+    if res.method != str(method).upper():
+        notes.append(
+            f"tau^2 estimator {res.method} used because {str(method).upper()} did not converge "
+            "(method_fallback)"
+        )
     if k == 1:  # heterogeneity values as metafor reports them for k = 1; see the warning
         row["method"], row["test"] = "none (k = 1)", "z"  # Wald CI of the single study
     if k == 2 and test != "knha":

@@ -16,6 +16,7 @@ rule forest_plot:
         outcome=config["primary_outcome"],
         measure=config["primary_measure"],
         method=config["method"],
+        method_fallback=config["method_fallback"],
         test=config["test"],
         level=config["level"],
     wildcard_constraints:

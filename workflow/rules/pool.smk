@@ -22,6 +22,7 @@ rule pool_timepoints:
         timepoints=TIMEPOINTS,
         subgroups=config["subgroups"],
         method=config["method"],
+        method_fallback=config["method_fallback"],
         test=config["test"],
         level=config["level"],
     conda:
@@ -46,6 +47,7 @@ rule pool_proportions:
         timepoints=TIMEPOINTS,
         subgroups=config["subgroups"],
         method=config["method"],
+        method_fallback=config["method_fallback"],
         test=config["test"],
         level=config["level"],
     conda:
@@ -75,6 +77,7 @@ rule sensitivity:
         outcome=config["primary_outcome"],
         measure=config["primary_measure"],
         method=config["method"],
+        method_fallback=config["method_fallback"],
         test=config["test"],
         level=config["level"],
     conda:

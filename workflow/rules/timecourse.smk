@@ -5,7 +5,7 @@
 from timecourse_meta.timecourse_tables import parse_timecourse_config
 
 # checked when the workflow is parsed: a contrast naming an unknown window stops here
-parse_timecourse_config(config["timecourse"], TIMEPOINTS, config["level"])
+stop_on_config_error(parse_timecourse_config, config["timecourse"], TIMEPOINTS, config["level"])
 
 
 rule timecourse_model:

@@ -9,6 +9,8 @@ from timecourse_meta.pooling import forest_data
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 
+OUTCOME_TITLES = {"score": "Depression score", "response": "Response", "remission": "Remission"}
+
 with exit_on_error(smk.log[0], "forest_plot") as log:
     p = smk.params
     tp = smk.wildcards.timepoint
@@ -19,6 +21,7 @@ with exit_on_error(smk.log[0], "forest_plot") as log:
         outcome=p.outcome,
         measure=p.measure,
         method=p.method,
+        method_fallback=p.method_fallback,
         test=p.test,
         level=p.level,
     )
@@ -26,7 +29,7 @@ with exit_on_error(smk.log[0], "forest_plot") as log:
     fig = forest_plot(
         studies,
         pooled,
-        title=f"{p.outcome}, {label}, window {tp}",
+        title=f"{OUTCOME_TITLES.get(p.outcome, p.outcome)}: {label}, {tp} after dose",
         measure_label=label,
         favours=("Favours control", "Favours treatment"),
         group_labels=("Treatment", "Control"),

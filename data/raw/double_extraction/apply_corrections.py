@@ -27,11 +27,15 @@ def main() -> None:
                 if current == r.new_value:
                     continue
                 if current != r.old_value:
-                    raise SystemExit(f"{sheet} line {r.sheet_row} {r.column}: expected "
-                                     f"{r.old_value!r}, found {current!r}")
+                    raise SystemExit(
+                        f"{sheet} line {r.sheet_row} {r.column}: expected "
+                        f"{r.old_value!r}, found {current!r}"
+                    )
                 df.at[i, r.column] = r.new_value
-                tag = (f"[double extraction: {r.column} {r.old_value or '(empty)'} -> "
-                       f"{r.new_value or '(empty)'}; {r.decision_reason}]")
+                tag = (
+                    f"[double extraction: {r.column} {r.old_value or '(empty)'} -> "
+                    f"{r.new_value or '(empty)'}; {r.decision_reason}]"
+                )
             else:
                 tag = f"[double extraction: {r.column} kept; {r.decision_reason}]"
             if tag not in note:

@@ -324,6 +324,8 @@ BASE_CONFIG_CASES: dict[str, str] = {
     "config_studies_number.yaml": "studies: 5\n",
     "config_studies_absolute.yaml": "studies: /etc/passwd\n",
     "config_studies_dotdot.yaml": "studies: [data/raw/../../../secret.csv]\n",
+    "config_studies_missing_file.yaml": "studies:\n  - data/raw/ketamine_trials.csv\n"
+    "  - data/raw/nope.csv\n",
     "config_results_absolute.yaml": "results_dir: /tmp/elsewhere\n",
     "config_results_dotdot.yaml": "results_dir: results/../../outside\n",
     "config_results_windows_drive.yaml": "results_dir: 'C:\\\\results'\n",
