@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .comparisons import EFFECT_COLUMNS
 from .errors import SheetError
 
 __all__ = [
@@ -711,39 +712,6 @@ def unknown_columns(rows: pd.DataFrame) -> list[str]:
     return sorted(c for c in rows.columns if c not in known)
 
 
-_EFFECT_COLUMNS: tuple[str, ...] = (
-    "study_id",
-    "comparison_id",
-    "outcome",
-    "timepoint",
-    "time_hours",
-    "measure",
-    "yi",
-    "vi",
-    "sei",
-    "n_treatment",
-    "n_control",
-    "n_total",
-    "design",
-    "source_type",
-    "derivation",
-    "flags",
-    "row_ids",
-    "citation",
-    "doi",
-    "pmid",
-    "population",
-    "trd",
-    "concomitant_ad",
-    "control",
-    "drug",
-    "route",
-    "dose",
-    "scale",
-    "period",
-)
-
-
 def precomputed_effects(rows: pd.DataFrame, *, measure_default: str = "SMD") -> pd.DataFrame:
     """Effects table (same columns as `comparisons.compute_effects`) from precomputed-sheet rows.
 
@@ -756,7 +724,7 @@ def precomputed_effects(rows: pd.DataFrame, *, measure_default: str = "SMD") -> 
     from_se = np.isnan(vi)
     vi = np.where(from_se, sei**2, vi)
     out = pd.DataFrame(index=sub.index)
-    for column in _EFFECT_COLUMNS:
+    for column in EFFECT_COLUMNS:
         out[column] = sub[column] if column in sub else ""
     out["outcome"] = sub["outcome"].where(sub["outcome"] != "", "score")
     out["measure"] = sub["measure"].where(sub["measure"] != "", measure_default)
