@@ -68,22 +68,10 @@ POOLED_COLUMNS: tuple[str, ...] = (
     "studies",
     "warnings",
 )
-_RESULT_FIELDS = (
-    "estimate",
-    "se",
-    "ci_low",
-    "ci_high",
-    "pval",
-    "tau2",
-    "tau2_ci_low",
-    "tau2_ci_high",
-    "I2",
-    "H2",
-    "Q",
-    "Q_p",
-    "pi_low",
-    "pi_high",
-)
+# The model-result columns of POOLED_COLUMNS (estimate ... pi_high), filled from the fit.
+_RESULT_FIELDS = POOLED_COLUMNS[
+    POOLED_COLUMNS.index("estimate") : POOLED_COLUMNS.index("pi_high") + 1
+]
 
 
 def _n_participants(group: pd.DataFrame, notes: list[str]) -> float:

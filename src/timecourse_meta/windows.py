@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .comparisons import EXCLUSION_COLUMNS
 from .errors import ConfigError, SheetError
 
 __all__ = [
@@ -37,15 +38,6 @@ DEFAULT_WINDOWS: tuple[dict[str, float | str], ...] = (
     {"label": "14d", "low": 312, "high": 360, "nominal": 336},
 )
 RULES: tuple[str, ...] = ("closest_to_nominal", "earliest", "latest")
-EXCLUSION_COLUMNS: tuple[str, ...] = (
-    "source_file",
-    "source_row",
-    "study_id",
-    "arm",
-    "timepoint",
-    "outcome",
-    "reason",
-)
 
 
 def parse_windows(spec: Sequence[Mapping[str, object]] | None) -> pd.DataFrame:
