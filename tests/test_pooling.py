@@ -268,8 +268,9 @@ def test_forest_data_weights_and_pooled(effects: pd.DataFrame) -> None:
     assert studies["label"].iloc[0] == f"{sub['comparison_id'].iloc[0]} (24 h)"
     empty, none = forest_data(effects, "14d", outcome="score", measure="SMD")
     assert len(empty) == 0 and none is None
-    last = forest_data(effects, "7d", outcome="score", measure="SMD")[0]
+    last, single = forest_data(effects, "7d", outcome="score", measure="SMD")
     assert last["flag"].tolist() == ["\u2020"]  # the secondary-source row
+    assert single is None and last["weight"].tolist() == [100.0]  # k = 1: nothing pooled
 
 
 def test_subset_effects(effects: pd.DataFrame) -> None:

@@ -634,8 +634,9 @@ def forest_data(
     """Study rows and pooled mapping for `forest.forest_plot` for one window.
 
     Study weights (percent) and the pooled numbers come from the same `fit_random_effects` call
-    as the pooled table. Labels show the comparison and the reported time used in the window;
-    secondary-source rows are flagged with a dagger.
+    as the pooled table; with a single study the mapping is None (no diamond, no prediction
+    interval: nothing is pooled). Labels show the comparison and the reported time used in the
+    window; secondary-source rows are flagged with a dagger.
     """
     sel = effects[
         (effects["outcome"] == outcome)
@@ -656,6 +657,9 @@ def forest_data(
     if len(sel) == 0:
         studies["weight"] = np.array([], dtype=float)
         return studies, None
+    if len(sel) == 1:  # nothing pooled: forest_plot shows "Single study: no pooled estimate"
+        studies["weight"] = np.array([100.0])
+        return studies, None
     res = fit_random_effects(
         yi, vi, method=estimators(method, method_fallback), test=test, level=level
     )
@@ -667,15 +671,6 @@ def forest_data(
         "stat_name": res.stat_name, "df": res.df, "pval": res.pval,
         "label": f"RE model ({res.method}, {'Knapp-Hartung' if res.test == 'knha' else 'z'})",
     }  # fmt: skip
-    if len(sel) == 1:
-        pooled.update(
-            label="Single study (not pooled)",
-            tau2=np.nan,
-            I2=np.nan,
-            Q=np.nan,
-            Q_df=np.nan,
-            Q_p=np.nan,
-        )
     if res.warnings:
         pooled["note"] = "; ".join(res.warnings)
     return studies, pooled
