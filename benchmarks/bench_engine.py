@@ -9,7 +9,8 @@
     interval, so the second loop is the like-for-like one).
 (b) one fit at k = 2 000 (ours and metafor) and at k = 1 000 000 (ours only, in a fresh child
     process: wall time, tracemalloc peak during the fit and the process's peak RSS).
-Data: SMD meta-analyses from timecourse_meta.coverage.simulate_smd (tau^2 = 0.1), written to a
+Data: SMD meta-analyses from timecourse_meta.simulation.coverage.simulate_smd (tau^2 = 0.1),
+written to a
 CSV with 17 significant digits so that R reads exactly the same numbers. Times are wall-clock
 seconds, the best of --repeats runs where a case is repeated. Rscript/metafor missing: the
 metafor columns are skipped with a message.
@@ -32,8 +33,8 @@ import pandas as pd
 from _common import machine_line, metafor_version, run_r
 
 from timecourse_meta import fit_random_effects
-from timecourse_meta.batch import fit_random_effects_batch
-from timecourse_meta.coverage import simulate_smd
+from timecourse_meta.models.batch import fit_random_effects_batch
+from timecourse_meta.simulation.coverage import simulate_smd
 
 METHOD, TEST, TAU2, SEED = "REML", "knha", 0.1, 12345
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from timecourse_meta.comparisons import compute_effects
-from timecourse_meta.ingest import precomputed_effects, read_sheets
-from timecourse_meta.tables import row_accounting, sort_effects
-from timecourse_meta.windows import parse_windows, select_windows
+from timecourse_meta.effects.comparisons import compute_effects
+from timecourse_meta.pipeline.ingest import precomputed_effects, read_sheets
+from timecourse_meta.pipeline.tables import row_accounting, sort_effects
+from timecourse_meta.pipeline.windows import parse_windows, select_windows
 
 
 @dataclass(frozen=True)

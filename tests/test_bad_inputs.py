@@ -20,14 +20,14 @@ import pytest
 import yaml
 from pipeline_helpers import run_pipeline
 
-from timecourse_meta.config import (
+from timecourse_meta.errors import ConfigError, SheetError
+from timecourse_meta.pipeline.config import (
     check_config,
     check_config_files,
     load_yaml,
     output_dir,
 )
-from timecourse_meta.errors import ConfigError, SheetError
-from timecourse_meta.tables import to_csv_text, to_markdown_text
+from timecourse_meta.pipeline.tables import to_csv_text, to_markdown_text
 
 ROOT = Path(__file__).resolve().parents[1]
 BAD = ROOT / "tests" / "data" / "bad"

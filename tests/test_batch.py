@@ -23,14 +23,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from timecourse_meta import RMAResult, fit_random_effects
-from timecourse_meta.batch import (
+from timecourse_meta.models.batch import (
     fit_random_effects_batch,
     fit_random_effects_batch_long,
     zeroin_batch,
 )
-from timecourse_meta.control import Control
-from timecourse_meta.rootfind import zeroin
-from timecourse_meta.tau2 import ConvergenceError
+from timecourse_meta.models.control import Control
+from timecourse_meta.models.rootfind import zeroin
+from timecourse_meta.models.tau2 import ConvergenceError
 
 METHODS = ["FE", "DL", "HE", "HS", "SJ", "PM", "EB", "ML", "REML"]
 TESTS = ["z", "knha"]

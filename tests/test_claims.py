@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from timecourse_meta.claims import (
+from timecourse_meta.errors import ConfigError
+from timecourse_meta.pipeline.claims import (
     CLAIM_COLUMNS,
     MV_CLAIM_COLUMNS,
     check_claims,
     normalise_level,
     validate_claims,
 )
-from timecourse_meta.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 WINDOWS = ["4h", "24h", "3d", "7d", "14d"]

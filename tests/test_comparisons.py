@@ -11,15 +11,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from timecourse_meta import comparisons as cmp
-from timecourse_meta.comparisons import (
+from timecourse_meta.effects import comparisons as cmp
+from timecourse_meta.effects.comparisons import (
     EFFECT_COLUMNS,
     EXCLUSION_COLUMNS,
     PROPORTION_COLUMNS,
     compute_effects,
     compute_proportions,
 )
-from timecourse_meta.effect_sizes import log_odds_ratio, log_risk_ratio, smd, smd_from_d
+from timecourse_meta.effects.effect_sizes import log_odds_ratio, log_risk_ratio, smd, smd_from_d
 
 STUDY = {
     "citation": "Doe J et al. J Test 2020;1:1-2",

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from timecourse_meta import comparisons as cmp
-from timecourse_meta.comparisons import EFFECT_COLUMNS, EXCLUSION_COLUMNS, compute_effects
-from timecourse_meta.effect_sizes import (
+from timecourse_meta.effects import comparisons as cmp
+from timecourse_meta.effects.comparisons import EFFECT_COLUMNS, EXCLUSION_COLUMNS, compute_effects
+from timecourse_meta.effects.effect_sizes import (
     EffectSizeWarning,
     se_from_ci,
     smd_crossover_from_md_se,

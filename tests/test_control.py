@@ -1,4 +1,4 @@
-"""metafor's ``control`` in the engine: :class:`timecourse_meta.control.Control`.
+"""metafor's ``control`` in the engine: :class:`timecourse_meta.models.control.Control`.
 
 Checked here: the defaults are metafor 3.8.1's and reproduce control=None bit for bit; the
 iteration limits fail as documented (ConvergenceError / fallback warning / NaN CI bound with a
@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 
 from timecourse_meta import fit_meta_regression, fit_random_effects
-from timecourse_meta.batch import fit_random_effects_batch
-from timecourse_meta.control import Control
-from timecourse_meta.diagnostics import cumulative, leave_one_out
-from timecourse_meta.rma import TAU2_CI_SKIPPED
-from timecourse_meta.tau2 import ConvergenceError, tau2_max_default
+from timecourse_meta.diagnostics.influence import cumulative, leave_one_out
+from timecourse_meta.models.batch import fit_random_effects_batch
+from timecourse_meta.models.control import Control
+from timecourse_meta.models.rma import TAU2_CI_SKIPPED
+from timecourse_meta.models.tau2 import ConvergenceError, tau2_max_default
 
 GOLDEN = json.loads(
     (Path(__file__).parent / "fixtures" / "metafor" / "rma_golden.json").read_text("utf-8")

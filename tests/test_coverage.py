@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from timecourse_meta.coverage import (
+from timecourse_meta.simulation.coverage import (
     COLUMNS,
     METHODS,
     TESTS,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from timecourse_meta.diagnostics import cumulative, influence, leave_one_out
+from timecourse_meta.diagnostics.influence import cumulative, influence, leave_one_out
 
 FIXTURES = Path(__file__).parent / "fixtures" / "metafor"
 GOLDEN = json.loads((FIXTURES / "diagnostics_golden.json").read_text())

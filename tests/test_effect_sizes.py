@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from timecourse_meta.effect_sizes import (
+from timecourse_meta.effects.effect_sizes import (
     EffectSizeWarning,
     expit,
     hedges_j,

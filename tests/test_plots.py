@@ -25,8 +25,8 @@ from matplotlib.collections import PathCollection
 from matplotlib.patches import Polygon
 from matplotlib.text import Text
 
-from timecourse_meta.figures import DPI, save_figure
-from timecourse_meta.forest import (
+from timecourse_meta.plots.figures import DPI, save_figure
+from timecourse_meta.plots.forest import (
     ROW_H,
     auto_xlim,
     forest_plot,
@@ -34,7 +34,7 @@ from timecourse_meta.forest import (
     heterogeneity_text,
     overall_test_text,
 )
-from timecourse_meta.timecourse_plot import format_timepoint, timecourse_plot
+from timecourse_meta.plots.timecourse_plot import format_timepoint, timecourse_plot
 
 LONG = " \u2013 a very long trial label naming arm, dose, route and population"
 
@@ -391,8 +391,8 @@ def test_save_figure_identical_across_processes(tmp_path: Path) -> None:
         "import sys\n"
         f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
         "from test_plots import synth, pooled_for\n"
-        "from timecourse_meta.forest import forest_plot\n"
-        "from timecourse_meta.figures import save_figure\n"
+        "from timecourse_meta.plots.forest import forest_plot\n"
+        "from timecourse_meta.plots.figures import save_figure\n"
         "df = synth(3)\n"
         "save_figure(forest_plot(df, pooled_for(df), title='determinism'), sys.argv[1])\n"
     )

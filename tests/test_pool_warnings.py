@@ -20,14 +20,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from timecourse_meta.pooling import (
+from timecourse_meta.pipeline.pooling import (
     POOLED_COLUMNS,
     estimators,
     pool_by_timepoint,
     pool_group,
     subgroup_tests,
 )
-from timecourse_meta.tables import to_csv_text
+from timecourse_meta.pipeline.tables import to_csv_text
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = json.loads((ROOT / "tests" / "fixtures" / "metafor" / "fallback_golden.json").read_text())

@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from timecourse_meta.pooling import (
+from timecourse_meta.diagnostics.subgroups import subgroup_analysis
+from timecourse_meta.models.rma import fit_random_effects
+from timecourse_meta.pipeline.pooling import (
     POOLED_COLUMNS,
     forest_data,
     leave_one_out_rows,
@@ -26,8 +28,6 @@ from timecourse_meta.pooling import (
     subgroup_tests,
     subset_effects,
 )
-from timecourse_meta.rma import fit_random_effects
-from timecourse_meta.subgroups import subgroup_analysis
 
 GOLDEN = json.loads(
     (Path(__file__).parent / "fixtures" / "metafor" / "pooling_golden.json").read_text()
@@ -284,7 +284,7 @@ def test_subset_effects(effects: pd.DataFrame) -> None:
 
 
 def test_leave_one_out_rows_refit_without_each_study(effects: pd.DataFrame) -> None:
-    from timecourse_meta.diagnostics import leave_one_out
+    from timecourse_meta.diagnostics.influence import leave_one_out
 
     table = leave_one_out_rows(effects, WINDOWS, leave_one_out, outcome="score", measure="SMD")
     rows = table[table["timepoint"] == "24h"]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from timecourse_meta.projection import Projection
+from timecourse_meta.models.projection import Projection
 
 
 @pytest.fixture

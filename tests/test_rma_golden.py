@@ -35,7 +35,7 @@ import pandas as pd
 import pytest
 
 from timecourse_meta import fit_meta_regression, fit_random_effects
-from timecourse_meta.control import Control
+from timecourse_meta.models.control import Control
 
 GOLDEN_PATH = Path(__file__).parent / "fixtures" / "metafor" / "rma_golden.json"
 GOLDEN: dict[str, Any] = json.loads(GOLDEN_PATH.read_text(encoding="utf-8"))

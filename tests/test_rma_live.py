@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from timecourse_meta import fit_random_effects
-from timecourse_meta.control import Control
+from timecourse_meta.models.control import Control
 
 # (seed, k): k = 3 twice because very small k is where estimators and CIs are fragile.
 DATASETS = [(101, 3), (102, 7), (103, 20), (104, 3), (105, 20)]

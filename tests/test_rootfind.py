@@ -5,7 +5,7 @@ import math
 import pytest
 from scipy import optimize
 
-from timecourse_meta.rootfind import R_UNIROOT_TOL, zeroin
+from timecourse_meta.models.rootfind import R_UNIROOT_TOL, zeroin
 
 
 def test_finds_root_to_tolerance():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from timecourse_meta.sd_recovery import (
+from timecourse_meta.effects.sd_recovery import (
     LABEL_NONE,
     LABEL_REPORTED,
     LABEL_SE,

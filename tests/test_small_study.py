@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from timecourse_meta.small_study import regtest, trimfill
+from timecourse_meta.diagnostics.small_study import regtest, trimfill
 
 GOLDEN = json.loads(
     (Path(__file__).parent / "fixtures" / "metafor" / "diagnostics_golden.json").read_text()

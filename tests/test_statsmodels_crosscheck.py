@@ -14,7 +14,7 @@ from scipy import optimize
 from statsmodels.stats.meta_analysis import combine_effects
 
 from timecourse_meta import fit_random_effects
-from timecourse_meta.tau2 import _qe
+from timecourse_meta.models.tau2 import _qe
 
 GOLDEN = Path(__file__).parent / "fixtures" / "metafor" / "rma_golden.json"
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from timecourse_meta.subgroups import subgroup_analysis
+from timecourse_meta.diagnostics.subgroups import subgroup_analysis
 
 GOLDEN = json.loads(
     (Path(__file__).parent / "fixtures" / "metafor" / "diagnostics_golden.json").read_text()

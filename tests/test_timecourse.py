@@ -1,4 +1,4 @@
-"""Multivariate time-course model (timecourse_meta.timecourse) against metafor 3.8.1 rma.mv.
+"""Multivariate time-course model (models.multivariate) against metafor 3.8.1 rma.mv.
 
 Golden values: tests/fixtures/metafor/rma_mv_golden.R, which fits
 rma.mv(yi, V, mods = ~ time - 1, random = ~ time | study, struct = S, method = M) for
@@ -28,13 +28,13 @@ import pytest
 from conftest import compare, rscript_with_metafor
 
 from timecourse_meta.errors import TimecourseMetaError
-from timecourse_meta.rma import fit_random_effects
-from timecourse_meta.timecourse import (
+from timecourse_meta.models.multivariate import (
     STRUCTS,
     compare_fits,
     compare_structures,
     fit_timecourse,
 )
+from timecourse_meta.models.rma import fit_random_effects
 
 FIXTURES = Path(__file__).parent / "fixtures" / "metafor"
 GOLDEN = json.loads((FIXTURES / "rma_mv_golden.json").read_text())

@@ -1,4 +1,4 @@
-"""Workflow tables of the multivariate time-course model (timecourse_meta.timecourse_tables).
+"""Workflow tables of the multivariate time-course model (pipeline.timecourse_tables).
 
 Golden values: tests/fixtures/metafor/timecourse_workflow_golden.R (metafor 3.8.1), which fits
 rma.mv(yi, V, mods = ~ tf - 1, random = ~ tf | unit, struct = S, method = "REML") with
@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 
 from timecourse_meta.errors import ConfigError
-from timecourse_meta.tables import to_csv_text
-from timecourse_meta.timecourse_tables import (
+from timecourse_meta.pipeline.tables import to_csv_text
+from timecourse_meta.pipeline.timecourse_tables import (
     CONTRAST_COLUMNS,
     MODEL_COLUMNS,
     RHO_COLUMNS,

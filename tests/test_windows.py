@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from timecourse_meta.errors import ConfigError, SheetError
-from timecourse_meta.windows import (
+from timecourse_meta.pipeline.windows import (
     EXCLUSION_COLUMNS,
     apply_filters,
     assign_windows,

@@ -1,4 +1,4 @@
-"""Within-study covariance (timecourse_meta.within_cov) against metafor 3.8.1 vcalc().
+"""Within-study covariance (timecourse_meta.models.within_cov) against metafor 3.8.1 vcalc().
 
 Golden matrices: tests/fixtures/metafor/rma_mv_golden.R ("vmats": upper-triangle non-zero
 entries of vcalc(vi, cluster = study, time1 = position, phi = rho) for "ar" and
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from timecourse_meta.errors import TimecourseMetaError
-from timecourse_meta.within_cov import (
+from timecourse_meta.models.within_cov import (
     timepoint_positions,
     within_correlation,
     within_study_cov,

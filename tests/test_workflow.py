@@ -17,7 +17,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from timecourse_meta.tables import format_value, row_accounting, to_csv_text, to_markdown_text
+from timecourse_meta.pipeline.tables import (
+    format_value,
+    row_accounting,
+    to_csv_text,
+    to_markdown_text,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHEET = "data/raw/ketamine_trials.csv"

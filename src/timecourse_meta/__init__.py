@@ -1,52 +1,65 @@
 """timecourse_meta: effect sizes, random-effects models and plots for time-course meta-analysis.
 
-The layers follow metafor's separation: effect sizes (``effect_sizes``, ``comparisons``),
-models (``rma``, ``tau2``, ``subgroups``, ``diagnostics``, ``small_study``, ``timecourse``) and
-plots (``forest``, ``timecourse_plot``).
+The subpackages follow the data and metafor's separation of concerns, lowest first:
+``schema`` and ``errors`` (data contracts), ``effects`` (escalc: effect sizes, arm pairing),
+``models`` (tau², rma, batch, multivariate time course), ``diagnostics`` (influence, subgroups,
+small-study effects), ``plots`` (forest, time course), ``simulation`` (coverage study) and
+``pipeline`` (the workflow's stages: ingest, windows, pooling, claims, tables). A module imports
+only from its own or a lower layer (checked by ``tests/test_layering.py``).
+
+Importing the package is cheap: the public names below are loaded on first use (PEP 562), so
+``import timecourse_meta.errors`` does not pull in scipy or matplotlib.
 """
 
-from .batch import BatchResult, fit_random_effects_batch, fit_random_effects_batch_long
-from .control import Control
-from .diagnostics import cumulative, influence, leave_one_out
-from .figures import save_figure
-from .forest import forest_plot
-from .rma import RegressionResult, RMAResult, fit_meta_regression, fit_random_effects
-from .small_study import RegtestResult, TrimfillResult, regtest, trimfill
-from .subgroups import SubgroupResult, subgroup_analysis
-from .tau2 import ConvergenceError, estimate_tau2
-from .timecourse import TimecourseResult, WaldTest, compare_fits, compare_structures, fit_timecourse
-from .timecourse_plot import timecourse_plot
-from .within_cov import within_study_cov
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BatchResult",
-    "fit_random_effects_batch",
-    "fit_random_effects_batch_long",
-    "Control",
-    "ConvergenceError",
-    "TimecourseResult",
-    "WaldTest",
-    "compare_fits",
-    "compare_structures",
-    "fit_timecourse",
-    "within_study_cov",
-    "RMAResult",
-    "RegressionResult",
-    "RegtestResult",
-    "SubgroupResult",
-    "TrimfillResult",
-    "cumulative",
-    "estimate_tau2",
-    "fit_meta_regression",
-    "fit_random_effects",
-    "forest_plot",
-    "influence",
-    "leave_one_out",
-    "regtest",
-    "save_figure",
-    "subgroup_analysis",
-    "timecourse_plot",
-    "trimfill",
-]
+_EXPORTS: dict[str, str] = {
+    "BatchResult": "models.batch",
+    "fit_random_effects_batch": "models.batch",
+    "fit_random_effects_batch_long": "models.batch",
+    "Control": "models.control",
+    "ConvergenceError": "models.tau2",
+    "estimate_tau2": "models.tau2",
+    "RMAResult": "models.rma",
+    "RegressionResult": "models.rma",
+    "fit_meta_regression": "models.rma",
+    "fit_random_effects": "models.rma",
+    "TimecourseResult": "models.multivariate",
+    "WaldTest": "models.multivariate",
+    "compare_fits": "models.multivariate",
+    "compare_structures": "models.multivariate",
+    "fit_timecourse": "models.multivariate",
+    "within_study_cov": "models.within_cov",
+    "cumulative": "diagnostics.influence",
+    "influence": "diagnostics.influence",
+    "leave_one_out": "diagnostics.influence",
+    "RegtestResult": "diagnostics.small_study",
+    "TrimfillResult": "diagnostics.small_study",
+    "regtest": "diagnostics.small_study",
+    "trimfill": "diagnostics.small_study",
+    "SubgroupResult": "diagnostics.subgroups",
+    "subgroup_analysis": "diagnostics.subgroups",
+    "save_figure": "plots.figures",
+    "forest_plot": "plots.forest",
+    "timecourse_plot": "plots.timecourse_plot",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'timecourse_meta' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from timecourse_meta.config import check_config, check_config_files, load_yaml
+from timecourse_meta.pipeline.config import check_config, check_config_files, load_yaml
 from timecourse_meta.errors import ConfigError
 
 

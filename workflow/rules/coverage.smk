@@ -3,7 +3,7 @@
 #
 #   snakemake --cores 2 coverage
 #
-# The grid (k, tau^2), replicate count and seed are fixed in timecourse_meta.coverage; the
+# The grid (k, tau^2), replicate count and seed are fixed in timecourse_meta.simulation.coverage; the
 # replicate count can be lowered here for a quick look (the CSV records it in n_rep).
 
 COVERAGE_REPS = 10000

@@ -3,9 +3,9 @@
 import pandas as pd
 import yaml
 
-from timecourse_meta.claims import check_claims
 from timecourse_meta.errors import ConfigError, exit_on_error
-from timecourse_meta.tables import write_csv, write_markdown
+from timecourse_meta.pipeline.claims import check_claims
+from timecourse_meta.pipeline.tables import write_csv, write_markdown
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 

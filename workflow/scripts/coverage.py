@@ -2,10 +2,10 @@
 
 import time
 
-from timecourse_meta.coverage import plot_coverage, run_coverage
 from timecourse_meta.errors import exit_on_error
-from timecourse_meta.figures import save_figure
-from timecourse_meta.tables import write_csv
+from timecourse_meta.pipeline.tables import write_csv
+from timecourse_meta.plots.figures import save_figure
+from timecourse_meta.simulation.coverage import plot_coverage, run_coverage
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 

@@ -2,10 +2,10 @@
 
 import pandas as pd
 
-from timecourse_meta.comparisons import compute_effects
+from timecourse_meta.effects.comparisons import compute_effects
 from timecourse_meta.errors import exit_on_error
-from timecourse_meta.ingest import precomputed_effects
-from timecourse_meta.tables import row_accounting, sort_effects, write_csv, write_parquet
+from timecourse_meta.pipeline.ingest import precomputed_effects
+from timecourse_meta.pipeline.tables import row_accounting, sort_effects, write_csv, write_parquet
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 

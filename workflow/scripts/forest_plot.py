@@ -3,9 +3,9 @@
 import pandas as pd
 
 from timecourse_meta.errors import exit_on_error
-from timecourse_meta.figures import save_figure
-from timecourse_meta.forest import forest_plot
-from timecourse_meta.pooling import forest_data
+from timecourse_meta.pipeline.pooling import forest_data
+from timecourse_meta.plots.figures import save_figure
+from timecourse_meta.plots.forest import forest_plot
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 

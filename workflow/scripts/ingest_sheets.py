@@ -1,8 +1,8 @@
 """Stage 1 (rule ingest_sheets): read and validate every sheet named in config `studies`."""
 
 from timecourse_meta.errors import exit_on_error
-from timecourse_meta.ingest import read_sheets, unknown_columns
-from timecourse_meta.tables import write_parquet
+from timecourse_meta.pipeline.ingest import read_sheets, unknown_columns
+from timecourse_meta.pipeline.tables import write_parquet
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 

@@ -2,9 +2,9 @@
 
 import pandas as pd
 
-from timecourse_meta.comparisons import compute_proportions
+from timecourse_meta.effects.comparisons import compute_proportions
 from timecourse_meta.errors import exit_on_error
-from timecourse_meta.tables import sort_effects, write_csv, write_parquet
+from timecourse_meta.pipeline.tables import sort_effects, write_csv, write_parquet
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from timecourse_meta.errors import exit_on_error
-from timecourse_meta.tables import provenance_table, write_csv
+from timecourse_meta.pipeline.tables import provenance_table, write_csv
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 

@@ -3,8 +3,8 @@
 import pandas as pd
 
 from timecourse_meta.errors import SheetError, exit_on_error
-from timecourse_meta.pooling import published_alongside
-from timecourse_meta.tables import write_csv, write_markdown, write_parquet
+from timecourse_meta.pipeline.pooling import published_alongside
+from timecourse_meta.pipeline.tables import write_csv, write_markdown, write_parquet
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 

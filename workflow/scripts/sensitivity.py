@@ -4,16 +4,16 @@ import importlib
 
 import pandas as pd
 
-from timecourse_meta.comparisons import compute_effects
+from timecourse_meta.effects.comparisons import compute_effects
 from timecourse_meta.errors import exit_on_error
-from timecourse_meta.ingest import precomputed_effects
-from timecourse_meta.pooling import (
+from timecourse_meta.pipeline.ingest import precomputed_effects
+from timecourse_meta.pipeline.pooling import (
     SENSITIVITY_COLUMNS,
     leave_one_out_rows,
     pool_variants,
     subset_effects,
 )
-from timecourse_meta.tables import write_csv
+from timecourse_meta.pipeline.tables import write_csv
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 # estimator if `method` does not converge (metafor c("REML", "DL")); params when the rule
@@ -48,7 +48,7 @@ with exit_on_error(smk.log[0], "sensitivity") as log:
     tables = [pool_variants(variants, p.timepoints, **fit)]
     if spec.get("leave_one_out", True):
         try:
-            diagnostics = importlib.import_module("timecourse_meta.diagnostics")
+            diagnostics = importlib.import_module("timecourse_meta.diagnostics.influence")
             loo = diagnostics.leave_one_out
         except (ImportError, AttributeError):
             log("leave-one-out skipped: timecourse_meta.diagnostics.leave_one_out not available")

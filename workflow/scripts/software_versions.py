@@ -1,7 +1,7 @@
 """Stage 7 (rule software_versions): versions of the software that produced the results."""
 
 from timecourse_meta.errors import exit_on_error
-from timecourse_meta.tables import software_versions
+from timecourse_meta.pipeline.tables import software_versions
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 

@@ -3,9 +3,9 @@
 import pandas as pd
 
 from timecourse_meta.errors import exit_on_error
-from timecourse_meta.figures import save_figure
-from timecourse_meta.timecourse_plot import timecourse_plot
-from timecourse_meta.windows import parse_windows
+from timecourse_meta.pipeline.windows import parse_windows
+from timecourse_meta.plots.figures import save_figure
+from timecourse_meta.plots.timecourse_plot import timecourse_plot
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 

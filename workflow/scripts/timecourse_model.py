@@ -3,9 +3,12 @@
 import pandas as pd
 
 from timecourse_meta.errors import exit_on_error
-from timecourse_meta.tables import write_csv, write_parquet
-from timecourse_meta.timecourse_tables import build_timecourse_tables, parse_timecourse_config
-from timecourse_meta.windows import parse_windows
+from timecourse_meta.pipeline.tables import write_csv, write_parquet
+from timecourse_meta.pipeline.timecourse_tables import (
+    build_timecourse_tables,
+    parse_timecourse_config,
+)
+from timecourse_meta.pipeline.windows import parse_windows
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 

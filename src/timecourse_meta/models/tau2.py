@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from .control import DEFAULT_CONTROL, Control, resolve
-from .projection import Projection
-from .rootfind import zeroin
+from timecourse_meta.models.control import DEFAULT_CONTROL, Control, resolve
+from timecourse_meta.models.projection import Projection
+from timecourse_meta.models.rootfind import zeroin
 
 Array = NDArray[np.float64]
 

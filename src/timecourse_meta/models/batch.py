@@ -37,10 +37,10 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
-from .control import Control, resolve
-from .rma import METHODS, TESTS
-from .rootfind import R_UNIROOT_TOL
-from .tau2 import TAU2_MIN
+from timecourse_meta.models.control import Control, resolve
+from timecourse_meta.models.rma import METHODS, TESTS
+from timecourse_meta.models.rootfind import R_UNIROOT_TOL
+from timecourse_meta.models.tau2 import TAU2_MIN
 
 Array = NDArray[np.float64]
 IntArray = NDArray[np.int64]

@@ -31,7 +31,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, NullLocator
 from matplotlib.transforms import blended_transform_factory
 
-from .figures import DPI, FONT_SIZE, PALETTE, style_context
+from timecourse_meta.plots.figures import DPI, FONT_SIZE, PALETTE, style_context
 
 __all__ = ["timecourse_plot", "format_timepoint", "VERDICT_STYLE"]
 

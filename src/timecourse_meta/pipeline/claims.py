@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import ConfigError
+from timecourse_meta.errors import ConfigError
 
 __all__ = [
     "CHECKS",

@@ -22,8 +22,8 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
-from .diagnostics import as_study_arrays, fit_pooled
-from .rma import RegressionResult, RMAResult, fit_meta_regression
+from timecourse_meta.diagnostics.influence import as_study_arrays, fit_pooled
+from timecourse_meta.models.rma import RegressionResult, RMAResult, fit_meta_regression
 
 __all__ = ["RegtestResult", "TrimfillResult", "regtest", "trimfill"]
 

@@ -21,8 +21,8 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from .errors import ConfigError
-from .windows import parse_windows
+from timecourse_meta.errors import ConfigError
+from timecourse_meta.pipeline.windows import parse_windows
 
 __all__ = [
     "WRITABLE_DIRS",

@@ -35,11 +35,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .errors import ConfigError, TimecourseMetaError
-from .tables import format_value
-from .timecourse import METHODS, STRUCTS, TimecourseResult, compare_fits
-from .timecourse import fit_timecourse as _fit_timecourse
-from .within_cov import WITHIN_KINDS, check_within
+from timecourse_meta.errors import ConfigError, TimecourseMetaError
+from timecourse_meta.models.multivariate import METHODS, STRUCTS, TimecourseResult, compare_fits
+from timecourse_meta.models.multivariate import fit_timecourse as _fit_timecourse
+from timecourse_meta.models.within_cov import WITHIN_KINDS, check_within
+from timecourse_meta.pipeline.tables import format_value
 
 __all__ = [
     "CONTRAST_COLUMNS",

@@ -27,8 +27,13 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from .diagnostics import POOLED_COLUMNS, as_study_arrays, fit_pooled, pooled_row
-from .rma import fit_meta_regression, fit_random_effects
+from timecourse_meta.diagnostics.influence import (
+    POOLED_COLUMNS,
+    as_study_arrays,
+    fit_pooled,
+    pooled_row,
+)
+from timecourse_meta.models.rma import fit_meta_regression, fit_random_effects
 
 __all__ = ["SubgroupResult", "subgroup_analysis"]
 

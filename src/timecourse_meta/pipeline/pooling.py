@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .rma import fit_meta_regression, fit_random_effects
-from .tau2 import ConvergenceError
+from timecourse_meta.models.rma import fit_meta_regression, fit_random_effects
+from timecourse_meta.models.tau2 import ConvergenceError
 
 __all__ = [
     "POOLED_COLUMNS",

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from numbers import Integral, Real
 
-from .rootfind import R_UNIROOT_TOL
+from timecourse_meta.models.rootfind import R_UNIROOT_TOL
 
 __all__ = ["Control"]
 
@@ -35,7 +35,7 @@ class Control:
       check ("ll(0) - ll(tau^2) > tol").
     * ``maxiter`` -- ``rma(control = list(maxiter))``: maximum Fisher scoring iterations, and
       ``maxiter`` of the Paule-Mandel ``uniroot`` (default 100). Fisher scoring that needs more
-      raises :class:`~timecourse_meta.tau2.ConvergenceError` (metafor stops with "Fisher scoring
+      raises :class:`~.tau2.ConvergenceError` (metafor stops with "Fisher scoring
       algorithm did not converge"), so a fallback estimator can be tried. For PM metafor only
       passes on R's uniroot warning and keeps the unconverged iterate; the engine raises
       ConvergenceError there too rather than report an unconverged tau^2.

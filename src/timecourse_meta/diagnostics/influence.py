@@ -1,6 +1,7 @@
 """Model diagnostics for a random-effects meta-analysis: leave-one-out, influence, cumulative.
 
-Each function refits the intercept-only model of ``timecourse_meta.rma`` on subsets of the studies
+Each function refits the intercept-only model of ``timecourse_meta.models.rma`` on subsets of the
+studies
 and follows metafor 3.8.1 step for step (``leave1out.rma.uni``, ``influence.rma.uni``,
 ``cumul.rma.uni``; Viechtbauer & Cheung 2010, "Outlier and influence diagnostics for
 meta-analysis", Res Synth Methods 1:112-125). A refit that fails is not dropped: its row holds NaN
@@ -16,7 +17,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
-from .rma import TAU2_CI_SKIPPED, RMAResult, fit_random_effects
+from timecourse_meta.models.rma import TAU2_CI_SKIPPED, RMAResult, fit_random_effects
 
 __all__ = ["cumulative", "fit_pooled", "influence", "leave_one_out", "pooled_row"]
 

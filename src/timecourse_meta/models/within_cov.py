@@ -23,7 +23,7 @@ import pandas as pd
 import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
-from .errors import TimecourseMetaError
+from timecourse_meta.errors import TimecourseMetaError
 
 WITHIN_KINDS = ("cs", "ar")
 

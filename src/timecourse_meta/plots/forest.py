@@ -30,7 +30,7 @@ from matplotlib.patches import Polygon, Rectangle
 from matplotlib.text import Text
 from matplotlib.ticker import FixedLocator, MaxNLocator
 
-from .figures import DPI, FONT_SIZE, PALETTE, style_context
+from timecourse_meta.plots.figures import DPI, FONT_SIZE, PALETTE, style_context
 
 __all__ = ["forest_plot", "heterogeneity_text", "overall_test_text", "format_p"]
 

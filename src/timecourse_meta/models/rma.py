@@ -29,10 +29,10 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
-from .control import Control, resolve
-from .projection import Projection
-from .tau2 import ESTIMATORS, ConvergenceError, Tau2Estimate, estimate_tau2
-from .tau2_ci import qprofile_ci
+from timecourse_meta.models.control import Control, resolve
+from timecourse_meta.models.projection import Projection
+from timecourse_meta.models.tau2 import ESTIMATORS, ConvergenceError, Tau2Estimate, estimate_tau2
+from timecourse_meta.models.tau2_ci import qprofile_ci
 
 Array = NDArray[np.float64]
 METHODS = ("FE", *ESTIMATORS)

@@ -19,9 +19,9 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import stats
 
-from .control import Control, resolve
-from .rootfind import zeroin
-from .tau2 import _qe
+from timecourse_meta.models.control import Control, resolve
+from timecourse_meta.models.rootfind import zeroin
+from timecourse_meta.models.tau2 import _qe
 
 Array = NDArray[np.float64]
 

@@ -34,8 +34,8 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy import stats
 
-from .batch import fit_random_effects_batch
-from .effect_sizes import smd_from_d
+from timecourse_meta.effects.effect_sizes import smd_from_d
+from timecourse_meta.models.batch import fit_random_effects_batch
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -157,7 +157,7 @@ def plot_coverage(table: pd.DataFrame, level: float = LEVEL) -> Figure:
     """
     import matplotlib.pyplot as plt
 
-    from .figures import PALETTE, style_context
+    from timecourse_meta.plots.figures import PALETTE, style_context
 
     colours = {"DL": PALETTE["blue"], "REML": PALETTE["orange"], "PM": PALETTE["green"]}
     markers = {"DL": "o", "REML": "s", "PM": "^"}

@@ -58,7 +58,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .effect_sizes import (
+from timecourse_meta.effects.effect_sizes import (
     EffectSizeWarning,
     hedges_j,
     log_odds_ratio,
@@ -77,7 +77,7 @@ from .effect_sizes import (
     var_from_ci,
     var_from_se,
 )
-from .sd_recovery import LABEL_NONE, LABEL_REPORTED, T_RULE_MAX_N, recover_sd
+from timecourse_meta.effects.sd_recovery import LABEL_NONE, LABEL_REPORTED, T_RULE_MAX_N, recover_sd
 
 __all__ = [
     "ATTRIBUTE_COLUMNS",

@@ -8,7 +8,7 @@ Clin Trials 4:525-539), for study i with estimates y_i at time points t_i:
 * ``X_i = Z_i`` selects the rows of the time points the study reports: one mean per time point
   (``mods = ~ time - 1``).
 * ``S_i``: within-study sampling covariance from ``vi`` and an assumed correlation
-  (:mod:`timecourse_meta.within_cov`, as ``vcalc()``).
+  (:mod:`timecourse_meta.models.within_cov`, as ``vcalc()``).
 * ``G``: between-study covariance of the true effects over time points, ``random = ~ time | study``
   with ``struct`` one of ``CS``, ``HCS``, ``AR``, ``HAR``, ``UN``.
 
@@ -39,8 +39,8 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy import optimize, stats
 
-from .errors import TimecourseMetaError
-from .within_cov import check_within, timepoint_positions, within_correlation
+from timecourse_meta.errors import TimecourseMetaError
+from timecourse_meta.models.within_cov import check_within, timepoint_positions, within_correlation
 
 __all__ = [
     "STRUCTS",

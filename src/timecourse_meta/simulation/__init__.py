@@ -1,0 +1,1 @@
+"""Simulation studies (coverage of confidence and prediction intervals)."""
