@@ -11,15 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from timecourse_meta.effects import comparisons as cmp
-from timecourse_meta.effects.comparisons import (
-    EFFECT_COLUMNS,
-    EXCLUSION_COLUMNS,
-    PROPORTION_COLUMNS,
-    compute_effects,
-    compute_proportions,
-)
+from timecourse_meta import schema
+from timecourse_meta.effects.comparisons import compute_effects, compute_proportions
 from timecourse_meta.effects.effect_sizes import log_odds_ratio, log_risk_ratio, smd, smd_from_d
+from timecourse_meta.schema import EFFECT_COLUMNS, EXCLUSION_COLUMNS, PROPORTION_COLUMNS
 
 STUDY = {
     "citation": "Doe J et al. J Test 2020;1:1-2",
@@ -126,7 +121,7 @@ def test_parallel_smd_with_sd_from_ci_hand_checked() -> None:
         "sign flipped (lower score is better)"
     )
     assert e["row_ids"] == "sheet.csv:2;sheet.csv:3"
-    for col in cmp.ATTRIBUTE_COLUMNS:
+    for col in schema.ATTRIBUTE_COLUMNS:
         assert e[col] == STUDY[col]
 
 
@@ -303,7 +298,7 @@ def test_final_preferred_over_change() -> None:
     )
     eff, excl = run(rows)
     assert eff["stat_kind"].tolist() == ["final"]
-    assert set(excl["reason"]) == {cmp.R_CHANGE} and len(excl) == 2
+    assert set(excl["reason"]) == {schema.R_CHANGE} and len(excl) == 2
 
 
 def test_change_scores_used_when_only_they_pair() -> None:
@@ -314,7 +309,7 @@ def test_change_scores_used_when_only_they_pair() -> None:
     )
     eff, excl = run(rows)
     assert eff["flags"].item() == "change_scores"
-    assert reason_of(excl, 2) == cmp.R_NO_USABLE_CTRL
+    assert reason_of(excl, 2) == schema.R_NO_USABLE_CTRL
 
 
 # ---------------------------------------------------------------------------------------------
@@ -419,7 +414,7 @@ def test_contrast_superseded_by_arm_data() -> None:
     )
     eff, excl = run(rows)
     assert len(eff) == 1 and eff["flags"].item() == ""
-    assert reason_of(excl, 4) == cmp.R_C_USED_ARMS
+    assert reason_of(excl, 4) == schema.R_C_USED_ARMS
 
 
 # ---------------------------------------------------------------------------------------------
@@ -430,77 +425,83 @@ OK_C = score("S", "p", "control", 26, 10, 25)
 
 EXCLUSION_CASES = {
     # name: (rows, {source_row: reason})
-    "no control": ([OK_T], {2: cmp.R_NO_CTRL}),
-    "no treatment": ([OK_C], {2: cmp.R_NO_TREAT}),
+    "no control": ([OK_T], {2: schema.R_NO_CTRL}),
+    "no treatment": ([OK_C], {2: schema.R_NO_TREAT}),
     "sd missing": (
         [OK_T, score("S", "p", "control", 26, None, 25)],
-        {2: cmp.R_NO_USABLE_CTRL, 3: "SD missing and no SE or CI to recover it"},
+        {2: schema.R_NO_USABLE_CTRL, 3: "SD missing and no SE or CI to recover it"},
     ),
     "sd missing in treatment": (
         [score("S", "k", "treatment", 20, None, 25), OK_C],
-        {2: "SD missing and no SE or CI to recover it", 3: cmp.R_NO_USABLE_TREAT},
+        {2: "SD missing and no SE or CI to recover it", 3: schema.R_NO_USABLE_TREAT},
     ),
     "mean missing": (
         [OK_T, {**OK_C, "mean": np.nan}],
-        {2: cmp.R_NO_USABLE_CTRL, 3: cmp.R_MEAN},
+        {2: schema.R_NO_USABLE_CTRL, 3: schema.R_MEAN},
     ),
-    "n missing": ([OK_T, {**OK_C, "n": np.nan}], {2: cmp.R_NO_USABLE_CTRL, 3: cmp.R_N}),
+    "n missing": ([OK_T, {**OK_C, "n": np.nan}], {2: schema.R_NO_USABLE_CTRL, 3: schema.R_N}),
     "stat_kind missing": (
         [OK_T, {**OK_C, "stat_kind": ""}],
-        {2: cmp.R_NO_USABLE_CTRL, 3: cmp.R_KIND},
+        {2: schema.R_NO_USABLE_CTRL, 3: schema.R_KIND},
     ),
     "events missing": (
         [binary("S", "k", "treatment", 5, 20), arm("S", "p", "control", outcome="response", n=20)],
-        {2: cmp.R_NO_USABLE_CTRL, 3: cmp.R_EVENTS},
+        {2: schema.R_NO_USABLE_CTRL, 3: schema.R_EVENTS},
     ),
     "events above n": (
         [binary("S", "k", "treatment", 25, 20), binary("S", "p", "control", 5, 20)],
-        {2: cmp.R_EVENTS_RANGE, 3: cmp.R_NO_USABLE_TREAT},
+        {2: schema.R_EVENTS_RANGE, 3: schema.R_NO_USABLE_TREAT},
     ),
     "double zero": (
         [binary("S", "k", "treatment", 0, 20), binary("S", "p", "control", 0, 20)],
-        {2: "double-zero study: no information on the OR (metafor drop00)", 3: cmp.R_DZ},
+        {2: "double-zero study: no information on the OR (metafor drop00)", 3: schema.R_DZ},
     ),
     "double all-events": (
         [binary("S", "k", "treatment", 20, 20), binary("S", "p", "control", 15, 15)],
-        {2: cmp.R_DZ, 3: cmp.R_DZ},
+        {2: schema.R_DZ, 3: schema.R_DZ},
     ),
     "non-finite": (
         [score("S", "k", "treatment", 20, 10, 1), score("S", "p", "control", 26, 10, 1)],
-        {2: cmp.R_NONFINITE, 3: cmp.R_NONFINITE},
+        {2: schema.R_NONFINITE, 3: schema.R_NONFINITE},
     ),
     "zero SDs": (
         [score("S", "k", "treatment", 20, 0, 10), score("S", "p", "control", 26, 0, 10)],
-        {2: cmp.R_NONFINITE, 3: cmp.R_NONFINITE},
+        {2: schema.R_NONFINITE, 3: schema.R_NONFINITE},
     ),
     "two controls": (
         [OK_T, OK_C, score("S", "midazolam", "control", 24, 10, 25)],
-        {2: cmp.R_MULTI_CTRL, 3: cmp.R_MULTI_CTRL, 4: cmp.R_MULTI_CTRL},
+        {2: schema.R_MULTI_CTRL, 3: schema.R_MULTI_CTRL, 4: schema.R_MULTI_CTRL},
     ),
     "secondary superseded": (
         [OK_T, OK_C, {**OK_C, "source_type": "secondary", "mean": 27}],
-        {4: cmp.R_SUPERSEDED},
+        {4: schema.R_SUPERSEDED},
     ),
     "ambiguous duplicate": (
         [OK_T, OK_C, {**OK_C, "mean": 27}],
-        {2: cmp.R_NO_USABLE_CTRL, 3: cmp.R_DUP, 4: cmp.R_DUP},
+        {2: schema.R_NO_USABLE_CTRL, 3: schema.R_DUP, 4: schema.R_DUP},
     ),
-    "bad role": ([OK_T, OK_C, {**OK_C, "arm_role": "placebo"}], {4: cmp.R_ROLE}),
-    "bad outcome": ([OK_T, OK_C, {**OK_C, "outcome": "dropout"}], {4: cmp.R_OUTCOME}),
+    "bad role": ([OK_T, OK_C, {**OK_C, "arm_role": "placebo"}], {4: schema.R_ROLE}),
+    "bad outcome": ([OK_T, OK_C, {**OK_C, "outcome": "dropout"}], {4: schema.R_OUTCOME}),
     "bad design": (
         [{**OK_T, "design": "cluster"}, OK_C],
-        {2: cmp.R_DESIGN, 3: cmp.R_NO_USABLE_TREAT},
+        {2: schema.R_DESIGN, 3: schema.R_NO_USABLE_TREAT},
     ),
     "crossover without period": (
         [{**OK_T, "design": "crossover", "period": ""}, {**OK_C, "design": "crossover"}],
-        {2: cmp.R_PERIOD, 3: cmp.R_NO_USABLE_TREAT},
+        {2: schema.R_PERIOD, 3: schema.R_NO_USABLE_TREAT},
     ),
     "time missing": (
         [OK_T, {**OK_C, "time_hours": np.nan}],
-        {2: cmp.R_NO_USABLE_CTRL, 3: cmp.R_TIME},
+        {2: schema.R_NO_USABLE_CTRL, 3: schema.R_TIME},
     ),
-    "timepoint missing": ([OK_T, {**OK_C, "timepoint": ""}], {2: cmp.R_NO_CTRL, 3: cmp.R_KEYS}),
-    "r out of range": ([{**OK_T, "r_within": 1.5}, OK_C], {2: cmp.R_R, 3: cmp.R_NO_USABLE_TREAT}),
+    "timepoint missing": (
+        [OK_T, {**OK_C, "timepoint": ""}],
+        {2: schema.R_NO_CTRL, 3: schema.R_KEYS},
+    ),
+    "r out of range": (
+        [{**OK_T, "r_within": 1.5}, OK_C],
+        {2: schema.R_R, 3: schema.R_NO_USABLE_TREAT},
+    ),
     "contrast md": (
         [
             arm(
@@ -529,12 +530,12 @@ EXCLUSION_CASES = {
                 n=40,
             )
         ],
-        {2: cmp.R_C_OUTCOME},
+        {2: schema.R_C_OUTCOME},
     ),
-    "contrast nothing": ([arm("S", "k", "contrast", outcome="score", n=40)], {2: cmp.R_C_NONE}),
+    "contrast nothing": ([arm("S", "k", "contrast", outcome="score", n=40)], {2: schema.R_C_NONE}),
     "contrast t without n": (
         [arm("S", "k", "contrast", outcome="score", t_stat=2.0, n=40)],
-        {2: cmp.R_C_TN},
+        {2: schema.R_C_TN},
     ),
     "contrast d without n": (
         [
@@ -549,11 +550,11 @@ EXCLUSION_CASES = {
                 n=40,
             )
         ],
-        {2: cmp.R_C_DN},
+        {2: schema.R_C_DN},
     ),
     "contrast g without variance": (
         [arm("S", "k", "contrast", outcome="score", effect=0.4, effect_type="g", n=40)],
-        {2: cmp.R_C_VAR},
+        {2: schema.R_C_VAR},
     ),
     "contrast unknown type": (
         [
@@ -568,7 +569,7 @@ EXCLUSION_CASES = {
                 n=40,
             )
         ],
-        {2: cmp.R_C_TYPE},
+        {2: schema.R_C_TYPE},
     ),
 }
 
@@ -627,7 +628,7 @@ def test_row_invariant_on_mixed_sheet() -> None:
     m = eff.query("study_id == 'M' and outcome == 'response'")
     assert sorted(m["comparison_id"].unique()) == ["M / k1"]
     k2 = excl.query("study_id == 'M' and arm == 'k2' and outcome == 'response'")
-    assert k2["reason"].item() == cmp.R_DZ
+    assert k2["reason"].item() == schema.R_DZ
     # one row id in several effect rows only for OR/RR pairs and shared controls
     counts = pd.Series(used_ids(eff)).value_counts()
     multi = set(counts[counts > 1].index)
@@ -709,5 +710,5 @@ def test_compute_proportions() -> None:
     assert p.loc["B / k2", "yi"] == pytest.approx(3.713572066704308, rel=1e-12)
     assert p.loc["B / k2", "outcome"] == "remission"
     # candidate rows (treatment x response/remission) accounted exactly once
-    assert excl[["source_row", "reason"]].values.tolist() == [[6, cmp.R_EVENTS]]
+    assert excl[["source_row", "reason"]].values.tolist() == [[6, schema.R_EVENTS]]
     assert sorted(props["row_ids"]) == ["sheet.csv:2", "sheet.csv:4", "sheet.csv:5"]

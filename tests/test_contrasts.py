@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from timecourse_meta.effects import comparisons as cmp
-from timecourse_meta.effects.comparisons import EFFECT_COLUMNS, EXCLUSION_COLUMNS, compute_effects
+from timecourse_meta import schema
+from timecourse_meta.effects.comparisons import compute_effects
 from timecourse_meta.effects.effect_sizes import (
     EffectSizeWarning,
     se_from_ci,
@@ -25,6 +25,7 @@ from timecourse_meta.effects.effect_sizes import (
     smd_var_ls,
     var_from_ci,
 )
+from timecourse_meta.schema import EFFECT_COLUMNS, EXCLUSION_COLUMNS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "metafor"
 GOLDEN_JSON = FIXTURES / "contrast_golden.json"
@@ -253,31 +254,31 @@ def test_g_without_variance_hand_checked() -> None:
 # exclusions
 # ---------------------------------------------------------------------------------------------
 EXCLUDED = {
-    "md without arm sizes": (md_row("S", -3.0, effect_se=1.0, n=40), cmp.R_C_MD_N),
+    "md without arm sizes": (md_row("S", -3.0, effect_se=1.0, n=40), schema.R_C_MD_N),
     "md with one arm size": (
         md_row("S", -3.0, effect_se=1.0, n_treatment=20, n=40),
-        cmp.R_C_MD_N,
+        schema.R_C_MD_N,
     ),
-    "crossover md without n": (md_row("S", -3.0, effect_se=1.0, **XO), cmp.R_C_MD_N),
+    "crossover md without n": (md_row("S", -3.0, effect_se=1.0, **XO), schema.R_C_MD_N),
     "first-period md with n only": (
         md_row("S", -3.0, effect_se=1.0, n=40, design="crossover", period="first"),
-        cmp.R_C_MD_N,
+        schema.R_C_MD_N,
     ),
     "md without uncertainty": (
         md_row("S", -3.0, n_treatment=20, n_control=20),
-        cmp.R_C_MD_UNC,
+        schema.R_C_MD_UNC,
     ),
     "crossover md with r = 1": (
         md_row("S", -3.0, effect_se=1.0, n=20, r_within=1.0, **XO),
-        cmp.R_NONFINITE,
+        schema.R_NONFINITE,
     ),
     "crossover md with n = 2 (J undefined)": (
         md_row("S", -3.0, effect_se=1.0, n=2, **XO),
-        cmp.R_NONFINITE,
+        schema.R_NONFINITE,
     ),
     "md of a binary outcome": (
         md_row("S", -3.0, effect_se=1.0, n_treatment=20, n_control=20, outcome="response"),
-        cmp.R_C_OUTCOME,
+        schema.R_C_OUTCOME,
     ),
 }
 
@@ -291,8 +292,8 @@ def test_contrast_exclusion_reasons(case: str) -> None:
 
 
 def test_exclusion_reason_texts() -> None:
-    assert cmp.R_C_MD_N == "mean difference without arm sizes: cannot standardise"
-    assert cmp.R_C_MD_UNC == "mean difference without SE, variance or CI: cannot standardise"
+    assert schema.R_C_MD_N == "mean difference without arm sizes: cannot standardise"
+    assert schema.R_C_MD_UNC == "mean difference without SE, variance or CI: cannot standardise"
 
 
 def test_md_contrast_superseded_by_arm_data() -> None:
@@ -304,7 +305,7 @@ def test_md_contrast_superseded_by_arm_data() -> None:
     )
     eff, excl = run(rows)
     assert len(eff) == 1 and "precomputed_contrast" not in eff["flags"].item()
-    assert excl[["source_row", "reason"]].values.tolist() == [[4, cmp.R_C_USED_ARMS]]
+    assert excl[["source_row", "reason"]].values.tolist() == [[4, schema.R_C_USED_ARMS]]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,13 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from timecourse_meta.plots.coverage_plot import plot_coverage
 from timecourse_meta.simulation.coverage import (
     COLUMNS,
     METHODS,
     TESTS,
     _pi_cover_prob,
     coverage_cell,
-    plot_coverage,
     run_coverage,
     simulate_smd,
 )

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import yaml
 
-from timecourse_meta.pipeline import ingest
 from timecourse_meta.errors import SheetError
+from timecourse_meta.pipeline import ingest
 from timecourse_meta.pipeline.ingest import precomputed_effects, read_sheet, read_sheets
 
 ROOT = Path(__file__).resolve().parents[1]

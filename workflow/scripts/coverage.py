@@ -4,8 +4,9 @@ import time
 
 from timecourse_meta.errors import exit_on_error
 from timecourse_meta.pipeline.tables import write_csv
+from timecourse_meta.plots.coverage_plot import plot_coverage
 from timecourse_meta.plots.figures import save_figure
-from timecourse_meta.simulation.coverage import plot_coverage, run_coverage
+from timecourse_meta.simulation.coverage import run_coverage
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 

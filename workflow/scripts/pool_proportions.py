@@ -3,9 +3,9 @@
 import pandas as pd
 
 from timecourse_meta.errors import exit_on_error
-from timecourse_meta.pipeline.claims import normalise_level
 from timecourse_meta.pipeline.pooling import pool_proportions
 from timecourse_meta.pipeline.tables import write_csv, write_parquet
+from timecourse_meta.schema import normalise_level
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 # estimator if `method` does not converge (metafor c("REML", "DL")); params when the rule

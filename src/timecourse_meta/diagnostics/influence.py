@@ -18,24 +18,11 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
 from timecourse_meta.models.rma import TAU2_CI_SKIPPED, RMAResult, fit_random_effects
+from timecourse_meta.schema import FIT_COLUMNS
 
 __all__ = ["cumulative", "fit_pooled", "influence", "leave_one_out", "pooled_row"]
 
 Array = NDArray[np.float64]
-
-POOLED_COLUMNS = (
-    "estimate",
-    "se",
-    "stat",
-    "pval",
-    "ci_low",
-    "ci_high",
-    "Q",
-    "Q_p",
-    "tau2",
-    "I2",
-    "H2",
-)
 
 
 def as_study_arrays(yi: ArrayLike, vi: ArrayLike, *, min_k: int = 1) -> tuple[Array, Array]:
@@ -81,10 +68,10 @@ def fit_pooled(
 
 
 def pooled_row(res: RMAResult | None) -> list[float]:
-    """The POOLED_COLUMNS of a fit as floats (NaN for a failed fit, which is logged)."""
+    """The FIT_COLUMNS of a fit as floats (NaN for a failed fit, which is logged)."""
     if res is None:
-        return [np.nan] * len(POOLED_COLUMNS)
-    return [float(getattr(res, c)) for c in POOLED_COLUMNS]
+        return [np.nan] * len(FIT_COLUMNS)
+    return [float(getattr(res, c)) for c in FIT_COLUMNS]
 
 
 def _try_fit(
@@ -125,7 +112,7 @@ def _labels(labels: Sequence[object] | None, k: int) -> list[object]:
 
 def _table(fits: list[RMAResult | None], index: list[object], name: str) -> pd.DataFrame:
     rows = [pooled_row(f) for f in fits]
-    out = pd.DataFrame(rows, columns=list(POOLED_COLUMNS), index=pd.Index(index, name=name))
+    out = pd.DataFrame(rows, columns=list(FIT_COLUMNS), index=pd.Index(index, name=name))
     out["converged"] = [f is not None for f in fits]
     return out
 

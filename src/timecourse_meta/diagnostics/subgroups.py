@@ -28,12 +28,12 @@ from numpy.typing import ArrayLike
 from scipy import stats
 
 from timecourse_meta.diagnostics.influence import (
-    POOLED_COLUMNS,
     as_study_arrays,
     fit_pooled,
     pooled_row,
 )
 from timecourse_meta.models.rma import fit_meta_regression, fit_random_effects
+from timecourse_meta.schema import FIT_COLUMNS
 
 __all__ = ["SubgroupResult", "subgroup_analysis"]
 
@@ -104,7 +104,7 @@ def _separate(
         log.extend(f"subgroup {lv!r}: {w}" for w in f.warnings)
     rows = pd.DataFrame(
         [pooled_row(f) for f in fits],
-        columns=list(POOLED_COLUMNS),
+        columns=list(FIT_COLUMNS),
         index=pd.Index(levels, name="group"),
     )
     rows.insert(0, "k", [f.k for f in fits])

@@ -77,82 +77,50 @@ from timecourse_meta.effects.effect_sizes import (
     var_from_ci,
     var_from_se,
 )
-from timecourse_meta.effects.sd_recovery import LABEL_NONE, LABEL_REPORTED, T_RULE_MAX_N, recover_sd
+from timecourse_meta.effects.sd_recovery import LABEL_REPORTED, T_RULE_MAX_N, recover_sd
+from timecourse_meta.schema import (
+    ATTRIBUTE_COLUMNS,
+    EFFECT_COLUMNS,
+    PROPORTION_COLUMNS,
+    R_C_DN,
+    R_C_MD_N,
+    R_C_MD_UNC,
+    R_C_NONE,
+    R_C_OUTCOME,
+    R_C_TN,
+    R_C_TYPE,
+    R_C_USED_ARMS,
+    R_C_VAR,
+    R_CHANGE,
+    R_DESIGN,
+    R_DUP,
+    R_DZ,
+    R_EVENTS,
+    R_EVENTS_RANGE,
+    R_KEYS,
+    R_KIND,
+    R_MEAN,
+    R_MULTI_CTRL,
+    R_N,
+    R_NO_CTRL,
+    R_NO_TREAT,
+    R_NO_USABLE_CTRL,
+    R_NO_USABLE_TREAT,
+    R_NONFINITE,
+    R_OUTCOME,
+    R_PERIOD,
+    R_R,
+    R_ROLE,
+    R_SD,
+    R_SUPERSEDED,
+    R_TIME,
+)
 
 __all__ = [
-    "ATTRIBUTE_COLUMNS",
-    "EFFECT_COLUMNS",
-    "EXCLUSION_COLUMNS",
-    "PROPORTION_COLUMNS",
     "compute_effects",
     "compute_proportions",
 ]
 
-ATTRIBUTE_COLUMNS: tuple[str, ...] = (
-    "citation",
-    "doi",
-    "pmid",
-    "population",
-    "trd",
-    "concomitant_ad",
-    "control",
-    "drug",
-    "route",
-    "dose",
-    "scale",
-    "period",
-)
-EFFECT_COLUMNS: tuple[str, ...] = (
-    "study_id",
-    "comparison_id",
-    "outcome",
-    "timepoint",
-    "time_hours",
-    "measure",
-    "yi",
-    "vi",
-    "sei",
-    "n_treatment",
-    "n_control",
-    "n_total",
-    "design",
-    "source_type",
-    "derivation",
-    "flags",
-    "row_ids",
-    *ATTRIBUTE_COLUMNS,
-    "stat_kind",
-)
-EXCLUSION_COLUMNS: tuple[str, ...] = (
-    "source_file",
-    "source_row",
-    "study_id",
-    "arm",
-    "timepoint",
-    "outcome",
-    "reason",
-)
-PROPORTION_COLUMNS: tuple[str, ...] = (
-    "study_id",
-    "comparison_id",
-    "arm",
-    "outcome",
-    "timepoint",
-    "time_hours",
-    "measure",
-    "events",
-    "n",
-    "proportion",
-    "yi",
-    "vi",
-    "sei",
-    "design",
-    "source_type",
-    "derivation",
-    "flags",
-    "row_ids",
-    *ATTRIBUTE_COLUMNS,
-)
 
 _REQUIRED = (
     "study_id",
@@ -197,46 +165,6 @@ _CODES = (
 )
 _BINARY = ("response", "remission")
 _KEY = ["study_id", "outcome", "timepoint"]
-
-# Exclusion reasons (plain English; tests match on these).
-R_ROLE = "arm_role must be treatment, control or contrast"
-R_OUTCOME = "outcome must be score, response or remission"
-R_DESIGN = "design must be parallel or crossover"
-R_PERIOD = "crossover trial without period all or first"
-R_KEYS = "study_id, arm or timepoint missing"
-R_TIME = "time_hours missing"
-R_N = "n missing or not positive"
-R_KIND = "stat_kind missing (final or change)"
-R_MEAN = "mean missing"
-R_SD = LABEL_NONE
-R_EVENTS = "events missing (needed for response/remission)"
-R_EVENTS_RANGE = "events outside 0..n"
-R_R = "r_within outside [-1, 1]"
-R_C_OUTCOME = "precomputed contrasts are only supported for score outcomes"
-R_C_MD_N = "mean difference without arm sizes: cannot standardise"
-R_C_MD_UNC = "mean difference without SE, variance or CI: cannot standardise"
-R_C_TYPE = "effect_type must be g, d or md when effect is given"
-R_C_NONE = "contrast row has neither effect nor t_stat"
-R_C_TN = "t_stat needs n_treatment and n_control"
-R_C_DN = "Cohen's d needs n_treatment and n_control for Hedges' J"
-R_C_VAR = "precomputed effect has no variance, SE, CI or arm sizes"
-R_C_USED_ARMS = "precomputed contrast not used: arm-level data available for this comparison"
-R_SUPERSEDED = "superseded by a primary-source row for the same arm, outcome and time point"
-R_DUP = "duplicate rows for the same arm, outcome, time point and stat_kind: cannot choose"
-R_MULTI_CTRL = "several control arms at this time point: pairing is ambiguous"
-R_NO_CTRL = "treatment arm has no control arm at this time point"
-R_NO_USABLE_CTRL = (
-    "treatment arm has no usable control arm at this time point "
-    "(control row excluded or reports a different stat_kind)"
-)
-R_NO_TREAT = "control arm has no treatment arm at this time point"
-R_NO_USABLE_TREAT = (
-    "control arm has no usable treatment arm at this time point "
-    "(treatment rows excluded or report a different stat_kind)"
-)
-R_CHANGE = "change-score row not used: final values available for this comparison"
-R_DZ = "double-zero study: no information on the OR (metafor drop00)"
-R_NONFINITE = "effect could not be computed (non-finite yi or vi, e.g. zero SDs or n too small)"
 
 
 # ------------------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
+from timecourse_meta.schema import R_SD
+
 __all__ = [
     "LABEL_NONE",
     "LABEL_REPORTED",
@@ -34,7 +36,7 @@ __all__ = [
 T_RULE_MAX_N = 60  # Handbook §6.5.2.2: use t when n < 60
 LABEL_REPORTED = "SD reported"
 LABEL_SE = "SD from SE x sqrt(n)"
-LABEL_NONE = "SD missing and no SE or CI to recover it"
+LABEL_NONE = R_SD  # the exclusion reason when no SD can be had
 
 
 class SDRecovery(NamedTuple):

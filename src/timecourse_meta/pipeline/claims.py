@@ -28,56 +28,27 @@ import numpy as np
 import pandas as pd
 
 from timecourse_meta.errors import ConfigError
+from timecourse_meta.schema import (
+    CHECKS,
+    CLAIM_COLUMNS,
+    DIRECTIONS,
+    MIN_K,
+    MV_CHECKS,
+    MV_CLAIM_COLUMNS,
+    NOT_APPLICABLE,
+    NOT_SUPPORTED,
+    NOT_TESTABLE,
+    SUPPORTED,
+    normalise_level,
+)
 
 __all__ = [
     "CHECKS",
     "CLAIM_COLUMNS",
     "MV_CLAIM_COLUMNS",
     "check_claims",
-    "normalise_level",
     "validate_claims",
 ]
-
-CHECKS: tuple[str, ...] = (
-    "ci_excludes_0",
-    "ci_includes_0",
-    "largest_of_windows",
-    "all_ci_exclude_0",
-    "proportion_ci_overlaps",
-)
-DIRECTIONS: tuple[str, ...] = ("positive", "negative", "any")
-SUPPORTED, NOT_SUPPORTED, NOT_TESTABLE = "supported", "not supported", "not testable"
-NOT_APPLICABLE = "not applicable"  # multivariate verdict only: the model does not cover it
-MIN_K = 2
-CLAIM_COLUMNS: tuple[str, ...] = (
-    "id",
-    "claim",
-    "source",
-    "check",
-    "windows",
-    "verdict",
-    "k",
-    "estimate",
-    "ci_low",
-    "ci_high",
-    "details",
-)
-MV_CLAIM_COLUMNS: tuple[str, ...] = (
-    "verdict_multivariate",
-    "k_mv",
-    "estimate_mv",
-    "ci_low_mv",
-    "ci_high_mv",
-    "details_mv",
-)
-MV_CHECKS: tuple[str, ...] = ("ci_excludes_0", "ci_includes_0", "largest_of_windows")
-
-
-def normalise_level(value: object) -> str:
-    """YAML 1.1 reads unquoted yes/no as booleans: map them back to the sheet's 'yes'/'no'."""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return str(value)
 
 
 def _conditions(claim: Mapping[str, object]) -> list[Mapping[str, object]]:

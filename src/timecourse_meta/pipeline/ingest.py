@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from timecourse_meta.effects.comparisons import EFFECT_COLUMNS
 from timecourse_meta.errors import SheetError
+from timecourse_meta.schema import EFFECT_COLUMNS
 
 __all__ = [
     "ENUMS",

@@ -23,6 +23,7 @@ from scipy import stats
 
 from timecourse_meta.models.rma import fit_meta_regression, fit_random_effects
 from timecourse_meta.models.tau2 import ConvergenceError
+from timecourse_meta.schema import POOLED_COLUMNS, SENSITIVITY_COLUMNS, SUBGROUP_COLUMNS
 
 __all__ = [
     "POOLED_COLUMNS",
@@ -40,34 +41,6 @@ __all__ = [
     "subset_effects",
 ]
 
-POOLED_COLUMNS: tuple[str, ...] = (
-    "outcome",
-    "measure",
-    "timepoint",
-    "subgroup",
-    "moderator",
-    "level",
-    "k",
-    "n_participants",
-    "estimate",
-    "se",
-    "ci_low",
-    "ci_high",
-    "pval",
-    "tau2",
-    "tau2_ci_low",
-    "tau2_ci_high",
-    "I2",
-    "H2",
-    "Q",
-    "Q_p",
-    "pi_low",
-    "pi_high",
-    "method",
-    "test",
-    "studies",
-    "warnings",
-)
 # The model-result columns of POOLED_COLUMNS (estimate ... pi_high), filled from the fit.
 _RESULT_FIELDS = POOLED_COLUMNS[
     POOLED_COLUMNS.index("estimate") : POOLED_COLUMNS.index("pi_high") + 1
@@ -234,26 +207,6 @@ def pool_by_timepoint(
                 )
                 rows.append(row)
     return pd.DataFrame(rows, columns=list(POOLED_COLUMNS))
-
-
-SUBGROUP_COLUMNS: tuple[str, ...] = (
-    "outcome",
-    "measure",
-    "timepoint",
-    "moderator",
-    "levels",
-    "k",
-    "k_by_level",
-    "estimates_by_level",
-    "QM",
-    "QM_df1",
-    "QM_df2",
-    "QM_p",
-    "tau2_residual",
-    "method",
-    "test",
-    "note",
-)
 
 
 def _estimates_text(pooled: pd.DataFrame) -> str:
@@ -501,28 +454,6 @@ def subset_effects(
     for column, values in (exclude or {}).items():
         sel &= ~effects[column].astype(str).str.lower().isin(norm(values)).to_numpy()
     return effects.loc[sel].reset_index(drop=True)
-
-
-SENSITIVITY_COLUMNS: tuple[str, ...] = (
-    "analysis",
-    "outcome",
-    "measure",
-    "timepoint",
-    "omitted",
-    "k",
-    "n_participants",
-    "estimate",
-    "se",
-    "ci_low",
-    "ci_high",
-    "pval",
-    "tau2",
-    "I2",
-    "method",
-    "test",
-    "studies",
-    "warnings",
-)
 
 
 def pool_variants(

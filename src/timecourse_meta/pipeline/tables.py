@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from timecourse_meta.schema import ACCOUNTING_COLUMNS, PROVENANCE_COLUMNS
+
 __all__ = [
     "CSV_DIGITS",
     "MD_DECIMALS",
@@ -181,28 +183,6 @@ def write_markdown(
     _write(path, to_markdown_text(frame, decimals=decimals, title=title, notes=notes))
 
 
-PROVENANCE_COLUMNS: tuple[str, ...] = (
-    "study_id",
-    "comparison_id",
-    "outcome",
-    "timepoint",
-    "measure",
-    "row_id",
-    "source_type",
-    "value_origin",
-    "citation",
-    "doi",
-    "pmid",
-    "source_address",
-    "source_locator",
-    "source_quote",
-    "time_as_reported",
-    "arm",
-    "arm_role",
-    "extraction_note",
-)
-
-
 def provenance_table(effects: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     """One line per effect x input row it was computed from, with that row's source and quote.
 
@@ -276,9 +256,6 @@ def sort_effects(frame: pd.DataFrame, timepoints: Sequence[str]) -> pd.DataFrame
 
 def _ids(rows: pd.DataFrame) -> pd.Series:
     return rows["source_file"].astype(str) + ":" + rows["source_row"].astype("int64").astype(str)
-
-
-ACCOUNTING_COLUMNS: tuple[str, ...] = ("source_file", "rows_in", "rows_used", "rows_excluded")
 
 
 def row_accounting(

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from timecourse_meta.effects.comparisons import EXCLUSION_COLUMNS
 from timecourse_meta.errors import ConfigError, SheetError
+from timecourse_meta.schema import EXCLUSION_COLUMNS
 
 __all__ = [
     "DEFAULT_WINDOWS",

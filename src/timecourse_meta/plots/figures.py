@@ -15,7 +15,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import matplotlib as mpl
-import seaborn as sns
 from matplotlib.figure import Figure
 
 __all__ = [
@@ -35,14 +34,20 @@ FONT_FAMILY = "DejaVu Sans"
 #: Base font size in points for table text, tick labels and annotations.
 FONT_SIZE = 8.0
 
-#: Colour-blind safe palette (seaborn "colorblind", i.e. Wong 2011); fixed order, fixed values.
-PALETTE: dict[str, tuple[float, float, float]] = dict(
-    zip(
+#: Colour-blind safe palette: seaborn's "colorblind" (seaborn/palettes.py, SEABORN_PALETTES,
+#: after Wong 2011, Nat Methods 8:441), copied as hex so that drawing does not import seaborn.
+_COLORBLIND_HEX = (
+    "#0173B2", "#DE8F05", "#029E73", "#D55E00", "#CC78BC",
+    "#CA9161", "#FBAFE4", "#949494", "#ECE133", "#56B4E9",
+)  # fmt: skip
+PALETTE: dict[str, tuple[float, float, float]] = {
+    name: tuple(int(h[i : i + 2], 16) / 255 for i in (1, 3, 5))  # type: ignore[misc]
+    for name, h in zip(
         ["blue", "orange", "green", "red", "purple", "brown", "pink", "grey", "yellow", "cyan"],
-        sns.color_palette("colorblind", 10),
+        _COLORBLIND_HEX,
         strict=True,
     )
-)
+}
 
 #: rcParams applied while building and while saving every figure.
 STYLE: dict[str, object] = {

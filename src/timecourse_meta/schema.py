@@ -1,0 +1,267 @@
+"""Data contracts shared by every stage: column lists, exclusion reasons, verdicts, levels.
+
+The lowest module of the package (it imports nothing from it): each stage imports the columns
+it writes and reads from here, so a table's layout is defined once. Stages, in data-flow order:
+sheet rows (pipeline.ingest) -> effects (effects.comparisons) -> pooled, subgroup and sensitivity
+tables (pipeline.pooling) -> claims (pipeline.claims) -> provenance and row accounting
+(pipeline.tables).
+"""
+
+from __future__ import annotations
+
+# --- effect sizes (one row per comparison x outcome x time point) ---------------------------
+ATTRIBUTE_COLUMNS: tuple[str, ...] = (
+    "citation",
+    "doi",
+    "pmid",
+    "population",
+    "trd",
+    "concomitant_ad",
+    "control",
+    "drug",
+    "route",
+    "dose",
+    "scale",
+    "period",
+)
+EFFECT_COLUMNS: tuple[str, ...] = (
+    "study_id",
+    "comparison_id",
+    "outcome",
+    "timepoint",
+    "time_hours",
+    "measure",
+    "yi",
+    "vi",
+    "sei",
+    "n_treatment",
+    "n_control",
+    "n_total",
+    "design",
+    "source_type",
+    "derivation",
+    "flags",
+    "row_ids",
+    *ATTRIBUTE_COLUMNS,
+    "stat_kind",
+)
+EXCLUSION_COLUMNS: tuple[str, ...] = (
+    "source_file",
+    "source_row",
+    "study_id",
+    "arm",
+    "timepoint",
+    "outcome",
+    "reason",
+)
+PROPORTION_COLUMNS: tuple[str, ...] = (
+    "study_id",
+    "comparison_id",
+    "arm",
+    "outcome",
+    "timepoint",
+    "time_hours",
+    "measure",
+    "events",
+    "n",
+    "proportion",
+    "yi",
+    "vi",
+    "sei",
+    "design",
+    "source_type",
+    "derivation",
+    "flags",
+    "row_ids",
+    *ATTRIBUTE_COLUMNS,
+)
+
+# Exclusion reasons (plain English; tests match on these).
+R_ROLE = "arm_role must be treatment, control or contrast"
+R_OUTCOME = "outcome must be score, response or remission"
+R_DESIGN = "design must be parallel or crossover"
+R_PERIOD = "crossover trial without period all or first"
+R_KEYS = "study_id, arm or timepoint missing"
+R_TIME = "time_hours missing"
+R_N = "n missing or not positive"
+R_KIND = "stat_kind missing (final or change)"
+R_MEAN = "mean missing"
+R_SD = "SD missing and no SE or CI to recover it"
+R_EVENTS = "events missing (needed for response/remission)"
+R_EVENTS_RANGE = "events outside 0..n"
+R_R = "r_within outside [-1, 1]"
+R_C_OUTCOME = "precomputed contrasts are only supported for score outcomes"
+R_C_MD_N = "mean difference without arm sizes: cannot standardise"
+R_C_MD_UNC = "mean difference without SE, variance or CI: cannot standardise"
+R_C_TYPE = "effect_type must be g, d or md when effect is given"
+R_C_NONE = "contrast row has neither effect nor t_stat"
+R_C_TN = "t_stat needs n_treatment and n_control"
+R_C_DN = "Cohen's d needs n_treatment and n_control for Hedges' J"
+R_C_VAR = "precomputed effect has no variance, SE, CI or arm sizes"
+R_C_USED_ARMS = "precomputed contrast not used: arm-level data available for this comparison"
+R_SUPERSEDED = "superseded by a primary-source row for the same arm, outcome and time point"
+R_DUP = "duplicate rows for the same arm, outcome, time point and stat_kind: cannot choose"
+R_MULTI_CTRL = "several control arms at this time point: pairing is ambiguous"
+R_NO_CTRL = "treatment arm has no control arm at this time point"
+R_NO_USABLE_CTRL = (
+    "treatment arm has no usable control arm at this time point "
+    "(control row excluded or reports a different stat_kind)"
+)
+R_NO_TREAT = "control arm has no treatment arm at this time point"
+R_NO_USABLE_TREAT = (
+    "control arm has no usable treatment arm at this time point "
+    "(treatment rows excluded or report a different stat_kind)"
+)
+R_CHANGE = "change-score row not used: final values available for this comparison"
+R_DZ = "double-zero study: no information on the OR (metafor drop00)"
+R_NONFINITE = "effect could not be computed (non-finite yi or vi, e.g. zero SDs or n too small)"
+
+# --- model summaries --------------------------------------------------------------------------
+# Columns of the diagnostics tables (leave-one-out, cumulative, influence): one fit per row.
+FIT_COLUMNS: tuple[str, ...] = (
+    "estimate",
+    "se",
+    "stat",
+    "pval",
+    "ci_low",
+    "ci_high",
+    "Q",
+    "Q_p",
+    "tau2",
+    "I2",
+    "H2",
+)
+
+# --- pooled tables ------------------------------------------------------------------------------
+POOLED_COLUMNS: tuple[str, ...] = (
+    "outcome",
+    "measure",
+    "timepoint",
+    "subgroup",
+    "moderator",
+    "level",
+    "k",
+    "n_participants",
+    "estimate",
+    "se",
+    "ci_low",
+    "ci_high",
+    "pval",
+    "tau2",
+    "tau2_ci_low",
+    "tau2_ci_high",
+    "I2",
+    "H2",
+    "Q",
+    "Q_p",
+    "pi_low",
+    "pi_high",
+    "method",
+    "test",
+    "studies",
+    "warnings",
+)
+SUBGROUP_COLUMNS: tuple[str, ...] = (
+    "outcome",
+    "measure",
+    "timepoint",
+    "moderator",
+    "levels",
+    "k",
+    "k_by_level",
+    "estimates_by_level",
+    "QM",
+    "QM_df1",
+    "QM_df2",
+    "QM_p",
+    "tau2_residual",
+    "method",
+    "test",
+    "note",
+)
+SENSITIVITY_COLUMNS: tuple[str, ...] = (
+    "analysis",
+    "outcome",
+    "measure",
+    "timepoint",
+    "omitted",
+    "k",
+    "n_participants",
+    "estimate",
+    "se",
+    "ci_low",
+    "ci_high",
+    "pval",
+    "tau2",
+    "I2",
+    "method",
+    "test",
+    "studies",
+    "warnings",
+)
+
+# --- claims -------------------------------------------------------------------------------------
+CHECKS: tuple[str, ...] = (
+    "ci_excludes_0",
+    "ci_includes_0",
+    "largest_of_windows",
+    "all_ci_exclude_0",
+    "proportion_ci_overlaps",
+)
+DIRECTIONS: tuple[str, ...] = ("positive", "negative", "any")
+SUPPORTED, NOT_SUPPORTED, NOT_TESTABLE = "supported", "not supported", "not testable"
+NOT_APPLICABLE = "not applicable"  # multivariate verdict only: the model does not cover it
+MIN_K = 2
+CLAIM_COLUMNS: tuple[str, ...] = (
+    "id",
+    "claim",
+    "source",
+    "check",
+    "windows",
+    "verdict",
+    "k",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "details",
+)
+MV_CLAIM_COLUMNS: tuple[str, ...] = (
+    "verdict_multivariate",
+    "k_mv",
+    "estimate_mv",
+    "ci_low_mv",
+    "ci_high_mv",
+    "details_mv",
+)
+MV_CHECKS: tuple[str, ...] = ("ci_excludes_0", "ci_includes_0", "largest_of_windows")
+
+
+def normalise_level(value: object) -> str:
+    """YAML 1.1 reads unquoted yes/no as booleans: map them back to the sheet's 'yes'/'no'."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+# --- provenance and row accounting ----------------------------------------------------------------
+PROVENANCE_COLUMNS: tuple[str, ...] = (
+    "study_id",
+    "comparison_id",
+    "outcome",
+    "timepoint",
+    "measure",
+    "row_id",
+    "source_type",
+    "value_origin",
+    "citation",
+    "doi",
+    "pmid",
+    "source_address",
+    "source_locator",
+    "source_quote",
+    "time_as_reported",
+    "arm",
+    "arm_role",
+    "extraction_note",
+)
+ACCOUNTING_COLUMNS: tuple[str, ...] = ("source_file", "rows_in", "rows_used", "rows_excluded")
