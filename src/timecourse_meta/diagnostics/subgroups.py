@@ -116,7 +116,8 @@ def _separate(
     q_within = float(rows["Q"].sum())
     df_within = int(rows["Q_df"].sum())
     return SubgroupResult(
-        tau2_mode="separate", method=method, test=test, level=level, levels=tuple(levels),
+        tau2_mode="separate", method="/".join(dict.fromkeys(f.method for f in fits)),
+        test=test, level=level, levels=tuple(levels),
         subgroups=rows, between_stat=float(between.Q), between_df=int(between.Q_df),
         between_df2=None, between_p=float(between.Q_p), between_dist="chisq",
         within_Q=q_within, within_df=df_within, within_p=float(stats.chi2.sf(q_within, df_within)),
@@ -154,7 +155,7 @@ def _common(
     )  # fmt: skip
     qm_df, qm_df2 = reg.QM_df
     return SubgroupResult(
-        tau2_mode="common", method=method, test=test, level=level, levels=tuple(levels),
+        tau2_mode="common", method=reg.method, test=test, level=level, levels=tuple(levels),
         subgroups=rows, between_stat=float(reg.QM), between_df=int(qm_df),
         between_df2=None if qm_df2 is None else int(qm_df2), between_p=float(reg.QM_p),
         between_dist="chisq" if qm_df2 is None else "F", within_Q=float(reg.QE),
@@ -168,7 +169,7 @@ def subgroup_analysis(
     yi: ArrayLike,
     vi: ArrayLike,
     groups: ArrayLike | pd.Series | Sequence[object],
-    method: str = "REML",
+    method: str | Sequence[str] = "REML",
     test: str = "z",
     tau2: str = "separate",
     level: float = 0.95,

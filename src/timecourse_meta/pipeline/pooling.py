@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from timecourse_meta.models.rma import fit_meta_regression, fit_random_effects
+from timecourse_meta.diagnostics.subgroups import subgroup_analysis
+from timecourse_meta.models.rma import fit_random_effects
 from timecourse_meta.models.tau2 import ConvergenceError
 from timecourse_meta.schema import POOLED_COLUMNS, SENSITIVITY_COLUMNS, SUBGROUP_COLUMNS
 
@@ -270,29 +271,26 @@ def subgroup_tests(
                         f"not tested: k = {len(sub)} cannot support {len(present)} coefficients"
                     )
                 else:
-                    values = sub[column].astype(str).to_numpy()
-                    X = np.column_stack(
-                        [np.ones(len(sub))] + [(values == lv).astype(float) for lv in present[1:]]
-                    )
+                    groups = pd.Categorical(sub[column].astype(str), categories=present)
                     try:
-                        res = fit_meta_regression(
+                        res = subgroup_analysis(
                             sub["yi"].to_numpy(float),
                             sub["vi"].to_numpy(float),
-                            X,
+                            groups,
                             method=estimators(method, method_fallback),
                             test=test,
+                            tau2="common",
                             level=level,
                         )
                     except ConvergenceError as err:
                         row["note"] = f"not tested: no tau^2 estimator converged ({err})"
                         rows.append(row)
                         continue
-                    df1, df2 = res.QM_df
                     row.update(
-                        QM=res.QM,
-                        QM_df1=df1,
-                        QM_df2=nan if df2 is None else df2,
-                        QM_p=res.QM_p,
+                        QM=res.between_stat,
+                        QM_df1=res.between_df,
+                        QM_df2=nan if res.between_df2 is None else res.between_df2,
+                        QM_p=res.between_p,
                         tau2_residual=res.tau2,
                         method=res.method,
                     )
