@@ -109,7 +109,7 @@ def main() -> None:
         help="time the runs even if some jobs fail (failed jobs are counted in the table)",
     )  # fmt: skip
     args = ap.parse_args()
-    if not (REPO / "Snakefile").exists():
+    if not (REPO / "workflow" / "Snakefile").exists():
         print("No Snakefile in the repository yet: workflow benchmark skipped.")
         return
     print(machine_line())

@@ -6,6 +6,7 @@ Mirrors workflow/scripts/ingest_sheets.py, select_windows.py and effect_sizes.py
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,3 +54,19 @@ def run_pipeline(
     ).sort_values(["source_file", "source_row"], kind="mergesort")
     accounting = row_accounting(rows, effects, exclusions)
     return Run(rows, effects, exclusions.reset_index(drop=True), accounting)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+#: What a copy of the project needs to run the workflow (workflow/Snakefile, rules, scripts,
+#: report captions, config and schemas); the package itself is the installed one.
+PROJECT_PARTS: tuple[str, ...] = ("config", "workflow")
+
+
+def copy_project(dest: Path, *, data: bool = True) -> Path:
+    """Copy the workflow (and data/raw/ unless `data` is False) into `dest`; return `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_PARTS:
+        shutil.copytree(ROOT / name, dest / name)
+    if data:
+        shutil.copytree(ROOT / "data" / "raw", dest / "data" / "raw")
+    return dest

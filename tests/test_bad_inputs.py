@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pipeline_helpers import run_pipeline
+from pipeline_helpers import copy_project, run_pipeline
 
 from timecourse_meta.errors import ConfigError, SheetError
 from timecourse_meta.pipeline.config import (
@@ -146,7 +146,7 @@ def test_yaml_is_only_loaded_safely() -> None:
     """No unsafe YAML loader anywhere in the package or the workflow (safe_load only)."""
     unsafe = re.compile(r"yaml\.(load|load_all|full_load|unsafe_load)\(|FullLoader|UnsafeLoader")
     sources = [*(ROOT / "src").rglob("*.py"), *(ROOT / "workflow").rglob("*.py")]
-    sources += [*(ROOT / "workflow").rglob("*.smk"), ROOT / "Snakefile"]
+    sources += [*(ROOT / "workflow").rglob("*.smk"), ROOT / "workflow" / "Snakefile"]
     hits = [str(p) for p in sources if unsafe.search(p.read_text(encoding="utf-8"))]
     assert not hits
 
@@ -201,6 +201,7 @@ def write_big_sheet(path: Path, n_rows: int, *, bad_last_cell: bool = False) -> 
             writer.writerow([row[c] for c in header])
 
 
+@pytest.mark.slow
 def test_100000_rows_are_accepted_quickly(tmp_path: Path) -> None:
     path = tmp_path / "big.csv"
     write_big_sheet(path, 100_000)
@@ -213,6 +214,7 @@ def test_100000_rows_are_accepted_quickly(tmp_path: Path) -> None:
     assert seconds < 60
 
 
+@pytest.mark.slow
 def test_100000_rows_with_one_bad_cell_are_rejected_quickly(tmp_path: Path) -> None:
     path = tmp_path / "big.csv"
     write_big_sheet(path, 100_000, bad_last_cell=True)
@@ -226,15 +228,6 @@ def test_100000_rows_with_one_bad_cell_are_rejected_quickly(tmp_path: Path) -> N
 
 
 # ---- through the real command line ----------------------------------------------------------
-def copy_project(dest: Path) -> Path:
-    for name in ("Snakefile", "config", "workflow"):
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name)
-        else:
-            shutil.copy2(src, dest / name)
-    shutil.copytree(ROOT / "data" / "raw", dest / "data" / "raw")
-    return dest
 
 
 def snakemake(cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -253,6 +246,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return copy_project(tmp_path_factory.mktemp("bad_cli"))
 
 
+@pytest.mark.slow
 def test_cli_sheet_error_is_one_line(project: Path) -> None:
     shutil.copy2(BAD / "latin1.csv", project / "data" / "raw" / "latin1.csv")
     proc = snakemake(
@@ -268,6 +262,7 @@ def test_cli_sheet_error_is_one_line(project: Path) -> None:
     assert "Traceback" not in proc.stderr + proc.stdout
 
 
+@pytest.mark.slow
 def test_cli_config_error_is_one_line(project: Path) -> None:
     proc = snakemake(project, "-n", "--config", "method=BOGUS")
     assert proc.returncode == 1
@@ -278,6 +273,7 @@ def test_cli_config_error_is_one_line(project: Path) -> None:
     assert "Traceback" not in proc.stdout and 'File "' not in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_cli_python_tags_are_refused(project: Path) -> None:
     marker = project / "PWNED"
     evil = project / "evil.yaml"

@@ -425,6 +425,7 @@ def test_d_and_g_without_variance_match_metafor(golden: dict) -> None:
     np.testing.assert_allclose(smd_var_ls(g["gi"], g["n1i"], g["n2i"]), g["vi"], rtol=RTOL)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not GOLDEN_R.exists(), reason="R script missing")
 def test_golden_fixture_regenerates_identically(require_metafor: None, tmp_path: Path) -> None:
     """Live: rerun the committed R script and compare with the committed JSON."""

@@ -141,6 +141,7 @@ def _has_metafor() -> bool:
     return check.returncode == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _has_metafor(), reason="Rscript with metafor not available")
 def test_golden_file_is_reproduced_by_the_r_script(tmp_path: Path) -> None:
     out = tmp_path / "golden.json"

@@ -164,6 +164,7 @@ def test_crossover_vs_smcc_equal_sds(golden: dict) -> None:
     np.testing.assert_allclose(yi / np.sqrt(2 * (1 - r)), _a(g["yi"]), rtol=RTOL)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not GOLDEN_R.exists(), reason="R script missing")
 def test_golden_fixture_regenerates_identically(require_metafor: None, tmp_path: Path) -> None:
     """Live: rerun the committed R script and compare with the committed JSON."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from pipeline_helpers import copy_project
 
 from timecourse_meta.pipeline.pooling import (
     POOLED_COLUMNS,
@@ -169,11 +169,10 @@ def test_pooled_table_carries_every_warning() -> None:
     check_pooled_csv(to_csv_text(pooled))
 
 
+@pytest.mark.slow
 def test_workflow_writes_the_warnings(tmp_path: Path) -> None:
     """The pool_timepoints rule on a minimal sheet with every edge case (~20 s)."""
-    for name in ("Snakefile", "config", "workflow"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / name)
+    copy_project(tmp_path, data=False)
     (tmp_path / "data" / "raw").mkdir(parents=True)
     hours = {"24h": 24, "3d": 72, "7d": 168, "14d": 336}
     sheet = EDGE_EFFECTS.assign(

@@ -24,13 +24,17 @@ import time
 from pathlib import Path
 
 import pytest
+from pipeline_helpers import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
 SHEET = "data/raw/ketamine_trials.csv"
 HOSTILE = "<script>alert(1)</script>"
 PARTIAL_TARGETS = ["results/tables/pooled_by_timepoint.csv", "results/tables/exclusions.csv"]
 
-pytestmark = pytest.mark.skipif(not (ROOT / SHEET).exists(), reason=f"{SHEET} not present yet")
+pytestmark = [  # every test here runs the whole workflow
+    pytest.mark.slow,
+    pytest.mark.skipif(not (ROOT / SHEET).exists(), reason=f"{SHEET} not present yet"),
+]
 
 
 def trial_rows(study_id: str, citation: str) -> list[dict[str, str]]:
@@ -62,11 +66,7 @@ def append_rows(sheet: Path, rows: list[dict[str, str]]) -> None:
 
 def make_project(dest: Path) -> Path:
     """A clean copy of the project with the hostile-name trial added to the sheet."""
-    dest.mkdir(parents=True)
-    for name in ("Snakefile", "config", "workflow"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / name)
-    shutil.copytree(ROOT / "data" / "raw", dest / "data" / "raw")
+    copy_project(dest)
     with open(dest / SHEET, "rb") as handle:
         assert handle.read().endswith(b"\n")
     append_rows(dest / SHEET, trial_rows(HOSTILE, "M\u00fcller \u2013 \u65e5\u672c & <b>co</b>"))

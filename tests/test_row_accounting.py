@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from pipeline_helpers import run_pipeline
@@ -175,6 +176,7 @@ EXAMPLES = 60
     extra=sheets(EXCLUDABLE, "X", max_studies=4),
     positions=st.lists(st.integers(min_value=0, max_value=10_000), min_size=12, max_size=12),
 )
+@pytest.mark.slow
 def test_rows_in_equal_rows_used_plus_excluded(base, extra, positions) -> None:
     base_rows = [r for _, rs in base for r in rs]
     by_config = [rs[0]["study_id"] for k, rs in base + extra if k == "by_config"]

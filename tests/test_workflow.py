@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from pipeline_helpers import copy_project
 
 from timecourse_meta.pipeline.tables import (
     format_value,
@@ -101,15 +102,6 @@ def test_row_accounting_detects_unaccounted_rows() -> None:
 
 
 # ---- the workflow ------------------------------------------------------------------------------
-def copy_project(dest: Path) -> Path:
-    for name in ("Snakefile", "config", "workflow"):
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name)
-        else:
-            shutil.copy2(src, dest / name)
-    shutil.copytree(ROOT / "data" / "raw", dest / "data" / "raw")
-    return dest
 
 
 def snakemake(cwd: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -133,6 +125,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.slow
 @needs_data
 def test_all_outputs_exist(project: Path) -> None:
     missing = [t for t in TABLES if not (project / "results" / "tables" / t).is_file()]
@@ -152,6 +145,7 @@ def test_all_outputs_exist(project: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 @needs_data
 def test_rows_in_equal_used_plus_excluded(project: Path) -> None:
     rows = pd.read_parquet(project / "data" / "processed" / "rows.parquet")
@@ -177,6 +171,7 @@ def test_rows_in_equal_used_plus_excluded(project: Path) -> None:
     assert (excl["reason"] != "").all()
 
 
+@pytest.mark.slow
 @needs_data
 def test_pooled_tables(project: Path) -> None:
     pooled = pd.read_csv(
@@ -227,6 +222,7 @@ def test_pooled_tables(project: Path) -> None:
     assert (prov["note"] == "").all() and (prov["source_quote"] != "").all()
 
 
+@pytest.mark.slow
 @needs_data
 def test_rerun_is_byte_identical(project: Path) -> None:
     first = project.parent / "first_results"
@@ -244,6 +240,7 @@ def test_rerun_is_byte_identical(project: Path) -> None:
         assert not differ, f"outputs differ between identical runs: {differ}"
 
 
+@pytest.mark.slow
 @needs_data
 def test_report_and_lint(project: Path) -> None:
     proc = snakemake(project, "--report", "results/report.html")
@@ -268,6 +265,7 @@ def small_project(tmp_path: Path) -> Path:
     return copy_project(dest)
 
 
+@pytest.mark.slow
 def test_sheet_error_is_one_line_without_traceback(tmp_path: Path) -> None:
     path = small_project(tmp_path)
     bad = "study_id,citation,time_hours,yi,vi\nA,Author 2001,24,0.5,0.04\nB,Author 2002,24,0.2,-1\n"
@@ -298,6 +296,7 @@ def test_sheet_error_is_one_line_without_traceback(tmp_path: Path) -> None:
         ("method=BOGUS", "config 'method': 'BOGUS' is not one of"),
     ],
 )
+@pytest.mark.slow
 def test_config_is_validated(tmp_path: Path, override: str, message: str) -> None:
     path = small_project(tmp_path)
     proc = snakemake(path, "-n", "--config", override)
@@ -305,6 +304,7 @@ def test_config_is_validated(tmp_path: Path, override: str, message: str) -> Non
     assert message in proc.stdout + proc.stderr  # a dry run prints to stdout
 
 
+@pytest.mark.slow
 def test_minimal_precomputed_sheet_via_config(tmp_path: Path) -> None:
     path = small_project(tmp_path)
     # yi/vi are arbitrary test inputs: positive = benefit, on the SMD scale

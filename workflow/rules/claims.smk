@@ -14,13 +14,13 @@ rule check_claims:
             category="1. Pooled results",
         ),
         md=f"{TABLES}/claims.md",
+    log:
+        f"{LOGS}/check_claims.log",
+    conda:
+        "../envs/timecourse_meta.yaml"
     params:
         timepoints=TIMEPOINTS,
         outcome=config["primary_outcome"],
         measure=config["primary_measure"],
-    conda:
-        "../envs/timecourse_meta.yaml"
-    log:
-        f"{LOGS}/check_claims.log",
     script:
         "../scripts/check_claims.py"

@@ -25,7 +25,9 @@ def stop_on_config_error(func, *args, **kwargs):
 def _checked_config():
     schema_file = workflow.source_path("../../config/schema/config.schema.yaml")
     check_config_files(workflow.configfiles)  # safe_load: !!python/... tags are refused
-    settings = check_config(config, load_yaml(schema_file), Path.cwd())  # cwd = the project
+    settings = check_config(
+        config, load_yaml(schema_file), Path.cwd()
+    )  # cwd = the project
     validate(config, schema=schema_file)  # fills in the schema's defaults
     return settings
 

@@ -17,12 +17,12 @@ rule coverage:
         csv=f"{_COVERAGE_DIR}/coverage.csv",
         png=f"{_COVERAGE_DIR}/coverage.png",
         pdf=f"{_COVERAGE_DIR}/coverage.pdf",
-    params:
-        n_rep=COVERAGE_REPS,
-        seed=COVERAGE_SEED,
     log:
         _COVERAGE_LOG,
     conda:
         "../envs/timecourse_meta.yaml"
+    params:
+        n_rep=COVERAGE_REPS,
+        seed=COVERAGE_SEED,
     script:
         "../scripts/coverage.py"

@@ -12,15 +12,15 @@ rule select_windows:
             caption="../report/window_choices.rst",
             category="2. Inputs and exclusions",
         ),
+    log:
+        f"{LOGS}/select_windows.log",
+    conda:
+        "../envs/timecourse_meta.yaml"
     params:
         windows=config["windows"],
         rule=config["window_choice"],
         include=config["include"],
         exclude_studies=config["exclude_studies"],
-    conda:
-        "../envs/timecourse_meta.yaml"
-    log:
-        f"{LOGS}/select_windows.log",
     script:
         "../scripts/select_windows.py"
 
@@ -47,15 +47,15 @@ rule effect_sizes:
             caption="../report/row_accounting.rst",
             category="2. Inputs and exclusions",
         ),
+    log:
+        f"{LOGS}/effect_sizes.log",
+    conda:
+        "../envs/timecourse_meta.yaml"
     params:
         crossover_r=config["crossover_r"],
         lower_is_better_default=config["lower_is_better_default"],
         precomputed_measure=config["precomputed_measure"],
         timepoints=TIMEPOINTS,
-    conda:
-        "../envs/timecourse_meta.yaml"
-    log:
-        f"{LOGS}/effect_sizes.log",
     script:
         "../scripts/effect_sizes.py"
 
@@ -70,11 +70,11 @@ rule proportions:
             caption="../report/proportions.rst",
             category="2. Inputs and exclusions",
         ),
-    params:
-        timepoints=TIMEPOINTS,
-    conda:
-        "../envs/timecourse_meta.yaml"
     log:
         f"{LOGS}/proportions.log",
+    conda:
+        "../envs/timecourse_meta.yaml"
+    params:
+        timepoints=TIMEPOINTS,
     script:
         "../scripts/proportions.py"

@@ -1,5 +1,6 @@
 # Stage 5: a forest plot per window and the time-course figure.
 
+
 rule forest_plot:
     input:
         effects=f"{PROC}/effects.parquet",
@@ -12,6 +13,12 @@ rule forest_plot:
             labels={"window": "{timepoint}"},
         ),
         pdf=f"{FIGURES}/forest_{{timepoint}}.pdf",
+    log:
+        f"{LOGS}/forest_plot_{{timepoint}}.log",
+    wildcard_constraints:
+        timepoint="|".join(TIMEPOINTS),
+    conda:
+        "../envs/timecourse_meta.yaml"
     params:
         outcome=config["primary_outcome"],
         measure=config["primary_measure"],
@@ -19,12 +26,6 @@ rule forest_plot:
         method_fallback=config["method_fallback"],
         test=config["test"],
         level=config["level"],
-    wildcard_constraints:
-        timepoint="|".join(TIMEPOINTS),
-    conda:
-        "../envs/timecourse_meta.yaml"
-    log:
-        f"{LOGS}/forest_plot_{{timepoint}}.log",
     script:
         "../scripts/forest_plot.py"
 
@@ -43,14 +44,14 @@ rule timecourse_figure:
             subcategory="Time course",
         ),
         pdf=f"{FIGURES}/timecourse.pdf",
+    log:
+        f"{LOGS}/timecourse_figure.log",
+    conda:
+        "../envs/timecourse_meta.yaml"
     params:
         timepoints=TIMEPOINTS,
         windows=config["windows"],
         outcome=config["primary_outcome"],
         measure=config["primary_measure"],
-    conda:
-        "../envs/timecourse_meta.yaml"
-    log:
-        f"{LOGS}/timecourse_figure.log",
     script:
         "../scripts/timecourse_figure.py"

@@ -6,9 +6,9 @@ rule ingest_sheets:
         sheets=STUDIES,
     output:
         rows=f"{PROC}/rows.parquet",
-    conda:
-        "../envs/timecourse_meta.yaml"
     log:
         f"{LOGS}/ingest_sheets.log",
+    conda:
+        "../envs/timecourse_meta.yaml"
     script:
         "../scripts/ingest_sheets.py"

@@ -18,6 +18,10 @@ rule pool_timepoints:
             caption="../report/subgroups.rst",
             category="1. Pooled results",
         ),
+    log:
+        f"{LOGS}/pool_timepoints.log",
+    conda:
+        "../envs/timecourse_meta.yaml"
     params:
         timepoints=TIMEPOINTS,
         subgroups=config["subgroups"],
@@ -25,10 +29,6 @@ rule pool_timepoints:
         method_fallback=config["method_fallback"],
         test=config["test"],
         level=config["level"],
-    conda:
-        "../envs/timecourse_meta.yaml"
-    log:
-        f"{LOGS}/pool_timepoints.log",
     script:
         "../scripts/pool_timepoints.py"
 
@@ -43,6 +43,10 @@ rule pool_proportions:
             caption="../report/pooled_proportions.rst",
             category="1. Pooled results",
         ),
+    log:
+        f"{LOGS}/pool_proportions.log",
+    conda:
+        "../envs/timecourse_meta.yaml"
     params:
         timepoints=TIMEPOINTS,
         subgroups=config["subgroups"],
@@ -50,10 +54,6 @@ rule pool_proportions:
         method_fallback=config["method_fallback"],
         test=config["test"],
         level=config["level"],
-    conda:
-        "../envs/timecourse_meta.yaml"
-    log:
-        f"{LOGS}/pool_proportions.log",
     script:
         "../scripts/pool_proportions.py"
 
@@ -68,6 +68,10 @@ rule sensitivity:
             caption="../report/sensitivity.rst",
             category="1. Pooled results",
         ),
+    log:
+        f"{LOGS}/sensitivity.log",
+    conda:
+        "../envs/timecourse_meta.yaml"
     params:
         timepoints=TIMEPOINTS,
         sensitivity=config["sensitivity"],
@@ -80,10 +84,6 @@ rule sensitivity:
         method_fallback=config["method_fallback"],
         test=config["test"],
         level=config["level"],
-    conda:
-        "../envs/timecourse_meta.yaml"
-    log:
-        f"{LOGS}/sensitivity.log",
     script:
         "../scripts/sensitivity.py"
 
@@ -100,12 +100,12 @@ rule published_comparison:
             category="1. Pooled results",
         ),
         md=f"{TABLES}/published_comparison.md",
+    log:
+        f"{LOGS}/published_comparison.log",
+    conda:
+        "../envs/timecourse_meta.yaml"
     params:
         outcome=config["primary_outcome"],
         measure=config["primary_measure"],
-    conda:
-        "../envs/timecourse_meta.yaml"
-    log:
-        f"{LOGS}/published_comparison.log",
     script:
         "../scripts/published_comparison.py"

@@ -12,10 +12,10 @@ rule provenance:
             caption="../report/provenance.rst",
             category="4. Provenance",
         ),
-    conda:
-        "../envs/timecourse_meta.yaml"
     log:
         f"{LOGS}/provenance.log",
+    conda:
+        "../envs/timecourse_meta.yaml"
     script:
         "../scripts/provenance.py"
 
@@ -27,9 +27,9 @@ rule software_versions:
             caption="../report/software_versions.rst",
             category="4. Provenance",
         ),
-    conda:
-        "../envs/timecourse_meta.yaml"
     log:
         f"{LOGS}/software_versions.log",
+    conda:
+        "../envs/timecourse_meta.yaml"
     script:
         "../scripts/software_versions.py"

@@ -5,7 +5,9 @@
 from timecourse_meta.pipeline.timecourse_tables import parse_timecourse_config
 
 # checked when the workflow is parsed: a contrast naming an unknown window stops here
-stop_on_config_error(parse_timecourse_config, config["timecourse"], TIMEPOINTS, config["level"])
+stop_on_config_error(
+    parse_timecourse_config, config["timecourse"], TIMEPOINTS, config["level"]
+)
 
 
 rule timecourse_model:
@@ -37,6 +39,10 @@ rule timecourse_model:
             category="1. Pooled results",
             subcategory="Multivariate time-course model",
         ),
+    log:
+        f"{LOGS}/timecourse_model.log",
+    conda:
+        "../envs/timecourse_meta.yaml"
     params:
         timepoints=TIMEPOINTS,
         windows=config["windows"],
@@ -44,9 +50,5 @@ rule timecourse_model:
         outcome=config["primary_outcome"],
         measure=config["primary_measure"],
         level=config["level"],
-    conda:
-        "../envs/timecourse_meta.yaml"
-    log:
-        f"{LOGS}/timecourse_model.log",
     script:
         "../scripts/timecourse_model.py"
