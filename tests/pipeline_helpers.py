@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from timecourse_meta.effects.comparisons import compute_effects
-from timecourse_meta.pipeline.ingest import precomputed_effects, read_sheets
-from timecourse_meta.pipeline.tables import row_accounting, sort_effects
+from timecourse_meta.pipeline.effect_table import build_effect_table
+from timecourse_meta.pipeline.ingest import read_sheets
 from timecourse_meta.pipeline.windows import parse_windows, select_windows
 
 
@@ -39,21 +38,24 @@ def run_pipeline(
     lower_is_better_default: bool = True,
     precomputed_measure: str = "SMD",
 ) -> Run:
-    """Run the first three workflow stages on `sheets`; raise what the workflow would raise."""
+    """Run the first three workflow stages on `sheets`; raise what the workflow would raise.
+
+    The same package calls, in the same order, as the rules ingest_sheets, select_windows and
+    effect_sizes (each stage is one package function; the scripts only add file I/O).
+    """
     rows = read_sheets(list(sheets), root=root)
     table = parse_windows(windows)
     windowed = select_windows(rows, table, rule, include, exclude_studies)
-    sheet = windowed.rows[windowed.rows["sheet_format"] == "extraction"]
-    effects, excluded = compute_effects(
-        sheet, crossover_r=crossover_r, lower_is_better_default=lower_is_better_default
+    out = build_effect_table(
+        rows,
+        windowed.rows,
+        windowed.excluded,
+        list(table["label"]),
+        crossover_r=crossover_r,
+        lower_is_better_default=lower_is_better_default,
+        precomputed_measure=precomputed_measure,
     )
-    pre = precomputed_effects(windowed.rows, measure_default=precomputed_measure)
-    effects = sort_effects(pd.concat([effects, pre], ignore_index=True), list(table["label"]))
-    exclusions = pd.concat(
-        [windowed.excluded, excluded.assign(stage="effects")], ignore_index=True
-    ).sort_values(["source_file", "source_row"], kind="mergesort")
-    accounting = row_accounting(rows, effects, exclusions)
-    return Run(rows, effects, exclusions.reset_index(drop=True), accounting)
+    return Run(rows, out.effects, out.exclusions, out.accounting)
 
 
 ROOT = Path(__file__).resolve().parents[1]

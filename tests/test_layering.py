@@ -33,8 +33,11 @@ PIPELINE_ORDER: tuple[str, ...] = (
     "tables",
     "ingest",
     "windows",
+    "effect_table",
     "config",
     "pooling",
+    "sensitivity",
+    "published",
     "timecourse_tables",
     "claims",
 )

@@ -21,13 +21,13 @@ import pytest
 from pipeline_helpers import copy_project
 
 from timecourse_meta.pipeline.pooling import (
-    POOLED_COLUMNS,
     estimators,
     pool_by_timepoint,
     pool_group,
     subgroup_tests,
 )
 from timecourse_meta.pipeline.tables import to_csv_text
+from timecourse_meta.schema import POOLED_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = json.loads((ROOT / "tests" / "fixtures" / "metafor" / "fallback_golden.json").read_text())

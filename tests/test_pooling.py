@@ -19,15 +19,14 @@ import pytest
 from timecourse_meta.diagnostics.subgroups import subgroup_analysis
 from timecourse_meta.models.rma import fit_random_effects
 from timecourse_meta.pipeline.pooling import (
-    POOLED_COLUMNS,
     forest_data,
-    leave_one_out_rows,
     pool_by_timepoint,
     pool_proportions,
-    published_alongside,
     subgroup_tests,
-    subset_effects,
 )
+from timecourse_meta.pipeline.published import published_alongside
+from timecourse_meta.pipeline.sensitivity import leave_one_out_rows, subset_effects
+from timecourse_meta.schema import POOLED_COLUMNS
 
 GOLDEN = json.loads(
     (Path(__file__).parent / "fixtures" / "metafor" / "pooling_golden.json").read_text()

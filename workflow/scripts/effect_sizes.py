@@ -2,34 +2,29 @@
 
 import pandas as pd
 
-from timecourse_meta.effects.comparisons import compute_effects
 from timecourse_meta.errors import exit_on_error
-from timecourse_meta.pipeline.ingest import precomputed_effects
-from timecourse_meta.pipeline.tables import row_accounting, sort_effects, write_csv, write_parquet
+from timecourse_meta.pipeline.effect_table import build_effect_table
+from timecourse_meta.pipeline.tables import write_csv, write_parquet
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 
 with exit_on_error(smk.log[0], "effect_sizes") as log:
     rows = pd.read_parquet(smk.input.rows)
-    windowed = pd.read_parquet(smk.input.windowed)
-    earlier = pd.read_parquet(smk.input.excluded)
-    sheet = windowed[windowed["sheet_format"] == "extraction"]
-    effects, excluded = compute_effects(
-        sheet,
+    table = build_effect_table(
+        rows,
+        pd.read_parquet(smk.input.windowed),
+        pd.read_parquet(smk.input.excluded),
+        smk.params.timepoints,
         crossover_r=smk.params.crossover_r,
         lower_is_better_default=smk.params.lower_is_better_default,
+        precomputed_measure=smk.params.precomputed_measure,
     )
-    pre = precomputed_effects(windowed, measure_default=smk.params.precomputed_measure)
-    effects = sort_effects(pd.concat([effects, pre], ignore_index=True), smk.params.timepoints)
-    exclusions = pd.concat([earlier, excluded.assign(stage="effects")], ignore_index=True)
-    exclusions = exclusions.sort_values(["source_file", "source_row"], kind="mergesort")
-    accounting = row_accounting(rows, effects, exclusions)
-    write_parquet(effects, smk.output.effects)
-    write_csv(effects, smk.output.effects_csv)
-    write_csv(exclusions.reset_index(drop=True), smk.output.exclusions)
-    write_csv(accounting, smk.output.accounting)
-    total = accounting.iloc[-1]
+    write_parquet(table.effects, smk.output.effects)
+    write_csv(table.effects, smk.output.effects_csv)
+    write_csv(table.exclusions, smk.output.exclusions)
+    write_csv(table.accounting, smk.output.accounting)
+    total = table.accounting.iloc[-1]
     log(
         f"rows in {total['rows_in']} = used {total['rows_used']} + excluded "
-        f"{total['rows_excluded']}; {len(effects)} effects"
+        f"{total['rows_excluded']}; {len(table.effects)} effects"
     )

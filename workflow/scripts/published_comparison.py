@@ -3,7 +3,7 @@
 import pandas as pd
 
 from timecourse_meta.errors import SheetError, exit_on_error
-from timecourse_meta.pipeline.pooling import published_alongside
+from timecourse_meta.pipeline.published import published_alongside
 from timecourse_meta.pipeline.tables import write_csv, write_markdown, write_parquet
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive

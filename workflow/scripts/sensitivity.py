@@ -7,13 +7,9 @@ import pandas as pd
 from timecourse_meta.effects.comparisons import compute_effects
 from timecourse_meta.errors import exit_on_error
 from timecourse_meta.pipeline.ingest import precomputed_effects
-from timecourse_meta.pipeline.pooling import (
-    SENSITIVITY_COLUMNS,
-    leave_one_out_rows,
-    pool_variants,
-    subset_effects,
-)
+from timecourse_meta.pipeline.sensitivity import leave_one_out_rows, pool_variants, subset_effects
 from timecourse_meta.pipeline.tables import write_csv
+from timecourse_meta.schema import SENSITIVITY_COLUMNS
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 # estimator if `method` does not converge (metafor c("REML", "DL")); params when the rule

@@ -15,7 +15,7 @@ metafor's `rma(..., method = c("REML", "DL"))`; the `method` column names the es
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -32,14 +32,10 @@ __all__ = [
     "SUBGROUP_COLUMNS",
     "estimators",
     "forest_data",
-    "leave_one_out_rows",
     "pool_by_timepoint",
     "pool_group",
     "pool_proportions",
-    "pool_variants",
-    "published_alongside",
     "subgroup_tests",
-    "subset_effects",
 ]
 
 # The model-result columns of POOLED_COLUMNS (estimate ... pi_high), filled from the fit.
@@ -377,178 +373,6 @@ def pool_proportions(
 
 
 # Measures reported on the standardised-mean-difference scale (can sit beside pooled g).
-SMD_MEASURES = ("smd", "hedges g", "g", "cohen d", "d")
-
-
-def published_alongside(
-    published: pd.DataFrame,
-    pooled: pd.DataFrame,
-    *,
-    positive_benefit: Callable[[pd.Series], bool] | None = None,
-    outcome: str = "score",
-    measure: str = "SMD",
-) -> pd.DataFrame:
-    """Published pooled results beside ours, SMDs converted to positive = benefit.
-
-    Only SMD-type measures are converted (sign flipped unless the row says positive = benefit,
-    via `positive_benefit(row)`; default: the `note` mentions "positive = benefit"). Odds ratios
-    and mean differences are listed unconverted with `comparable = no`. Our estimate is the
-    `all` row of the same window for `outcome` and `measure` (default: score, SMD).
-    """
-    if positive_benefit is None:
-
-        def positive_benefit(row: pd.Series) -> bool:
-            return "positive = benefit" in str(row.get("note", "")).lower()
-
-    out = published.copy()
-    is_smd = out["measure"].astype(str).str.strip().str.lower().isin(SMD_MEASURES).to_numpy()
-    pos = np.array([positive_benefit(r) for _, r in out.iterrows()], dtype=bool)
-    sign = np.where(pos, 1.0, -1.0)
-    est, lo, hi = (out[c].to_numpy(dtype=float) for c in ("estimate", "ci_low", "ci_high"))
-    g = np.where(is_smd, sign * est, np.nan)
-    g_lo = np.where(is_smd, np.where(pos, lo, -hi), np.nan)
-    g_hi = np.where(is_smd, np.where(pos, hi, -lo), np.nan)
-    out["comparable"] = np.where(is_smd, "yes", "no")
-    out["g_benefit"], out["g_benefit_ci_low"], out["g_benefit_ci_high"] = g, g_lo, g_hi
-    out["conversion"] = np.where(
-        is_smd,
-        np.where(
-            pos,
-            "SMD already positive = benefit (note); unchanged",
-            "SMD in scale direction (negative = benefit); sign flipped, CI bounds swapped",
-        ),
-        "not an SMD: listed only, not converted",
-    )
-    ours = pooled[
-        (pooled["subgroup"] == "all")
-        & (pooled["outcome"] == outcome)
-        & (pooled["measure"] == measure)
-    ].set_index("timepoint")
-    # our estimate only beside comparable (SMD) rows; windows we do not have give k = 0
-    tw = out["time_window"].astype(str).where(is_smd, None)
-    for col in ("k", "estimate", "ci_low", "ci_high"):
-        out[f"this_{col}"] = tw.map(ours[col]) if len(ours) else np.nan
-    out.loc[is_smd, "this_k"] = out.loc[is_smd, "this_k"].fillna(0)
-    return out.reset_index(drop=True)
-
-
-def subset_effects(
-    effects: pd.DataFrame,
-    *,
-    keep: Mapping[str, Sequence[object]] | None = None,
-    exclude: Mapping[str, Sequence[object]] | None = None,
-) -> pd.DataFrame:
-    """Effects whose columns take `keep` values and avoid `exclude` values (sensitivity subsets).
-
-    Values are compared as lower-case strings (YAML booleans yes/no are mapped back first).
-    """
-
-    def norm(values: Sequence[object]) -> list[str]:
-        return [("yes" if v else "no") if isinstance(v, bool) else str(v).lower() for v in values]
-
-    sel = np.ones(len(effects), dtype=bool)
-    for column, values in (keep or {}).items():
-        sel &= effects[column].astype(str).str.lower().isin(norm(values)).to_numpy()
-    for column, values in (exclude or {}).items():
-        sel &= ~effects[column].astype(str).str.lower().isin(norm(values)).to_numpy()
-    return effects.loc[sel].reset_index(drop=True)
-
-
-def pool_variants(
-    variants: Mapping[str, pd.DataFrame],
-    timepoints: Sequence[str],
-    *,
-    outcome: str,
-    measure: str,
-    method: str = "REML",
-    test: str = "knha",
-    level: float = 0.95,
-    method_fallback: str | None = "DL",
-) -> pd.DataFrame:
-    """Pool each named effects table per window for one outcome/measure (sensitivity rows)."""
-    frames = []
-    for name, effects in variants.items():
-        sel = effects[(effects["outcome"] == outcome) & (effects["measure"] == measure)]
-        table = pool_by_timepoint(
-            sel,
-            timepoints,
-            method=method,
-            test=test,
-            level=level,
-            outcomes=[outcome],
-            method_fallback=method_fallback,
-        )
-        table = table[table["measure"].isin([measure, ""])].assign(
-            analysis=name, omitted="", measure=measure
-        )
-        frames.append(table)
-    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return out.reindex(columns=list(SENSITIVITY_COLUMNS))
-
-
-def leave_one_out_rows(
-    effects: pd.DataFrame,
-    timepoints: Sequence[str],
-    leave_one_out: Callable[..., pd.DataFrame],
-    *,
-    outcome: str,
-    measure: str,
-    method: str = "REML",
-    test: str = "knha",
-    level: float = 0.95,
-    method_fallback: str | None = "DL",
-) -> pd.DataFrame:
-    """Leave-one-out refits per window (metafor `leave1out`) as sensitivity rows.
-
-    `leave_one_out(yi, vi, method, test, level, labels)` is `diagnostics.leave_one_out`. Windows
-    with k < 3 get one row saying why nothing was refitted (omitting one of two studies leaves
-    a single study, which is not a pooled model).
-    """
-    rows = []
-    sel = effects[(effects["outcome"] == outcome) & (effects["measure"] == measure)]
-    for tp in timepoints:
-        group = sel[sel["timepoint"] == tp].sort_values("comparison_id", kind="mergesort")
-        base = {
-            "analysis": "leave_one_out",
-            "outcome": outcome,
-            "measure": measure,
-            "timepoint": tp,
-            "method": method,
-            "test": test,
-        }
-        if len(group) < 3:
-            rows.append(
-                {
-                    **base,
-                    "omitted": "",
-                    "k": len(group),
-                    "warnings": f"not run: k = {len(group)} (needs k >= 3)",
-                }
-            )
-            continue
-        labels = group["comparison_id"].astype(str).tolist()
-        table = leave_one_out(
-            group["yi"].to_numpy(float),
-            group["vi"].to_numpy(float),
-            method=estimators(method, method_fallback),
-            test=test,
-            level=level,
-            labels=labels,
-        )
-        notes = "; ".join(table.attrs.get("warnings", []))
-        for label, r in table.iterrows():
-            kept = group[group["comparison_id"].astype(str) != str(label)]
-            rows.append({
-                **base, "omitted": str(label), "k": len(kept),
-                "n_participants": float(kept["n_total"].sum()),
-                **{c: float(r[c]) for c in ("estimate", "se", "ci_low", "ci_high", "pval",
-                                            "tau2", "I2")},
-                "studies": ";".join(sorted(kept["study_id"].astype(str))),
-                "warnings": notes if bool(r.get("converged", True)) else "did not converge",
-            })  # fmt: skip
-    return pd.DataFrame(rows).reindex(columns=list(SENSITIVITY_COLUMNS))
-
-
 def forest_data(
     effects: pd.DataFrame,
     timepoint: str,
