@@ -39,7 +39,11 @@ def test_conda_env_installs_the_package() -> None:
     assert (ROOT / "workflow" / "envs" / ".." / ".." / "pyproject.toml").resolve().is_file()
     for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
         text = smk.read_text()
-        assert text.count("rule ") == text.count("conda:"), f"{smk.name}: a rule without conda:"
+        rules = text.count("\nrule ")
+        for directive in ("conda:", "log:", "benchmark:"):
+            assert text.count(f"    {directive}") >= rules, (
+                f"{smk.name}: a rule without {directive}"
+            )
 
 
 @pytest.mark.skipif(shutil.which("snakefmt") is None, reason="snakefmt not installed")

@@ -16,6 +16,8 @@ rule check_claims:
         md=f"{TABLES}/claims.md",
     log:
         f"{LOGS}/check_claims.log",
+    benchmark:
+        f"{LOGS}/benchmarks/check_claims.tsv"
     conda:
         "../envs/timecourse_meta.yaml"
     params:

@@ -19,6 +19,8 @@ rule coverage:
         pdf=f"{_COVERAGE_DIR}/coverage.pdf",
     log:
         _COVERAGE_LOG,
+    benchmark:
+        f"{LOGS}/benchmarks/coverage.tsv"
     conda:
         "../envs/timecourse_meta.yaml"
     params:

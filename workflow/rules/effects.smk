@@ -14,6 +14,8 @@ rule select_windows:
         ),
     log:
         f"{LOGS}/select_windows.log",
+    benchmark:
+        f"{LOGS}/benchmarks/select_windows.tsv"
     conda:
         "../envs/timecourse_meta.yaml"
     params:
@@ -49,6 +51,8 @@ rule effect_sizes:
         ),
     log:
         f"{LOGS}/effect_sizes.log",
+    benchmark:
+        f"{LOGS}/benchmarks/effect_sizes.tsv"
     conda:
         "../envs/timecourse_meta.yaml"
     params:
@@ -72,6 +76,8 @@ rule proportions:
         ),
     log:
         f"{LOGS}/proportions.log",
+    benchmark:
+        f"{LOGS}/benchmarks/proportions.tsv"
     conda:
         "../envs/timecourse_meta.yaml"
     params:

@@ -15,6 +15,8 @@ rule forest_plot:
         pdf=f"{FIGURES}/forest_{{timepoint}}.pdf",
     log:
         f"{LOGS}/forest_plot_{{timepoint}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/forest_plot_{{timepoint}}.tsv"
     wildcard_constraints:
         timepoint="|".join(TIMEPOINTS),
     conda:
@@ -46,6 +48,8 @@ rule timecourse_figure:
         pdf=f"{FIGURES}/timecourse.pdf",
     log:
         f"{LOGS}/timecourse_figure.log",
+    benchmark:
+        f"{LOGS}/benchmarks/timecourse_figure.tsv"
     conda:
         "../envs/timecourse_meta.yaml"
     params:

@@ -8,6 +8,8 @@ rule ingest_sheets:
         rows=f"{PROC}/rows.parquet",
     log:
         f"{LOGS}/ingest_sheets.log",
+    benchmark:
+        f"{LOGS}/benchmarks/ingest_sheets.tsv"
     conda:
         "../envs/timecourse_meta.yaml"
     script:

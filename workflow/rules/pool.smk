@@ -20,6 +20,8 @@ rule pool_timepoints:
         ),
     log:
         f"{LOGS}/pool_timepoints.log",
+    benchmark:
+        f"{LOGS}/benchmarks/pool_timepoints.tsv"
     conda:
         "../envs/timecourse_meta.yaml"
     params:
@@ -45,6 +47,8 @@ rule pool_proportions:
         ),
     log:
         f"{LOGS}/pool_proportions.log",
+    benchmark:
+        f"{LOGS}/benchmarks/pool_proportions.tsv"
     conda:
         "../envs/timecourse_meta.yaml"
     params:
@@ -70,6 +74,8 @@ rule sensitivity:
         ),
     log:
         f"{LOGS}/sensitivity.log",
+    benchmark:
+        f"{LOGS}/benchmarks/sensitivity.tsv"
     conda:
         "../envs/timecourse_meta.yaml"
     params:
@@ -102,6 +108,8 @@ rule published_comparison:
         md=f"{TABLES}/published_comparison.md",
     log:
         f"{LOGS}/published_comparison.log",
+    benchmark:
+        f"{LOGS}/benchmarks/published_comparison.tsv"
     conda:
         "../envs/timecourse_meta.yaml"
     params:

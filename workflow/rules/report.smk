@@ -14,6 +14,8 @@ rule provenance:
         ),
     log:
         f"{LOGS}/provenance.log",
+    benchmark:
+        f"{LOGS}/benchmarks/provenance.tsv"
     conda:
         "../envs/timecourse_meta.yaml"
     script:
@@ -29,6 +31,8 @@ rule software_versions:
         ),
     log:
         f"{LOGS}/software_versions.log",
+    benchmark:
+        f"{LOGS}/benchmarks/software_versions.tsv"
     conda:
         "../envs/timecourse_meta.yaml"
     script:

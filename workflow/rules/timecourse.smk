@@ -41,6 +41,8 @@ rule timecourse_model:
         ),
     log:
         f"{LOGS}/timecourse_model.log",
+    benchmark:
+        f"{LOGS}/benchmarks/timecourse_model.tsv"
     conda:
         "../envs/timecourse_meta.yaml"
     params:
