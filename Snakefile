@@ -28,10 +28,12 @@ include: "workflow/rules/timecourse.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/claims.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/changes.smk"  # living review: snakemake baseline; changes vs baseline
 include: "workflow/rules/coverage.smk"  # optional target: snakemake --cores 2 coverage
 
 
 rule all:
     input:
         final_outputs(),
+        changes_outputs(),
     default_target: True
