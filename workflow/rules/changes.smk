@@ -48,7 +48,7 @@ rule baseline:
     input:
         **SNAPSHOT_INPUT,
     output:
-        csv=[f"{RES}/baseline/{SNAPSHOT_FILES[t]}" for t in REQUIRED_TABLES + tuple(SNAPSHOT_EXTRA)],
+        csv=[f"{RES}/baseline/{SNAPSHOT_FILES[t]}" for t in REQUIRED_TABLES + ("multivariate", *SNAPSHOT_EXTRA)],
     params:
         directory=f"{RES}/baseline",
         config=ANALYSIS_CONFIG,

@@ -35,6 +35,7 @@ from timecourse_meta.pipeline.tables import format_value, to_csv_text
 __all__ = [
     "CHANGE_COLUMNS",
     "LIVING_KEYS",
+    "OPTIONAL_TABLES",
     "REQUIRED_TABLES",
     "SECTIONS",
     "SNAPSHOT_FILES",
@@ -60,8 +61,9 @@ SNAPSHOT_FILES: dict[str, str] = {
     "config": "config.csv",
     "software": "software_versions.csv",
 }
-#: tables every snapshot has (the time-response summary is optional)
-REQUIRED_TABLES: tuple[str, ...] = tuple(k for k in SNAPSHOT_FILES if k != "time_response")
+#: tables every snapshot has (the multivariate model and time-response summary are optional)
+OPTIONAL_TABLES: tuple[str, ...] = ("multivariate", "time_response")
+REQUIRED_TABLES: tuple[str, ...] = tuple(k for k in SNAPSHOT_FILES if k not in OPTIONAL_TABLES)
 #: sections of the change table, in the order they are listed
 SECTIONS: tuple[str, ...] = (
     "claim",
