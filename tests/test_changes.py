@@ -74,7 +74,8 @@ def _effects(rows: pd.DataFrame) -> pd.DataFrame:
         ids = ";".join(f"{r.source_file}:{r.source_row}" for r in part.itertuples())
         yi = float(part["mean"].iloc[1] - part["mean"].iloc[0]) / 6.0
         out.append({"study_id": study, "comparison_id": study, "outcome": "score",
-                    "timepoint": "24h", "measure": "SMD", "yi": yi, "vi": 0.1, "row_ids": ids})  # fmt: skip
+                    "timepoint": "24h", "measure": "SMD", "yi": yi, "vi": 0.1,
+                    "row_ids": ids})  # fmt: skip
     return pd.DataFrame(out)
 
 
@@ -142,8 +143,8 @@ def test_added_study_lists_study_rows_effect_and_pooled_change() -> None:
     ]
     pooled = _section(changes, "pooled").set_index("field")
     assert pooled.loc["k", ["before", "after", "difference"]].tolist() == ["1", "2", "1"]
-    assert pooled.loc["estimate", ["before", "after", "difference"]].tolist() == ["1.1", "0.9",
-                                                                                  "-0.2"]  # fmt: skip
+    estimate = pooled.loc["estimate", ["before", "after", "difference"]].tolist()
+    assert estimate == ["1.1", "0.9", "-0.2"]
     assert pooled.loc["tau2", ["before", "after"]].tolist() == ["0", "0.04"]
     assert set(pooled.index) == {"k", "estimate", "ci_low", "ci_high", "tau2"}  # subgroup ignored
     text = plain_summary(changes, before, after, outcome="score", measure="SMD")
@@ -333,3 +334,29 @@ def test_git_ref_baseline_reads_the_committed_snapshot(tmp_path) -> None:
     assert auto.kind == "git" and auto.ref == "HEAD" and auto.digest != found.digest
     with pytest.raises(ConfigError, match="no such commit"):
         resolve_baseline("git:no-such-branch", "results", tmp_path)
+
+
+def test_before_after_figure_marks_changed_windows_and_saves_identical_bytes(tmp_path) -> None:
+    from timecourse_meta.plots.changes_plot import changes_timecourse_plot
+    from timecourse_meta.plots.figures import save_figure
+
+    nan = float("nan")
+    before = pd.DataFrame(
+        {"timepoint": ["4h", "24h", "3d"], "k": [2, 3, 0], "estimate": [0.5, 0.6, nan],
+         "ci_low": [0.1, 0.2, nan], "ci_high": [0.9, 1.0, nan]}
+    )  # fmt: skip
+    after = before.copy()
+    after.loc[2, ["k", "estimate", "ci_low", "ci_high"]] = [2, 0.4, -9.0, 9.8]  # wide k = 2 CI
+    fig = changes_timecourse_plot(
+        before, after, timepoints=["4h", "24h", "3d"], outcome="score", measure="SMD"
+    )
+    ax = fig.axes[0]
+    labels = {t.get_text(): t.get_fontweight() for t in ax.get_xticklabels()}
+    assert labels == {"4 h\nk 2": "normal", "24 h\nk 3": "normal", "3 d\nk 0 → 2": "bold"}
+    low, high = ax.get_ylim()
+    assert -9.0 < low and high < 9.8  # axis capped around the estimates, not at the wide CI
+    triangles = [line for line in ax.get_lines() if line.get_marker() in ("^", "v")]
+    assert len(triangles) == 2
+    a = save_figure(fig, tmp_path / "a.png", formats=("png",))[0].read_bytes()
+    b = save_figure(fig, tmp_path / "b.png", formats=("png",))[0].read_bytes()
+    assert a == b

@@ -3,8 +3,10 @@
 Per window, the pooled estimate with its CI from the baseline (faint grey, hollow, shifted
 left) and from this run (solid, shifted right), so a reader sees at a glance which windows a
 new trial moved. Under each window: the number of studies, baseline -> this run; windows
-whose estimate, CI or k changed are labelled in bold. The figure draws the two tables it is
-given (pooled rows of the primary outcome); it never refits anything.
+whose estimate, CI or k changed are labelled in bold. The y axis is capped around the
+estimates (as in the main time-course figure); an interval running beyond it ends in a
+triangle. The figure draws the two tables it is given (pooled rows of the primary outcome);
+it never refits anything.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = ["changes_timecourse_plot"]
 BASELINE_COLOUR = "0.55"
 CURRENT_COLOUR = PALETTE["blue"]
 DODGE = 0.14  # horizontal shift of each series from the window's position (axis units)
+CAP_WIDTHS = 2.0  # y axis: at most this many estimate ranges beyond the estimates
 _COLS = ("timepoint", "k", "estimate", "ci_low", "ci_high")
 
 
@@ -59,23 +62,43 @@ def _same(a: dict[str, object] | None, b: dict[str, object] | None) -> bool:
     return True
 
 
-def _draw_series(ax, rows, order, shift, *, colour, hollow, alpha, label) -> None:  # noqa: ANN001
-    xs, ys, lo, hi = [], [], [], []
+def _axis_limits(series: Sequence[dict[str, dict[str, object]]]) -> tuple[float, float]:
+    """y limits: every CI, but capped at CAP_WIDTHS estimate ranges beyond the estimates (a
+    k = 2 Knapp-Hartung interval can be ten times wider than all others and flatten them)."""
+    est, lows, highs = [], [], []
+    for rows in series:
+        for r in rows.values():
+            e, lo, hi = (float(r[c]) for c in ("estimate", "ci_low", "ci_high"))  # type: ignore[arg-type]
+            if np.isfinite(e):
+                est.append(e)
+                lows.append(lo if np.isfinite(lo) else e)
+                highs.append(hi if np.isfinite(hi) else e)
+    if not est:
+        return -1.0, 1.0
+    width = max(max(est) - min(est), 0.5)
+    low = max(min(lows + [0.0]), min(est) - CAP_WIDTHS * width)
+    high = min(max(highs + [0.0]), max(est) + CAP_WIDTHS * width)
+    return low, high
+
+
+def _draw_series(ax, rows, order, shift, limits, *, colour, hollow, alpha) -> None:  # noqa: ANN001
+    """Estimates with CIs; an interval beyond the axis is cut there and marked by a triangle."""
+    low, high = limits
+    face = "white" if hollow else colour
     for i, window in enumerate(order):
         r = rows.get(window)
         if r is None or not np.isfinite(float(r["estimate"])):
             continue
-        xs.append(i + shift)
-        ys.append(float(r["estimate"]))
-        lo.append(float(r["estimate"]) - float(r["ci_low"]))
-        hi.append(float(r["ci_high"]) - float(r["estimate"]))
-    if not xs:
-        return
-    ax.errorbar(
-        xs, ys, yerr=[lo, hi], fmt="o", color=colour, alpha=alpha, capsize=2.5,
-        markersize=5, markerfacecolor="white" if hollow else colour, elinewidth=1.2,
-        markeredgewidth=1.2, label=label, zorder=3 if not hollow else 2,
-    )  # fmt: skip
+        x, e = i + shift, float(r["estimate"])
+        lo, hi = float(r["ci_low"]), float(r["ci_high"])
+        ax.plot([x, x], [max(lo, low), min(hi, high)], color=colour, alpha=alpha, lw=1.2, zorder=2)
+        for end, limit, marker in ((lo, low, "v"), (hi, high, "^")):
+            if (end < low) if marker == "v" else (end > high):
+                ax.plot([x], [limit], marker=marker, color=colour, alpha=alpha, ms=4, zorder=3)
+            else:
+                ax.plot([x - 0.05, x + 0.05], [end, end], color=colour, alpha=alpha, lw=1.2)
+        ax.plot([x], [e], "o", color=colour, alpha=alpha, markerfacecolor=face, ms=5, mew=1.2,
+                zorder=4)  # fmt: skip
 
 
 def changes_timecourse_plot(
@@ -100,10 +123,12 @@ def changes_timecourse_plot(
         FigureCanvasAgg(fig)
         ax = fig.add_axes((0.14, 0.27, 0.83, 0.62))
         ax.axhline(0, color="0.3", linewidth=0.8, linestyle="--", zorder=1)
-        _draw_series(ax, b, order, -DODGE, colour=BASELINE_COLOUR, hollow=True, alpha=0.55,
-                     label="baseline")  # fmt: skip
-        _draw_series(ax, a, order, DODGE, colour=CURRENT_COLOUR, hollow=False, alpha=1.0,
-                     label="this run")  # fmt: skip
+        limits = _axis_limits([b, a])
+        _draw_series(ax, b, order, -DODGE, limits, colour=BASELINE_COLOUR, hollow=True,
+                     alpha=0.55)  # fmt: skip
+        _draw_series(ax, a, order, DODGE, limits, colour=CURRENT_COLOUR, hollow=False, alpha=1.0)
+        pad = 0.06 * (limits[1] - limits[0])
+        ax.set_ylim(limits[0] - pad, limits[1] + pad)
         ax.set_xlim(-0.6, len(order) - 0.4)
         ax.set_xticks(range(len(order)))
         labels = []
@@ -117,7 +142,8 @@ def changes_timecourse_plot(
         for tick, window in zip(ax.get_xticklabels(), order, strict=True):
             if not _same(b.get(window), a.get(window)):
                 tick.set_fontweight("bold")
-        ax.set_xlabel("time after dose (window); bold: changed since the baseline")
+        ax.set_xlabel("time after dose (window); bold: changed since the baseline; "
+                      "▲▼ CI beyond the axis")  # fmt: skip
         ax.set_ylabel(f"{outcome} ({measure}), 95% CI")
         ax.set_title(f"{outcome} ({measure}) per window: baseline vs this run", loc="left")
         handles = [
