@@ -360,3 +360,18 @@ def test_before_after_figure_marks_changed_windows_and_saves_identical_bytes(tmp
     a = save_figure(fig, tmp_path / "a.png", formats=("png",))[0].read_bytes()
     b = save_figure(fig, tmp_path / "b.png", formats=("png",))[0].read_bytes()
     assert a == b
+
+
+def test_config_schema_accepts_the_living_keys_and_names_a_bad_policy() -> None:
+    from pathlib import Path
+
+    from timecourse_meta.pipeline.config import load_yaml, validate_config
+
+    root = Path(__file__).resolve().parents[1]
+    schema = load_yaml(root / "config" / "schema" / "config.schema.yaml")
+    shipped = load_yaml(root / "config" / "config.yaml")
+    validate_config({**shipped, "baseline": "git:origin/main", "fail_on": "verdict_change"}, schema)
+    with pytest.raises(ConfigError, match="config 'fail_on'"):
+        validate_config({**shipped, "fail_on": "verdict"}, schema)
+    with pytest.raises(ConfigError, match="config 'baseline'"):
+        validate_config({**shipped, "baseline": 3}, schema)
