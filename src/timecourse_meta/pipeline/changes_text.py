@@ -189,24 +189,55 @@ def _section_table(changes: pd.DataFrame, section: str) -> str:
     return text
 
 
-def _pooled_table(
-    changes: pd.DataFrame, before: Mapping[str, pd.DataFrame], after: Mapping[str, pd.DataFrame]
+def _window_table(
+    changes: pd.DataFrame,
+    before: Mapping[str, pd.DataFrame],
+    after: Mapping[str, pd.DataFrame],
+    section: str,
 ) -> str:
-    """Changed outcome x window: each statistic 'before → after', plus the estimate's change."""
-    items = list(dict.fromkeys(changes.loc[changes["section"] == "pooled", "item"]))
-    b, a = _by_window(before.get("pooled")), _by_window(after.get("pooled"))
+    """Changed outcome x window of the `section` table (pooled or multivariate): each statistic
+    'before → after' (those the table has), plus the estimate's change."""
+    part = changes[(changes["section"] == section) & changes["item"].str.count("/").eq(2)]
+    items = list(dict.fromkeys(part["item"]))
+    b, a = _by_window(before.get(section)), _by_window(after.get(section))
+    columns: set[str] = set()
+    for frame in (before.get(section), after.get(section)):
+        if frame is not None:
+            columns |= set(frame.columns)
     lines = []
     for item in items:
         old, new = b.get(item, {}), a.get(item, {})
         outcome, measure, window = item.split("/", 2)
         row = {"outcome": outcome, "measure": measure, "window": window}
-        for field in _POOLED_SHOWN:
+        for field in (f for f in _POOLED_SHOWN if f in columns):
             dec = 0 if field == "k" else (1 if field == "I2" else 3)
             row[field] = f"{_num(old.get(field, ''), dec)} → {_num(new.get(field, ''), dec)}"
-        diff = changes[(changes["item"] == item) & (changes["field"] == "estimate")]
+        diff = part[(part["item"] == item) & (part["field"] == "estimate")]
         row["estimate change"] = _num(diff["difference"].iloc[0]) if len(diff) else "0"
         lines.append(row)
-    return to_markdown_text(pd.DataFrame(lines))
+    return to_markdown_text(pd.DataFrame(lines)) if lines else ""
+
+
+def _claims_table(changes: pd.DataFrame) -> str:
+    """One line per changed claim: each verdict column 'before → after' (or as it was), and
+    the other fields that changed (their values are in changes.csv)."""
+    part = changes[changes["section"] == "claim"]
+    edited = part[part["change"].isin(["edited", "verdict changed"])]
+    lines = []
+    for item in dict.fromkeys(edited["item"]):
+        mine = edited[edited["item"] == item]
+        verdicts = mine[mine["change"] == "verdict changed"]
+        row = {"claim": item}
+        row["verdict changes"] = (
+            "; ".join(f"{r.field}: **{r.before} → {r.after}**" for r in verdicts.itertuples())
+            or "none"
+        )
+        others = mine[mine["change"] != "verdict changed"]
+        row["other changed fields"] = ", ".join(others["field"]) or "none"
+        lines.append(row)
+    out = to_markdown_text(pd.DataFrame(lines)) if lines else ""
+    rest = part[~part["change"].isin(["edited", "verdict changed"])]
+    return out + ("\n" + _section_table(rest, "claim") if len(rest) else "")
 
 
 def changes_markdown(
@@ -237,8 +268,13 @@ def changes_markdown(
         if not (changes["section"] == section).any():
             continue
         lines += [f"## {_TITLES[section]}", ""]
-        if section == "pooled":
-            lines += [_pooled_table(changes, before, after).rstrip(), ""]
+        if section in ("pooled", "multivariate"):
+            lines += [_window_table(changes, before, after, section).rstrip(), ""]
+            rest = changes[(changes["section"] == section) & ~changes["item"].str.count("/").eq(2)]
+            if len(rest):
+                lines += [_section_table(rest, section).rstrip(), ""]
+        elif section == "claim":
+            lines += [_claims_table(changes).rstrip(), ""]
         elif section == "exclusion":
             part = changes[(changes["section"] == section)]
             new = part[part["change"] == "added"]
