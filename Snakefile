@@ -35,5 +35,5 @@ include: "workflow/rules/coverage.smk"  # optional target: snakemake --cores 2 c
 rule all:
     input:
         final_outputs(),
-        changes_outputs(),
+        CHANGES_OUTPUTS,
     default_target: True

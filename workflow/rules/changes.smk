@@ -31,17 +31,19 @@ SNAPSHOT_INPUT = dict(
 ANALYSIS_CONFIG = {k: v for k, v in config.items() if k not in ("baseline", "fail_on")}
 
 
-def changes_outputs():
-    """Outputs of the living review in the default target (none without a baseline)."""
-    if BASELINE.kind == "none":
-        return []
-    return [
+# outputs of the living review in the default target (none without a baseline); the Snakefile
+# adds them to rule all
+CHANGES_OUTPUTS = (
+    []
+    if BASELINE.kind == "none"
+    else [
         f"{RES}/changes.md",
         f"{TABLES}/changes.csv",
         f"{RES}/changes.html",
         f"{FIGURES}/changes_timecourse.png",
         f"{PROC}/changes_gate.txt",
     ]
+)
 
 
 rule baseline:
@@ -50,7 +52,6 @@ rule baseline:
     output:
         csv=[f"{RES}/baseline/{SNAPSHOT_FILES[t]}" for t in REQUIRED_TABLES + ("multivariate", *SNAPSHOT_EXTRA)],
     params:
-        directory=f"{RES}/baseline",
         config=ANALYSIS_CONFIG,
     conda:
         "../envs/timecourse_meta.yaml"
