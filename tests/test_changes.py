@@ -168,10 +168,22 @@ def test_edited_number_is_one_row_with_its_field_and_hashes() -> None:
     new = after["rows"].set_index("row_id").loc[f"{SHEET}:4", "row_hash"]
     assert old != new and f"{old} → {new}" in rows.loc[0, "detail"]
     assert _section(changes, "study")[["change", "item", "detail"]].values.tolist() == [
-        ["edited", "B2021", "1 row(s) edited (mean)"]
+        ["edited", "B2021", "1 row edited (mean)"]
     ]
     effect = _section(changes, "effect")
     assert set(effect["field"]) == {"yi", "row_hashes"}
+    text = plain_summary(changes, before, after, outcome="score", measure="SMD")
+    assert text.startswith("Editing 1 row of B2021 (mean) left the score (SMD) window estimates")
+
+
+def test_row_added_to_an_existing_study_is_said_so() -> None:
+    extra = _row(6, "B2021", "treatment", 11.0, time=48.0)
+    changes = diff_snapshots(_snapshot(_rows(*BASE_ROWS)), _snapshot(_rows(*BASE_ROWS, extra)))
+    assert _section(changes, "study")[["change", "item", "detail"]].values.tolist() == [
+        ["edited", "B2021", "1 row added"]
+    ]
+    text = plain_summary(changes, {}, {}, outcome="score", measure="SMD")
+    assert text.startswith("Adding 1 row to B2021 left the score (SMD) window estimates")
 
 
 def test_inserted_row_shifts_lines_without_reporting_edits() -> None:

@@ -372,6 +372,10 @@ def _match_rows(before: list[dict[str, str]], after: list[dict[str, str]]) -> li
     return sorted(pairs, key=lambda p: p[1])
 
 
+def _rows_text(n: int) -> str:
+    return f"{n} row" if n == 1 else f"{n} rows"
+
+
 def _diff_rows(before: pd.DataFrame, after: pd.DataFrame) -> list[dict[str, str]]:
     """Study records (added / removed / edited) then row records (added / removed / edited)."""
     b, a = before.to_dict("records"), after.to_dict("records")
@@ -418,18 +422,21 @@ def _diff_rows(before: pd.DataFrame, after: pd.DataFrame) -> list[dict[str, str]
             continue
         kinds = per_study[study]
         if study not in studies_b:
-            study_out.append(_record("study", "added", study, detail=f"{len(kinds['added'])} rows"))
+            n = len(kinds["added"])
+            study_out.append(_record("study", "added", study, detail=_rows_text(n)))
         elif study not in studies_a:
             n = len(kinds["removed"])
-            study_out.append(_record("study", "removed", study, detail=f"{n} rows"))
+            study_out.append(_record("study", "removed", study, detail=_rows_text(n)))
         else:
             parts = []
             if "edited" in kinds:
                 edited_fields = sorted({f for t in kinds["edited"] for f in t.split(", ") if f})
-                parts.append(f"{len(kinds['edited'])} row(s) edited ({', '.join(edited_fields)})")
+                parts.append(
+                    f"{_rows_text(len(kinds['edited']))} edited ({', '.join(edited_fields)})"
+                )
             for kind in ("added", "removed"):
                 if kind in kinds:
-                    parts.append(f"{len(kinds[kind])} row(s) {kind}")
+                    parts.append(f"{_rows_text(len(kinds[kind]))} {kind}")
             study_out.append(_record("study", "edited", study, detail="; ".join(parts)))
     return study_out + rows_out
 

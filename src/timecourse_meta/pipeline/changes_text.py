@@ -82,11 +82,17 @@ def _input_phrases(changes: pd.DataFrame) -> list[str]:
         phrases.append("adding " + _join(added))
     if removed:
         phrases.append("removing " + _join(removed))
-    edited = study[study["change"] == "edited"]
-    if len(edited):
-        phrases.append(
-            "editing " + _join([f"{r.item} ({r.detail})" for r in edited.itertuples(index=False)])
-        )
+    for r in study[study["change"] == "edited"].itertuples(index=False):
+        for part in r.detail.split("; "):
+            m = re.fullmatch(r"(\d+ rows?) (edited|added|removed)(?: \((.*)\))?", part)
+            if m is None:
+                continue
+            count, kind, fields = m.groups()
+            if kind == "edited":
+                phrases.append(f"editing {count} of {r.item} ({fields})")
+            else:
+                verb, prep = ("adding", "to") if kind == "added" else ("removing", "from")
+                phrases.append(f"{verb} {count} {prep} {r.item}")
     config = changes[changes["section"] == "config"]
     if len(config):
         shown = [
@@ -172,7 +178,7 @@ def plain_summary(
     return sentence + "."
 
 
-def _short(text: object, width: int = 80) -> str:
+def _short(text: object, width: int = 120) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= width else text[: width - 1] + "…"
 
