@@ -40,6 +40,9 @@ PIPELINE_ORDER: tuple[str, ...] = (
     "published",
     "timecourse_tables",
     "claims",
+    "changes",  # living review: compares a run with its baseline
+    "changes_text",
+    "snapshot",
 )
 HEAVY = ("matplotlib", "seaborn")
 

@@ -45,6 +45,7 @@ _EXPORTS: dict[str, str] = {
     "SubgroupResult": "diagnostics.subgroups",
     "subgroup_analysis": "diagnostics.subgroups",
     "save_figure": "plots.figures",
+    "changes_timecourse_plot": "plots.changes_plot",
     "forest_plot": "plots.forest",
     "timecourse_plot": "plots.timecourse_plot",
 }
