@@ -78,3 +78,24 @@ rule proportions:
         f"{LOGS}/proportions.log",
     script:
         "../scripts/proportions.py"
+
+
+rule effects_all_times:
+    input:
+        rows=f"{PROC}/rows.parquet",
+    output:
+        effects=f"{PROC}/effects_all_times.parquet",
+        excluded=f"{PROC}/rows_not_all_times.parquet",
+    params:
+        windows=config["windows"],
+        include=config["include"],
+        exclude_studies=config["exclude_studies"],
+        crossover_r=config["crossover_r"],
+        lower_is_better_default=config["lower_is_better_default"],
+        precomputed_measure=config["precomputed_measure"],
+    conda:
+        "../envs/timecourse_meta.yaml"
+    log:
+        f"{LOGS}/effects_all_times.log",
+    script:
+        "../scripts/effects_all_times.py"

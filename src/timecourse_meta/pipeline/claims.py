@@ -18,6 +18,17 @@ columns `verdict_multivariate`, `k_mv`, `estimate_mv`, `ci_low_mv`, `ci_high_mv`
 Checks on subgroups, other outcomes or proportions are "not applicable" there (the model has
 the primary outcome, all studies, only); a model whose status is not "ok" (failed, not
 converged, over-parameterised) makes every applicable check "not testable".
+
+With a `time_response` summary (``time_response_summary.csv``: the effect as a smooth function
+of time fitted to every reported time), the same window checks are judged on the curve at each
+window's nominal time (`window_hours`): `ci_excludes_0` / `ci_includes_0` on the pointwise CI of
+the prediction there, `largest_of_windows` on the predictions at all windows' nominal times;
+columns `verdict_time_response`, `estimate_tr`, `ci_low_tr`, `ci_high_tr`, `details_tr`. A
+prediction outside the reported times (extrapolation) is "not testable".
+
+Rival claims: claims sharing a `rivals: <group>` key (e.g. the two duration claims "limited to
+3 days" and "superiority at 7 days") get a `rival_decision` that says, for each verdict set,
+which one the data support, that both hold, or that neither is decided -- with the verdicts.
 """
 
 from __future__ import annotations
@@ -33,6 +44,7 @@ __all__ = [
     "CHECKS",
     "CLAIM_COLUMNS",
     "MV_CLAIM_COLUMNS",
+    "TR_CLAIM_COLUMNS",
     "check_claims",
     "normalise_level",
     "validate_claims",
@@ -71,6 +83,13 @@ MV_CLAIM_COLUMNS: tuple[str, ...] = (
     "details_mv",
 )
 MV_CHECKS: tuple[str, ...] = ("ci_excludes_0", "ci_includes_0", "largest_of_windows")
+TR_CLAIM_COLUMNS: tuple[str, ...] = (
+    "verdict_time_response",
+    "estimate_tr",
+    "ci_low_tr",
+    "ci_high_tr",
+    "details_tr",
+)
 
 
 def normalise_level(value: object) -> str:
@@ -307,6 +326,118 @@ def _check_mv(
     return _check_one(cond, mv, None, windows, defaults)
 
 
+def _tr_row(tr: pd.DataFrame, hours: float) -> pd.Series | None:
+    rows = tr[(tr["quantity"] == "prediction") & np.isclose(tr["time_hours"], hours)]
+    if not len(rows):
+        return None
+    row = rows.iloc[0].copy()
+    row["k"] = 1  # _Outcome reads k; the curve is informed by all studies
+    return row
+
+
+def _fmt_tr(label: str, hours: float, row: pd.Series) -> str:
+    return (
+        f"{label} ({hours:g} h): {row['estimate']:.3f} [{row['ci_low']:.3f}, "
+        f"{row['ci_high']:.3f}] (time-response curve)"
+    )
+
+
+def _check_tr(
+    cond: Mapping[str, object],
+    tr: pd.DataFrame,
+    window_hours: Mapping[str, float],
+    defaults: Mapping[str, str],
+) -> _Outcome:
+    """One condition judged on the time-response curve at the windows' nominal times."""
+    check = str(cond["check"])
+    if cond.get("subgroup") is not None:
+        return _Outcome(NOT_APPLICABLE, 0, ["model fitted to all studies, not per subgroup"])
+    if check not in MV_CHECKS:
+        return _Outcome(NOT_APPLICABLE, 0, [f"{check} is not a check of window effects"])
+    for field in ("outcome", "measure"):
+        want = str(cond.get(field, defaults[field]))
+        have = sorted(set(tr[field].astype(str)))
+        if have != [want]:
+            return _Outcome(
+                NOT_APPLICABLE, 0, [f"model fitted to {field} {'/'.join(have)}, not {want}"]
+            )
+    window = str(cond["window"])
+    rows = {w: _tr_row(tr, float(h)) for w, h in window_hours.items()}
+    row = rows.get(window)
+    if row is None:
+        return _Outcome(NOT_TESTABLE, 0, [f"{window}: no time-response prediction"])
+    text = [_fmt_tr(window, float(window_hours[window]), row)]
+    if "extrapolation" in str(row.get("note", "")):
+        return _Outcome(NOT_TESTABLE, 0, [*text, "outside the reported times"], row)
+    if check == "largest_of_windows":
+        others = {w: r for w, r in rows.items() if w != window and r is not None}
+        text = [_fmt_tr(w, float(window_hours[w]), r) for w, r in rows.items() if r is not None]
+        peak = tr[tr["quantity"] == "peak"]
+        if len(peak):
+            pk = peak.iloc[0]
+            text.append(
+                f"peak of the curve at {pk['time_hours']:.3g} h (bootstrap interval "
+                f"{pk['time_ci_low']:.3g}-{pk['time_ci_high']:.3g} h)"
+            )
+        ok = all(row["estimate"] > r["estimate"] for r in others.values())
+        return _Outcome(SUPPORTED if ok else NOT_SUPPORTED, 1, text, row)
+    ok = _excludes(row, str(cond.get("direction", "positive")))
+    ok = ok if check == "ci_excludes_0" else not _excludes(row, "any")
+    return _Outcome(SUPPORTED if ok else NOT_SUPPORTED, 1, text, row)
+
+
+def _rival_decisions(
+    table: pd.DataFrame,
+    claims: Sequence[Mapping[str, object]],
+    time_response: pd.DataFrame | None = None,
+) -> list[str]:
+    """`rival_decision` per claim: for each verdict set, which rival the data support."""
+    groups: dict[str, list[str]] = {}
+    for c in claims:
+        if c.get("rivals"):
+            groups.setdefault(str(c["rivals"]), []).append(str(c["id"]))
+    sets = [
+        (col, name)
+        for col, name in (
+            ("verdict", "windows"),
+            ("verdict_multivariate", "multivariate"),
+            ("verdict_time_response", "time-response"),
+        )
+        if col in table
+    ]
+    by_id = table.set_index("id")
+    texts = dict.fromkeys(table["id"], "")
+    for group, ids in groups.items():
+        parts = []
+        for col, name in sets:
+            verdicts = {i: str(by_id.loc[i, col]) for i in ids}
+            won = [i for i, v in verdicts.items() if v == SUPPORTED]
+            listed = ", ".join(f"{i}: {v}" for i, v in verdicts.items())
+            if len(won) == 1:
+                what = f"supports {won[0]}"
+            elif len(won) > 1:
+                what = f"supports all of {', '.join(won)}"
+            else:
+                what = "neither decided"
+            if col == "verdict_time_response" and time_response is not None:
+                listed += _duration_text(time_response)
+            parts.append(f"{name}: {what} ({listed})")
+        for i in ids:
+            texts[i] = f"rivals '{group}': " + " | ".join(parts)
+    return [texts[i] for i in table["id"]]
+
+
+def _duration_text(tr: pd.DataFrame) -> str:
+    rows = tr[tr["quantity"] == "duration"]
+    if not len(rows) or not np.isfinite(rows.iloc[0]["time_hours"]):
+        return "; curve: no time with lower CI bound > 0"
+    d = rows.iloc[0]
+    return (
+        f"; curve: last time with lower CI bound > 0 = {d['time_hours']:.4g} h, "
+        f"interval {d['time_ci_low']:.4g}-{d['time_ci_high']:.4g} h"
+    )
+
+
 def _describe(cond: Mapping[str, object]) -> str:
     parts = [str(cond["check"]), f"window={cond['window']}"]
     for field in ("direction", "outcome", "measure", "subgroup", "arm_role"):
@@ -328,14 +459,20 @@ def check_claims(
     outcome: str = "score",
     measure: str = "SMD",
     multivariate: pd.DataFrame | None = None,
+    time_response: pd.DataFrame | None = None,
+    window_hours: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """Evaluate each claim on the pooled table (and pooled proportions); one row per claim.
 
     `pooled` has the `pooling.POOLED_COLUMNS`; `outcome`/`measure` are the defaults a condition
     uses when it names none. `k` is the smallest k among the claim's conditions.
     `multivariate` (outcome, measure, timepoint, k, estimate, ci_low, ci_high, status; one row
-    per window) adds the `MV_CLAIM_COLUMNS` (see the module docstring).
+    per window) adds the `MV_CLAIM_COLUMNS`; `time_response` (the time-response summary
+    table) with `window_hours` (window label -> nominal hours) adds the `TR_CLAIM_COLUMNS`;
+    claims with a `rivals` key add `rival_decision` (see the module docstring).
     """
+    if time_response is not None and window_hours is None:
+        raise ValueError("time_response needs window_hours (window label -> nominal hours)")
     subgroups = sorted(set(pooled["moderator"]) - {"all"})
     if proportions is not None and "moderator" in proportions:
         subgroups = sorted(set(subgroups) | (set(proportions["moderator"]) - {"all"}))
@@ -365,5 +502,18 @@ def check_claims(
                 "estimate_mv": est, "ci_low_mv": lo, "ci_high_mv": hi,
                 "details_mv": "; ".join(dict.fromkeys(res_mv.details)),
             })  # fmt: skip
+        if time_response is not None:
+            res_tr = _combine(
+                [_check_tr(c, time_response, window_hours, defaults) for c in conds]  # type: ignore[arg-type]
+            )
+            est, lo, hi = res_tr.numbers
+            rows[-1].update({
+                "verdict_time_response": res_tr.verdict, "estimate_tr": est, "ci_low_tr": lo,
+                "ci_high_tr": hi, "details_tr": "; ".join(dict.fromkeys(res_tr.details)),
+            })  # fmt: skip
     columns = list(CLAIM_COLUMNS) + (list(MV_CLAIM_COLUMNS) if mv is not None else [])
-    return pd.DataFrame(rows, columns=columns)
+    columns += list(TR_CLAIM_COLUMNS) if time_response is not None else []
+    table = pd.DataFrame(rows, columns=columns)
+    if any(c.get("rivals") for c in claims):
+        table["rival_decision"] = _rival_decisions(table, claims, time_response)
+    return table
