@@ -10,7 +10,7 @@ three R optimisers agree on tau^2 to ~2e-7 relative only, so tau^2, rho, b, SEs 
 are compared to 1e-5 relative (the honest limit; our values agree to < 4e-7), logLik to 1e-6
 absolute and, the sharper check, our logLik must not be below metafor's by more than 1e-8.
 QE does not depend on (tau^2, rho) and is compared to 1e-8 relative; CR2 SEs and
-Satterthwaite df (clubSandwich) to 1e-5, p-values to 1e-4.
+Satterthwaite df and the HTZ F test (clubSandwich) to 1e-5, p-values to 1e-4.
 """
 
 from __future__ import annotations
@@ -93,6 +93,11 @@ def test_cr2_matches_clubsandwich(key: str) -> None:
     np.testing.assert_allclose(rb.se, c["se"], rtol=RTOL)
     np.testing.assert_allclose(rb.df, c["df"], rtol=RTOL)
     np.testing.assert_allclose(rb.pval, c["pval"], rtol=1e-4)
+    # HTZ F test of the non-intercept coefficients (btt)
+    w = r.wald(np.eye(r.p)[np.asarray(c["btt"]) - 1], robust=True)
+    np.testing.assert_allclose(w["stat"], c["QM_F"], rtol=RTOL)
+    np.testing.assert_allclose([w["df1"], w["df"]], c["QMdf"], rtol=RTOL)
+    np.testing.assert_allclose(w["pval"], c["QMp"], rtol=1e-4)
 
 
 def test_within_covariance_is_vcalc() -> None:

@@ -158,20 +158,18 @@ class CarFit:
         )
 
     def wald(self, L: ArrayLike, robust: bool = False) -> dict[str, float]:
-        """Wald test of L b = 0: chi-square (model-based) with rank(L) df; robust: F = chi2 / q
-        with denominator df the smallest Satterthwaite df of the rows of L (conservative; not
-        clubSandwich's HTZ test)."""
+        """Wald test of L b = 0: chi-square (model-based) with rank(L) df; robust: clubSandwich's
+        HTZ F test (CR2) with df1 = q and df2 in ``df``."""
         Lm = np.atleast_2d(np.asarray(L, dtype=float))
+        if robust:
+            self.robust()
+            h = self._robust[2](Lm)  # type: ignore[index]
+            return {"stat": h["F"], "df": h["df2"], "pval": h["pval"], "df1": h["df1"]}
         est = Lm @ self.beta
-        V = self.robust().vcov if robust else self.vcov
-        cov = Lm @ V @ Lm.T
+        cov = Lm @ self.vcov @ Lm.T
         q = int(np.linalg.matrix_rank(Lm))
         stat = float(est @ np.linalg.pinv(cov) @ est)
-        if not robust:
-            return {"stat": stat, "df": float(q), "pval": float(stats.chi2.sf(stat, q))}
-        df2 = min(self._robust[1](row) for row in Lm)  # type: ignore[index]
-        F = stat / q
-        return {"stat": F, "df": float(df2), "pval": float(stats.f.sf(F, q, df2)), "df1": q}
+        return {"stat": stat, "df": float(q), "pval": float(stats.chi2.sf(stat, q))}
 
     def robust(self) -> RobustResult:
         """CR2 cluster-robust covariance and Satterthwaite df (clubSandwich), cached."""

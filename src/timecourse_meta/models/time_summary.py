@@ -185,7 +185,7 @@ def _test_no_change(tr: TimeResponse) -> dict:
     p = tr.fit.p
     L = np.eye(p)[1:]
     w = tr.fit.wald(L, robust=tr.robust)
-    kind = "F (CR2; df = smallest Satterthwaite df)" if tr.robust else "Wald chi-square"
+    kind = "HTZ F (CR2, clubSandwich; df = denominator df)" if tr.robust else "Wald chi-square"
     return _row("test_no_change", np.nan, np.nan, np.nan, None, stat=w["stat"], df=w["df"],
                 pval=w["pval"], method=f"{kind}, H0: all {p - 1} time coefficients = 0",
                 note=f"{p - 1} df")  # fmt: skip

@@ -10,8 +10,9 @@ so the true peak is at 24 h and the true effect ends at 240 h (f > 0 before, = 0
 Each replicate: ``n_studies`` studies, each reporting ``m ~ U{2..5}`` distinct times drawn
 log-uniformly on [0.5, 336] h; per-study ``v0 ~ U(0.02, 0.08)``, ``vi = v0 U(0.8, 1.25)``;
 ``y = f(t) + u + e`` with CAR between-study effects ``u`` (tau2, rho per log hour) and
-sampling errors with ``V = vcalc(vi, study, time1 = log t, phi)``. The configured model
-(natural spline, ``n_knots`` interior knots at quantiles, as the workflow's default) is fitted and the following are recorded per replicate:
+sampling errors with ``V = vcalc(vi, study, time1 = log t, phi)``. The model (natural
+spline, ``n_knots`` interior knots at quantiles, as the workflow's default) is fitted and the
+following are recorded per replicate:
 
 * peak: the bootstrap interval of the peak time contains 24 h;
 * duration: the bootstrap interval of the duration contains 240 h (the time the effect ends).
