@@ -260,3 +260,34 @@ def test_coverage_simulation_200() -> None:
     _record(res)
     assert res["coverage_ci_72h"] >= 0.85
     assert not math.isnan(res["coverage_peak"])
+
+
+def test_window_model_accepts_car(all_times, rows) -> None:
+    """timecourse.struct: CAR -- the window means with CAR over the windows' log nominal hours
+    equal fit_timecourse(struct = "CAR", times = log hours) (golden-tested in
+    test_time_response.py)."""
+    from timecourse_meta.models.multivariate import fit_timecourse
+    from timecourse_meta.pipeline.timecourse_tables import (
+        build_timecourse_tables,
+        parse_timecourse_config,
+    )
+
+    windows = parse_windows(CONFIG["windows"])
+    tps = windows["label"].tolist()
+    hours = windows.set_index("label")["nominal"].to_dict()
+    res = select_windows(rows, windows, CONFIG["window_choice"], CONFIG["include"],
+                         CONFIG["exclude_studies"])  # fmt: skip
+    eff, _ = compute_effects(res.rows[res.rows["sheet_format"] == "extraction"])
+    eff = pd.concat([eff, precomputed_effects(res.rows, measure_default="SMD")])
+    spec = parse_timecourse_config(
+        {**CONFIG["timecourse"], "struct": "CAR", "structures": ["AR", "CAR"]}, tps
+    )
+    t = build_timecourse_tables(eff, tps, hours, spec, outcome="score", measure="SMD")
+    assert set(t.structures["struct"]) == {"AR", "CAR"}
+    d = eff[(eff["outcome"] == "score") & (eff["measure"] == "SMD")]
+    direct = fit_timecourse(
+        d["comparison_id"], d["timepoint"], d["yi"], d["vi"], struct="CAR", within="ar",
+        rho=CONFIG["timecourse"]["rho"], timepoint_order=tps,
+        times={tp: math.log(h) for tp, h in hours.items()},
+    )  # fmt: skip
+    np.testing.assert_allclose(t.model["estimate"], direct.beta, rtol=1e-10)
