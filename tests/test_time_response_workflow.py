@@ -211,6 +211,7 @@ def test_time_response_verdicts_and_rivals() -> None:
     assert dec == t.loc["d7", "rival_decision"]
     assert "time-response: supports d7" in dec and "windows: neither decided" in dec
     assert "last time with lower CI bound > 0 = 100 h, interval 60-200 h" in dec
+    assert dec.endswith("which contains 3d (72 h) and 7d (168 h))")
     assert t.loc["pk", "rival_decision"] == ""
     # 7 d CI includes 0: the 3-day claim wins; extrapolated 7 d: not testable
     pred[168] = (0.2, -0.1, 0.5)

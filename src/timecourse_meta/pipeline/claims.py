@@ -390,12 +390,16 @@ def _rival_decisions(
     table: pd.DataFrame,
     claims: Sequence[Mapping[str, object]],
     time_response: pd.DataFrame | None = None,
+    window_hours: Mapping[str, float] | None = None,
 ) -> list[str]:
     """`rival_decision` per claim: for each verdict set, which rival the data support."""
     groups: dict[str, list[str]] = {}
+    windows: dict[str, list[str]] = {}
     for c in claims:
         if c.get("rivals"):
             groups.setdefault(str(c["rivals"]), []).append(str(c["id"]))
+            ws = windows.setdefault(str(c["rivals"]), [])
+            ws += [str(x["window"]) for x in _conditions(c) if str(x["window"]) not in ws]
     sets = [
         (col, name)
         for col, name in (
@@ -420,22 +424,30 @@ def _rival_decisions(
             else:
                 what = "neither decided"
             if col == "verdict_time_response" and time_response is not None:
-                listed += _duration_text(time_response)
+                hours = {w: float((window_hours or {})[w]) for w in windows[group]}
+                listed += _duration_text(time_response, hours)
             parts.append(f"{name}: {what} ({listed})")
         for i in ids:
             texts[i] = f"rivals '{group}': " + " | ".join(parts)
     return [texts[i] for i in table["id"]]
 
 
-def _duration_text(tr: pd.DataFrame) -> str:
+def _duration_text(tr: pd.DataFrame, hours: Mapping[str, float]) -> str:
+    """The curve's duration with its interval, and which of the rivals' windows (nominal
+    ``hours``) the interval contains (both: the duration does not separate the rivals)."""
     rows = tr[tr["quantity"] == "duration"]
     if not len(rows) or not np.isfinite(rows.iloc[0]["time_hours"]):
         return "; curve: no time with lower CI bound > 0"
     d = rows.iloc[0]
-    return (
+    lo, hi = d["time_ci_low"], d["time_ci_high"]
+    text = (
         f"; curve: last time with lower CI bound > 0 = {d['time_hours']:.4g} h, "
-        f"interval {d['time_ci_low']:.4g}-{d['time_ci_high']:.4g} h"
+        f"interval {lo:.4g}-{hi:.4g} h"
     )
+    inside = [f"{w} ({h:g} h)" for w, h in hours.items() if lo <= h <= hi]
+    if inside:
+        text += f", which contains {' and '.join(inside)}"
+    return text
 
 
 def _describe(cond: Mapping[str, object]) -> str:
@@ -515,5 +527,5 @@ def check_claims(
     columns += list(TR_CLAIM_COLUMNS) if time_response is not None else []
     table = pd.DataFrame(rows, columns=columns)
     if any(c.get("rivals") for c in claims):
-        table["rival_decision"] = _rival_decisions(table, claims, time_response)
+        table["rival_decision"] = _rival_decisions(table, claims, time_response, window_hours)
     return table
