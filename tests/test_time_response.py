@@ -187,3 +187,27 @@ def test_fit_timecourse_hcs_reaches_metafor_best() -> None:
     np.testing.assert_allclose(r.beta, best["b"], rtol=1e-5)
     np.testing.assert_allclose(r.tau2, best["tau2"], rtol=1e-4)
     np.testing.assert_allclose(r.rho, best["rho"], rtol=1e-4)
+
+
+def test_general_design_hcs_intercept_only_reaches_metafor_best() -> None:
+    """The shared likelihood engine (mv_likelihood) with a general X: edge.hcs intercept-only
+    (rma.mv(yi, vi, mods = ~ 1, random = ~ time_f | study, struct = "HCS")), best of 17 R
+    optimisers."""
+    from timecourse_meta.models.mv_likelihood import initial_total, make_blocks, maximise
+    from timecourse_meta.models.mv_structures import make_structure
+
+    e = json.loads(
+        (Path(__file__).parent / "fixtures" / "metafor" / "publication_golden.json").read_text()
+    )["edge"]["hcs"]
+    s, best = e["simulation"], e["models"]["intercept_only"]["best"]
+    lev = np.asarray(s["time"]) - 1
+    v = np.asarray(s["vi"], dtype=float)
+    y = np.asarray(s["yi"], dtype=float)
+    blocks = make_blocks(s["study"], lev, y, np.ones((y.size, 1)), 5, lambda r: np.diag(v[r]))
+    st = make_structure("HCS", 5)
+    theta, f, grad, _, _ = maximise(blocks, st, True, st.start(initial_total(blocks, 5)))
+    assert np.max(np.abs(grad)) < 1e-5
+    assert -f >= best["logLik"] - 1e-8
+    tau2, rho = st.unpack(theta)
+    np.testing.assert_allclose(tau2, best["tau2"], rtol=1e-4)
+    np.testing.assert_allclose(rho, best["rho"], rtol=1e-4)
