@@ -5,10 +5,12 @@ dat.ishak2007 with a natural-spline / log-linear / intercept-only design passed 
 time_num, V = vcalc(vi, cluster, time1 = time_num, phi = 0.97); a simulated 40-study set with
 CAR on log hours; clubSandwich CR2; and the windows model (factor(time) - 1) with CAR.
 
-Tolerances, as the README explains: the ishak2007 REML surface is flat in tau^2 (~27-30), where
-three R optimisers agree on tau^2 to ~2e-7 relative only, so tau^2, rho, b, SEs and predictions
-are compared to 1e-5 relative (the honest limit; our values agree to < 4e-7), logLik to 1e-6
-absolute and, the sharper check, our logLik must not be below metafor's by more than 1e-8.
+Tolerances: coefficients, tau^2, rho and predictions 1e-6 relative, SEs 1e-5, logLik 1e-6
+absolute; and, the sharper check, our logLik must not be below metafor's by more than 1e-8.
+The README explains the limit: the ishak2007 REML surface is flat in tau^2 (~27-30), where
+three R optimisers agree on tau^2 to ~2e-7 relative only, and suggests 1e-5 for everything;
+our values agree to < 4e-7 relative (b of fit 1a: 3e-7), so 1e-6 holds with a margin of 3,
+and a tighter tolerance would test R's optimiser, not the model.
 QE does not depend on (tau^2, rho) and is compared to 1e-8 relative; CR2 SEs and
 Satterthwaite df and the HTZ F test (clubSandwich) to 1e-5, p-values to 1e-4.
 """
@@ -34,7 +36,8 @@ FITS = [
     "fit_1c_ishak_intercept",
     "fit_2_sim_spline",
 ]
-RTOL = 1e-5  # flat REML surface (README_time_response.md)
+RTOL = 1e-6  # estimates; flat REML surface (README_time_response.md): agreement < 4e-7
+SE_RTOL = 1e-5
 LL_ATOL = 1e-6
 
 
@@ -61,7 +64,7 @@ def test_car_fit_matches_metafor(key: str) -> None:
     f, _, r = _fit(key)
     assert r.converged
     np.testing.assert_allclose(r.beta, f["b"], rtol=RTOL)
-    np.testing.assert_allclose(r.se, f["se"], rtol=RTOL)
+    np.testing.assert_allclose(r.se, f["se"], rtol=SE_RTOL)
     np.testing.assert_allclose(r.tau2, f["tau2"], rtol=RTOL)
     np.testing.assert_allclose(r.rho, f["rho"], rtol=RTOL)
     assert abs(r.loglik - f["logLik_REML"]) < LL_ATOL
@@ -70,7 +73,7 @@ def test_car_fit_matches_metafor(key: str) -> None:
         assert abs(ours - f[key_r]) < 1e-5
     np.testing.assert_allclose(r.QE, f["QE"], rtol=1e-8)
     assert r.QE_df == f["QEdf"]
-    np.testing.assert_allclose(r.QM, f["QM"], rtol=RTOL)
+    np.testing.assert_allclose(r.QM, f["QM"], rtol=SE_RTOL)  # a function of b and vcov
     assert r.QM_df == f["QMdf"]
     pr = r.predict(np.array(f["predict"]["Xnew"]))
     for col, gkey in (
@@ -81,7 +84,8 @@ def test_car_fit_matches_metafor(key: str) -> None:
         ("pi_low", "pi_lb"),
         ("pi_high", "pi_ub"),
     ):
-        np.testing.assert_allclose(pr[col], np.atleast_1d(f["predict"][gkey]), rtol=RTOL)
+        tol = RTOL if col == "estimate" else SE_RTOL  # bounds carry the SE's tolerance
+        np.testing.assert_allclose(pr[col], np.atleast_1d(f["predict"][gkey]), rtol=tol)
 
 
 @pytest.mark.parametrize("key", ["fit_1a_ishak_spline", "fit_2_sim_spline"])
@@ -90,13 +94,13 @@ def test_cr2_matches_clubsandwich(key: str) -> None:
     c = f["robust"]["cr2_clubSandwich"]
     rb = r.robust()
     assert rb.n_clusters == c["n_clusters"]
-    np.testing.assert_allclose(rb.se, c["se"], rtol=RTOL)
-    np.testing.assert_allclose(rb.df, c["df"], rtol=RTOL)
+    np.testing.assert_allclose(rb.se, c["se"], rtol=SE_RTOL)
+    np.testing.assert_allclose(rb.df, c["df"], rtol=SE_RTOL)
     np.testing.assert_allclose(rb.pval, c["pval"], rtol=1e-4)
     # HTZ F test of the non-intercept coefficients (btt)
     w = r.wald(np.eye(r.p)[np.asarray(c["btt"]) - 1], robust=True)
-    np.testing.assert_allclose(w["stat"], c["QM_F"], rtol=RTOL)
-    np.testing.assert_allclose([w["df1"], w["df"]], c["QMdf"], rtol=RTOL)
+    np.testing.assert_allclose(w["stat"], c["QM_F"], rtol=SE_RTOL)
+    np.testing.assert_allclose([w["df1"], w["df"]], c["QMdf"], rtol=SE_RTOL)
     np.testing.assert_allclose(w["pval"], c["QMp"], rtol=1e-4)
 
 
@@ -164,12 +168,12 @@ def test_fit_timecourse_car_matches_metafor() -> None:
     )  # fmt: skip
     assert r.converged
     np.testing.assert_allclose(r.beta, f["b"], rtol=RTOL)
-    np.testing.assert_allclose(r.estimates["se"], f["se"], rtol=RTOL)
+    np.testing.assert_allclose(r.estimates["se"], f["se"], rtol=SE_RTOL)
     np.testing.assert_allclose(r.tau2, f["tau2"], rtol=RTOL)
     np.testing.assert_allclose(r.rho, f["rho"], rtol=RTOL)
     assert r.loglik >= f["logLik_REML"] - 1e-8
     assert abs(r.loglik - f["logLik_REML"]) < LL_ATOL
-    np.testing.assert_allclose(r.QM, f["QM"], rtol=RTOL)
+    np.testing.assert_allclose(r.QM, f["QM"], rtol=SE_RTOL)
 
 
 def test_fit_timecourse_hcs_reaches_metafor_best() -> None:
