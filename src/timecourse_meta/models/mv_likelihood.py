@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
 from scipy import optimize
 
@@ -74,7 +75,7 @@ def make_blocks(
     ``s_block(rows)`` returns the within-cluster sampling covariance of those rows;
     ``mask_block(rows)`` (optional) the 0/1 random-effect sharing mask.
     """
-    codes = np.unique(np.asarray(cluster, dtype=object), return_inverse=True)[1]
+    codes = pd.factorize(pd.Series(np.asarray(cluster, dtype=object)), sort=False)[0]
     X = np.asarray(X, dtype=float)
     y = np.asarray(y, dtype=float)
     by_size: dict[int, list[NDArray[np.int64]]] = {}
