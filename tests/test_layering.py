@@ -39,6 +39,9 @@ PIPELINE_ORDER: tuple[str, ...] = (
     "sensitivity",
     "published",
     "timecourse_tables",
+    "time_response_tables",
+    "claims_core",
+    "claims_models",
     "claims",
     "changes",  # living review: compares a run with its baseline
     "changes_text",

@@ -34,7 +34,8 @@ TABLES = [
     "proportions.csv", "pooled_proportions.csv", "published_comparison.csv",
     "published_comparison.md", "claims.csv", "claims.md", "provenance.csv",
     "timecourse_model.csv", "timecourse_contrasts.csv", "timecourse_model_comparison.csv",
-    "timecourse_rho_sensitivity.csv",
+    "timecourse_rho_sensitivity.csv", "time_response.csv", "time_response_summary.csv",
+    "time_response_sensitivity.csv",
 ]  # fmt: skip
 FIGURES = [f"forest_{w}.{e}" for w in WINDOWS for e in ("png", "pdf")] + [
     "timecourse.png",
@@ -131,7 +132,7 @@ def test_all_outputs_exist(project: Path) -> None:
     missing = [t for t in TABLES if not (project / "results" / "tables" / t).is_file()]
     missing += [f for f in FIGURES if not (project / "results" / "figures" / f).is_file()]
     assert not missing
-    for name in ("rows", "rows_windowed", "effects"):
+    for name in ("rows", "rows_windowed", "effects", "effects_all_times", "time_response"):
         assert (project / "data" / "processed" / f"{name}.parquet").is_file()
     versions = (project / "results" / "software_versions.txt").read_text().splitlines()
     assert [line.split()[0] for line in versions][:7] == [
@@ -218,6 +219,10 @@ def test_pooled_tables(project: Path) -> None:
     claims = pd.read_csv(project / "results" / "tables" / "claims.csv", keep_default_na=False)
     assert len(claims) == 10
     assert set(claims["verdict"]) <= {"supported", "not supported", "not testable"}
+    verdicts = {"supported", "not supported", "not testable", "not applicable"}
+    assert set(claims["verdict_time_response"]) <= verdicts
+    rivals = claims.set_index("id")["rival_decision"]
+    assert rivals["duration_3d"] == rivals["duration_7d"] != ""
     prov = pd.read_csv(project / "results" / "tables" / "provenance.csv", keep_default_na=False)
     assert (prov["note"] == "").all() and (prov["source_quote"] != "").all()
 

@@ -2,10 +2,11 @@
 
 The subpackages follow the data and metafor's separation of concerns, lowest first:
 ``schema`` and ``errors`` (data contracts), ``effects`` (escalc: effect sizes, arm pairing),
-``models`` (tau², rma, batch, multivariate time course), ``diagnostics`` (influence, subgroups,
-small-study effects), ``plots`` (forest, time course), ``simulation`` (coverage study) and
-``pipeline`` (the workflow's stages: ingest, windows, pooling, claims, tables). A module imports
-only from its own or a lower layer (checked by ``tests/test_layering.py``).
+``models`` (tau², rma, batch, multivariate time course, continuous-time response),
+``diagnostics`` (influence, subgroups, small-study effects), ``plots`` (forest, time course),
+``simulation`` (coverage study) and ``pipeline`` (the workflow's stages: ingest, windows,
+pooling, claims, tables). A module imports only from its own or a lower layer (checked by
+``tests/test_layering.py``).
 
 Importing the package is cheap: the public names below are loaded on first use (PEP 562), so
 ``import timecourse_meta.errors`` does not pull in scipy or matplotlib.
@@ -35,6 +36,14 @@ _EXPORTS: dict[str, str] = {
     "compare_structures": "models.multivariate",
     "fit_timecourse": "models.multivariate",
     "within_study_cov": "models.within_cov",
+    "CarFit": "models.time_response",
+    "fit_car": "models.time_response",
+    "vcalc_shared": "models.time_response",
+    "TimeBasis": "models.time_basis",
+    "make_basis": "models.time_basis",
+    "ns_basis": "models.time_basis",
+    "TimeResponse": "models.time_summary",
+    "fit_time_response": "models.time_summary",
     "cumulative": "diagnostics.influence",
     "influence": "diagnostics.influence",
     "leave_one_out": "diagnostics.influence",

@@ -234,6 +234,13 @@ MV_CLAIM_COLUMNS: tuple[str, ...] = (
     "details_mv",
 )
 MV_CHECKS: tuple[str, ...] = ("ci_excludes_0", "ci_includes_0", "largest_of_windows")
+TR_CLAIM_COLUMNS: tuple[str, ...] = (
+    "verdict_time_response",
+    "estimate_tr",
+    "ci_low_tr",
+    "ci_high_tr",
+    "details_tr",
+)
 
 
 def normalise_level(value: object) -> str:

@@ -7,6 +7,7 @@ rule check_claims:
         pooled=f"{PROC}/pooled.parquet",
         proportions=f"{PROC}/pooled_proportions.parquet",
         multivariate=f"{PROC}/timecourse_model.parquet",
+        time_response=f"{TABLES}/time_response_summary.csv",
     output:
         csv=report(
             f"{TABLES}/claims.csv",
@@ -22,6 +23,7 @@ rule check_claims:
         "../envs/timecourse_meta.yaml"
     params:
         timepoints=TIMEPOINTS,
+        windows=config["windows"],
         outcome=config["primary_outcome"],
         measure=config["primary_measure"],
     script:

@@ -67,6 +67,9 @@ def final_outputs():
         "timecourse_contrasts.csv",
         "timecourse_model_comparison.csv",
         "timecourse_rho_sensitivity.csv",
+        "time_response.csv",
+        "time_response_summary.csv",
+        "time_response_sensitivity.csv",
     ]
     figures = [f"forest_{tp}.{ext}" for tp in TIMEPOINTS for ext in ("png", "pdf")]
     figures += ["timecourse.png", "timecourse.pdf"]

@@ -84,3 +84,26 @@ rule proportions:
         timepoints=TIMEPOINTS,
     script:
         "../scripts/proportions.py"
+
+
+rule effects_all_times:
+    input:
+        rows=f"{PROC}/rows.parquet",
+    output:
+        effects=f"{PROC}/effects_all_times.parquet",
+        excluded=f"{PROC}/rows_not_all_times.parquet",
+    log:
+        f"{LOGS}/effects_all_times.log",
+    benchmark:
+        f"{LOGS}/benchmarks/effects_all_times.tsv"
+    conda:
+        "../envs/timecourse_meta.yaml"
+    params:
+        windows=config["windows"],
+        include=config["include"],
+        exclude_studies=config["exclude_studies"],
+        crossover_r=config["crossover_r"],
+        lower_is_better_default=config["lower_is_better_default"],
+        precomputed_measure=config["precomputed_measure"],
+    script:
+        "../scripts/effects_all_times.py"

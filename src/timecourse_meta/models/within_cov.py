@@ -9,7 +9,10 @@ variances ``vi`` and an assumed correlation, as metafor's ``vcalc()`` does
   (``vcalc(vi, cluster = study, obs = position, rho = rho)``);
 * ``"ar"`` -- first-order autoregressive correlation ``rho ** |p_i - p_j|`` over the positions
   ``p`` of the time points in the time-point order
-  (``vcalc(vi, cluster = study, time1 = position, phi = rho)``).
+  (``vcalc(vi, cluster = study, time1 = position, phi = rho)``);
+* ``"car"`` -- continuous-time autoregressive correlation ``phi ** |t_i - t_j|`` over numeric
+  times ``t`` (e.g. log hours): ``vcalc(vi, cluster = study, time1 = t, phi = phi)``. Pass the
+  numeric times as ``positions``.
 
 Covariance: ``S_ij = r_ij * sqrt(vi_i * vi_j)`` within a study, 0 between studies.
 """
@@ -25,7 +28,7 @@ from numpy.typing import ArrayLike
 
 from timecourse_meta.errors import TimecourseMetaError
 
-WITHIN_KINDS = ("cs", "ar")
+WITHIN_KINDS = ("cs", "ar", "car")
 
 
 def check_within(within: str, rho: float) -> tuple[str, float]:
@@ -55,7 +58,7 @@ def within_correlation(positions: ArrayLike, within: str = "ar", rho: float = 0.
 
 def _corr_from_lag(lag: np.ndarray, kind: str, rho: float) -> np.ndarray:
     """Correlation for absolute position differences ``lag`` (1 where lag == 0)."""
-    corr = np.power(rho, lag) if kind == "ar" else np.full(lag.shape, rho)
+    corr = np.power(rho, lag) if kind in ("ar", "car") else np.full(lag.shape, rho)
     return np.where(lag == 0, 1.0, corr)
 
 

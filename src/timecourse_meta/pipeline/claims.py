@@ -18,27 +18,34 @@ columns `verdict_multivariate`, `k_mv`, `estimate_mv`, `ci_low_mv`, `ci_high_mv`
 Checks on subgroups, other outcomes or proportions are "not applicable" there (the model has
 the primary outcome, all studies, only); a model whose status is not "ok" (failed, not
 converged, over-parameterised) makes every applicable check "not testable".
+
+With a `time_response` summary (``time_response_summary.csv``: the effect as a smooth function
+of time fitted to every reported time), the same window checks are judged on the curve at each
+window's nominal time (`window_hours`): `ci_excludes_0` / `ci_includes_0` on the pointwise CI of
+the prediction there, `largest_of_windows` on the predictions at all windows' nominal times;
+columns `verdict_time_response`, `estimate_tr`, `ci_low_tr`, `ci_high_tr`, `details_tr`. A
+prediction outside the reported times (extrapolation) is "not testable".
+
+Rival claims: claims sharing a `rivals: <group>` key (e.g. the two duration claims "limited to
+3 days" and "superiority at 7 days") get a `rival_decision` that says, for each verdict set,
+which one the data support, that both hold, or that neither is decided -- with the verdicts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
 from timecourse_meta.errors import ConfigError
+from timecourse_meta.pipeline.claims_core import _check_one, _combine, _conditions
+from timecourse_meta.pipeline.claims_models import _check_mv, _check_tr, _rival_decisions
 from timecourse_meta.schema import (
     CHECKS,
     CLAIM_COLUMNS,
     DIRECTIONS,
-    MIN_K,
-    MV_CHECKS,
     MV_CLAIM_COLUMNS,
-    NOT_APPLICABLE,
-    NOT_SUPPORTED,
-    NOT_TESTABLE,
-    SUPPORTED,
+    TR_CLAIM_COLUMNS,
     normalise_level,
 )
 
@@ -46,20 +53,11 @@ __all__ = [
     "CHECKS",
     "CLAIM_COLUMNS",
     "MV_CLAIM_COLUMNS",
+    "TR_CLAIM_COLUMNS",
     "check_claims",
+    "normalise_level",
     "validate_claims",
 ]
-
-
-def _conditions(claim: Mapping[str, object]) -> list[Mapping[str, object]]:
-    if "all_of" in claim:
-        items = claim["all_of"]
-        if not isinstance(items, Sequence) or isinstance(items, str) or not items:
-            raise ConfigError(
-                f"claim '{claim.get('id')}': all_of must be a non-empty list", key="claims"
-            )
-        return list(items)  # type: ignore[arg-type]
-    return [claim]
 
 
 def validate_claims(
@@ -119,165 +117,6 @@ def validate_claims(
                     )
 
 
-def _select(
-    table: pd.DataFrame, cond: Mapping[str, object], level: str | None, defaults: Mapping[str, str]
-) -> pd.Series | None:
-    """The one pooled row a condition refers to (None if the table has no such row)."""
-    sel = table["timepoint"] == str(cond["window"])
-    for field in ("outcome", "measure", "arm_role"):
-        if field in table:
-            want = cond.get(field, defaults.get(field))
-            if want is not None:
-                sel &= table[field] == str(want)
-    if level is None:
-        sel &= table["subgroup"] == "all"
-    else:
-        sel &= (table["moderator"] == str(cond["subgroup"])) & (table["level"] == level)
-    rows = table[sel]
-    return rows.iloc[0] if len(rows) else None
-
-
-def _fmt_row(label: str, row: pd.Series | None, prefix: str = "") -> str:
-    if row is None or row["k"] == 0:
-        return f"{label}: k = 0"
-    est, lo, hi = (row[f"{c}{prefix}"] for c in ("estimate", "ci_low", "ci_high"))
-    return f"{label}: {est:.3f} [{lo:.3f}, {hi:.3f}], k = {int(row['k'])}"
-
-
-def _excludes(row: pd.Series, direction: str) -> bool:
-    if direction == "positive":
-        return bool(row["ci_low"] > 0)
-    if direction == "negative":
-        return bool(row["ci_high"] < 0)
-    return bool(row["ci_low"] > 0 or row["ci_high"] < 0)
-
-
-class _Outcome:
-    """Result of one condition: verdict, smallest k, numbers, and a single estimate if any."""
-
-    def __init__(
-        self,
-        verdict: str,
-        k: int,
-        details: list[str],
-        row: pd.Series | None = None,
-        prefix: str = "",
-    ) -> None:
-        self.verdict, self.k, self.details = verdict, k, details
-        self.numbers = (
-            tuple(float(row[f"{c}{prefix}"]) for c in ("estimate", "ci_low", "ci_high"))
-            if row is not None and row["k"] >= 1
-            else (np.nan, np.nan, np.nan)
-        )
-
-
-def _check_one(
-    cond: Mapping[str, object],
-    pooled: pd.DataFrame,
-    proportions: pd.DataFrame | None,
-    windows: Sequence[str],
-    defaults: Mapping[str, str],
-) -> _Outcome:
-    check = str(cond["check"])
-    window = str(cond["window"])
-    direction = str(cond.get("direction", "positive"))
-    sub = cond.get("subgroup")
-    levels = [normalise_level(v) for v in cond.get("levels", [])]  # type: ignore[union-attr]
-    if check in ("ci_excludes_0", "ci_includes_0"):
-        if sub is not None and len(levels) != 1:
-            raise ConfigError(f"{check} with a subgroup needs exactly one level", key="claims")
-        level = levels[0] if sub is not None else None
-        label = window + (f" {sub}={level}" if level else "")
-        row = _select(pooled, cond, level, defaults)
-        k = 0 if row is None else int(row["k"])
-        text = [_fmt_row(label, row)]
-        if k < MIN_K:
-            return _Outcome(NOT_TESTABLE, k, text, row)
-        ok = _excludes(row, direction) if check == "ci_excludes_0" else not _excludes(row, "any")
-        return _Outcome(SUPPORTED if ok else NOT_SUPPORTED, k, text, row)
-    if check == "all_ci_exclude_0":
-        outs = [
-            _check_one(
-                {**cond, "check": "ci_excludes_0", "levels": [lv]},
-                pooled,
-                proportions,
-                windows,
-                defaults,
-            )
-            for lv in levels
-        ]
-        return _combine(outs)
-    if check == "largest_of_windows":
-        rows = {w: _select(pooled, {**cond, "window": w}, None, defaults) for w in windows}
-        k = 0 if rows[window] is None else int(rows[window]["k"])
-        text = [_fmt_row(w, r) for w, r in rows.items()]
-        others = {
-            w: r for w, r in rows.items() if w != window and r is not None and r["k"] >= MIN_K
-        }
-        if k < MIN_K or not others:
-            why = f"{window} has k < 2" if k < MIN_K else "no other window has k >= 2"
-            return _Outcome(NOT_TESTABLE, k, [*text, f"not testable: {why}"], rows[window])
-        best = max(others.values(), key=lambda r: r["estimate"])
-        ok = rows[window]["estimate"] > best["estimate"]
-        text.append(f"compared with windows with k >= 2: {', '.join(others)}")
-        return _Outcome(SUPPORTED if ok else NOT_SUPPORTED, k, text, rows[window])
-    # proportion_ci_overlaps
-    low, high = (float(x) for x in cond["range"])  # type: ignore[union-attr]
-    if proportions is None or proportions.empty:
-        return _Outcome(NOT_TESTABLE, 0, [f"{window}: no proportions available"])
-    level = levels[0] if sub is not None and levels else None
-    pdefaults = {"outcome": "response", "arm_role": "treatment"}
-    row = _select(proportions, cond, level, pdefaults)
-    k = 0 if row is None else int(row["k"])
-    text = [_fmt_row(f"{window} proportion", row, "_prop") + f"; claimed range [{low:g}, {high:g}]"]
-    if k < MIN_K:
-        return _Outcome(NOT_TESTABLE, k, text, row, "_prop")
-    ok = row["ci_low_prop"] <= high and row["ci_high_prop"] >= low
-    return _Outcome(SUPPORTED if ok else NOT_SUPPORTED, k, text, row, "_prop")
-
-
-def _combine(outs: list[_Outcome]) -> _Outcome:
-    verdicts = {o.verdict for o in outs}
-    verdict = (
-        NOT_APPLICABLE
-        if NOT_APPLICABLE in verdicts
-        else NOT_TESTABLE
-        if NOT_TESTABLE in verdicts
-        else NOT_SUPPORTED
-        if NOT_SUPPORTED in verdicts
-        else SUPPORTED
-    )
-    out = _Outcome(verdict, min(o.k for o in outs), [d for o in outs for d in o.details])
-    if len(outs) == 1:
-        out.numbers = outs[0].numbers
-    return out
-
-
-def _check_mv(
-    cond: Mapping[str, object],
-    mv: pd.DataFrame,
-    windows: Sequence[str],
-    defaults: Mapping[str, str],
-) -> _Outcome:
-    """One condition judged on the multivariate model's window estimates."""
-    check = str(cond["check"])
-    if cond.get("subgroup") is not None:
-        return _Outcome(NOT_APPLICABLE, 0, ["model fitted to all studies, not per subgroup"])
-    if check not in MV_CHECKS:
-        return _Outcome(NOT_APPLICABLE, 0, [f"{check} is not a check of window effects"])
-    for field in ("outcome", "measure"):
-        want = str(cond.get(field, defaults[field]))
-        have = sorted(set(mv[field].astype(str)))
-        if have != [want]:
-            return _Outcome(
-                NOT_APPLICABLE, 0, [f"model fitted to {field} {'/'.join(have)}, not {want}"]
-            )
-    bad = sorted(set(mv.loc[mv["k"] > 0, "status"].astype(str)) - {"ok"})
-    if bad:
-        return _Outcome(NOT_TESTABLE, 0, [f"multivariate model status: {', '.join(bad)}"])
-    return _check_one(cond, mv, None, windows, defaults)
-
-
 def _describe(cond: Mapping[str, object]) -> str:
     parts = [str(cond["check"]), f"window={cond['window']}"]
     for field in ("direction", "outcome", "measure", "subgroup", "arm_role"):
@@ -299,14 +138,20 @@ def check_claims(
     outcome: str = "score",
     measure: str = "SMD",
     multivariate: pd.DataFrame | None = None,
+    time_response: pd.DataFrame | None = None,
+    window_hours: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """Evaluate each claim on the pooled table (and pooled proportions); one row per claim.
 
     `pooled` has the `pooling.POOLED_COLUMNS`; `outcome`/`measure` are the defaults a condition
     uses when it names none. `k` is the smallest k among the claim's conditions.
     `multivariate` (outcome, measure, timepoint, k, estimate, ci_low, ci_high, status; one row
-    per window) adds the `MV_CLAIM_COLUMNS` (see the module docstring).
+    per window) adds the `MV_CLAIM_COLUMNS`; `time_response` (the time-response summary
+    table) with `window_hours` (window label -> nominal hours) adds the `TR_CLAIM_COLUMNS`;
+    claims with a `rivals` key add `rival_decision` (see the module docstring).
     """
+    if time_response is not None and window_hours is None:
+        raise ValueError("time_response needs window_hours (window label -> nominal hours)")
     subgroups = sorted(set(pooled["moderator"]) - {"all"})
     if proportions is not None and "moderator" in proportions:
         subgroups = sorted(set(subgroups) | (set(proportions["moderator"]) - {"all"}))
@@ -336,5 +181,18 @@ def check_claims(
                 "estimate_mv": est, "ci_low_mv": lo, "ci_high_mv": hi,
                 "details_mv": "; ".join(dict.fromkeys(res_mv.details)),
             })  # fmt: skip
+        if time_response is not None:
+            res_tr = _combine(
+                [_check_tr(c, time_response, window_hours, defaults) for c in conds]  # type: ignore[arg-type]
+            )
+            est, lo, hi = res_tr.numbers
+            rows[-1].update({
+                "verdict_time_response": res_tr.verdict, "estimate_tr": est, "ci_low_tr": lo,
+                "ci_high_tr": hi, "details_tr": "; ".join(dict.fromkeys(res_tr.details)),
+            })  # fmt: skip
     columns = list(CLAIM_COLUMNS) + (list(MV_CLAIM_COLUMNS) if mv is not None else [])
-    return pd.DataFrame(rows, columns=columns)
+    columns += list(TR_CLAIM_COLUMNS) if time_response is not None else []
+    table = pd.DataFrame(rows, columns=columns)
+    if any(c.get("rivals") for c in claims):
+        table["rival_decision"] = _rival_decisions(table, claims, time_response, window_hours)
+    return table

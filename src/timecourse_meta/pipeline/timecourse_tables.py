@@ -36,7 +36,13 @@ import pandas as pd
 from scipy import stats
 
 from timecourse_meta.errors import ConfigError, TimecourseMetaError
-from timecourse_meta.models.multivariate import METHODS, STRUCTS, TimecourseResult, compare_fits
+from timecourse_meta.models.multivariate import (
+    ALL_STRUCTS,
+    METHODS,
+    STRUCTS,
+    TimecourseResult,
+    compare_fits,
+)
 from timecourse_meta.models.multivariate import fit_timecourse as _fit_timecourse
 from timecourse_meta.models.within_cov import WITHIN_KINDS, check_within
 from timecourse_meta.pipeline.tables import format_value
@@ -175,6 +181,9 @@ class TimecourseSpec:
     structures: tuple[str, ...] = STRUCTS
     contrasts: tuple[tuple[str, str], ...] = ()
     maxiter: int = 2000
+    # log of each window's nominal hours: the numeric time of struct CAR and within "car"
+    # (set by build_timecourse_tables from the windows)
+    log_hours: tuple[tuple[str, float], ...] = ()
 
 
 def parse_timecourse_config(
@@ -188,13 +197,13 @@ def parse_timecourse_config(
         return f"timecourse.{name}"
 
     struct = str(spec.get("struct", base.struct)).upper()
-    if struct not in STRUCTS:
-        raise ConfigError(f"'{struct}' is not one of {', '.join(STRUCTS)}", key=key("struct"))
+    if struct not in ALL_STRUCTS:
+        raise ConfigError(f"'{struct}' is not one of {', '.join(ALL_STRUCTS)}", key=key("struct"))
     structures = tuple(str(s).upper() for s in spec.get("structures", base.structures))  # type: ignore[union-attr]
-    bad = [s for s in structures if s not in STRUCTS]
+    bad = [s for s in structures if s not in ALL_STRUCTS]
     if bad or not structures or len(set(structures)) != len(structures):
         raise ConfigError(
-            f"needs distinct structures from {', '.join(STRUCTS)} (got {list(structures)})",
+            f"needs distinct structures from {', '.join(ALL_STRUCTS)} (got {list(structures)})",
             key=key("structures"),
         )
     method = str(spec.get("method", base.method)).upper()
@@ -332,6 +341,7 @@ def fit_safely(
                 method=spec.method,
                 timepoint_order=list(timepoints),
                 level=spec.level,
+                times=dict(spec.log_hours) if spec.log_hours else None,
                 maxiter=spec.maxiter,
             )
         except _FIT_ERRORS as err:
@@ -661,6 +671,7 @@ def build_timecourse_tables(
 ) -> TimecourseTables:
     """All tables of the multivariate model for one outcome and measure (see module doc)."""
     data, notes = timecourse_data(effects, outcome, measure)
+    spec = replace(spec, log_hours=tuple((tp, float(np.log(hours[tp]))) for tp in timepoints))
     kw = {"outcome": outcome, "measure": measure}
     fit = fit_safely(data, timepoints, spec)
     return TimecourseTables(

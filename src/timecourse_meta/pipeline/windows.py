@@ -26,7 +26,9 @@ __all__ = [
     "apply_filters",
     "assign_windows",
     "parse_windows",
+    "select_all_times",
     "select_windows",
+    "time_label",
 ]
 
 # Default windows (issue text): label, low, high, nominal time in hours; bounds inclusive.
@@ -301,3 +303,51 @@ def select_windows(
     return WindowResult(
         rows=result.rows, excluded=excluded.reset_index(drop=True), choices=result.choices
     )
+
+
+def time_label(hours: float) -> str:
+    """Label of a reported time in the all-times table: hours to 4 significant digits + 'h'."""
+    return f"{hours:.4g}h"
+
+
+def select_all_times(
+    rows: pd.DataFrame,
+    windows: pd.DataFrame,
+    include: Mapping[str, Sequence[str]] | None = None,
+    exclude_studies: Sequence[Mapping[str, str]] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every reported time, not only those inside windows (input of the time-response model).
+
+    The same eligibility filters as :func:`select_windows`; then each row keeps its own time:
+    ``timepoint`` = :func:`time_label` of ``time_hours``. Rows of the precomputed format that
+    give only a window label get that window's nominal time (as the windows stage treats them)
+    and keep the label. Rows with neither are excluded ("no time given"). Returns (rows,
+    exclusions with reason and stage), both sorted by file and line.
+    """
+    kept, filtered = apply_filters(rows, include, exclude_studies)
+    times = kept["time_hours"].to_numpy(dtype=float)
+    given = (
+        kept["timepoint"].astype(str).to_numpy()
+        if "timepoint" in kept
+        else np.full(len(kept), "", dtype=object)
+    )
+    nominal = windows.set_index("label")["nominal"].to_dict()
+    by_label = ~np.isfinite(times) & np.isin(given, list(nominal))
+    labels = np.array([time_label(t) if np.isfinite(t) else "" for t in times], dtype=object)
+    labels[by_label] = given[by_label]
+    out = kept.copy()
+    out["timepoint"] = labels
+    out.loc[by_label, "time_hours"] = [nominal[g] for g in given[by_label]]
+    missing = ~np.isfinite(times) & ~by_label
+    reason = [
+        f"label '{g}' is not a configured window" if g else "no time given" for g in given[missing]
+    ]
+    excluded = pd.concat(
+        [
+            filtered.assign(stage="eligibility"),
+            _exclusions(kept.loc[missing], "", reason).assign(stage="all_times"),
+        ],
+        ignore_index=True,
+    ).sort_values(["source_file", "source_row"], kind="mergesort")
+    out = out.loc[~missing].sort_values(["source_file", "source_row"], kind="mergesort")
+    return out.reset_index(drop=True), excluded.reset_index(drop=True)
