@@ -27,6 +27,7 @@ include: "workflow/rules/pool.smk"
 include: "workflow/rules/timecourse.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/claims.smk"
+include: "workflow/rules/review.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/coverage.smk"  # optional target: snakemake --cores 2 coverage
 

@@ -227,4 +227,7 @@ def check_config(
         "processed_dir": output_dir(get("processed_dir"), "processed_dir", root),
         "results_dir": output_dir(get("results_dir"), "results_dir", root),
         "windows": parse_windows(get("windows")),  # type: ignore[arg-type]
+        "risk_of_bias": (
+            None if get("risk_of_bias") is None else existing(get("risk_of_bias"), "risk_of_bias")
+        ),
     }
