@@ -27,10 +27,21 @@ STUDIES = ["A", "B", "C", "D"]
 
 
 def pooled(**kw: float) -> dict[str, object]:
-    row: dict[str, object] = {"outcome": "score", "measure": "SMD", "timepoint": "24h", "k": 4,
-                              "n_participants": 2000.0, "estimate": 0.5, "ci_low": 0.3,
-                              "ci_high": 0.7, "pi_low": 0.3, "pi_high": 0.7, "I2": 0.0,
-                              "tau2": 0.0, "studies": ";".join(STUDIES)}  # fmt: skip
+    row: dict[str, object] = {
+        "outcome": "score",
+        "measure": "SMD",
+        "timepoint": "24h",
+        "k": 4,
+        "n_participants": 2000.0,
+        "estimate": 0.5,
+        "ci_low": 0.3,
+        "ci_high": 0.7,
+        "pi_low": 0.3,
+        "pi_high": 0.7,
+        "I2": 0.0,
+        "tau2": 0.0,
+        "studies": ";".join(STUDIES),
+    }
     row.update(kw)
     return row
 
@@ -68,8 +79,7 @@ def test_inconsistency_rates_down_twice() -> None:
     Certainty: high - 2 = low. With I^2 = 60% (>= 50, < 75): serious (-1) -> moderate.
     """
     low = rob(["low"] * 4)
-    out = grade_row(pooled(I2=80.0, pi_low=-0.2, pi_high=1.2), WINDOW, rob=low, small=None,
-                    cfg=CFG)  # fmt: skip
+    out = grade_row(pooled(I2=80.0, pi_low=-0.2, pi_high=1.2), WINDOW, rob=low, small=None, cfg=CFG)
     assert out["inconsistency"] == "very serious" and out["inconsistency_downgrade"] == 2
     assert "crosses the null while the CI does not" in out["inconsistency_reason"]
     assert out["certainty"] == "low"
@@ -84,13 +94,23 @@ def test_imprecision_rates_down() -> None:
     very serious (-2) -> low. CI 0.3 to 0.7 with 300 participants < OIS 785 -> serious.
     """
     low = rob(["low"] * 4)
-    out = grade_row(pooled(ci_low=-0.1, ci_high=0.5, pi_low=-0.1, pi_high=0.5), WINDOW, rob=low,
-                    small=None, cfg=CFG)  # fmt: skip
+    out = grade_row(
+        pooled(ci_low=-0.1, ci_high=0.5, pi_low=-0.1, pi_high=0.5),
+        WINDOW,
+        rob=low,
+        small=None,
+        cfg=CFG,
+    )
     assert out["imprecision"] == "serious" and out["inconsistency"] == "not serious"
     assert out["certainty"] == "moderate"
     cfg = {**CFG, "imprecision": {"mid": {"SMD": 0.2}, "ois": {"smd": 0.2}}}
-    out = grade_row(pooled(ci_low=-0.3, ci_high=0.4, pi_low=-0.3, pi_high=0.4), WINDOW,
-                    rob=low, small=None, cfg=cfg)  # fmt: skip
+    out = grade_row(
+        pooled(ci_low=-0.3, ci_high=0.4, pi_low=-0.3, pi_high=0.4),
+        WINDOW,
+        rob=low,
+        small=None,
+        cfg=cfg,
+    )
     assert out["imprecision"] == "very serious" and out["certainty"] == "low"
     out = grade_row(pooled(n_participants=300.0), WINDOW, rob=low, small=None, cfg=CFG)
     assert out["imprecision"] == "serious" and "OIS 785 (not met)" in out["imprecision_reason"]
@@ -98,8 +118,9 @@ def test_imprecision_rates_down() -> None:
 
 def test_publication_bias_used_only_from_k10() -> None:
     """k = 12 with Egger p = 0.04 < 0.1 -> serious; the rest as in the low-risk base case."""
-    small = pd.DataFrame({"outcome": ["score"], "measure": ["SMD"], "timepoint": ["24h"],
-                          "pval": [0.04]})  # fmt: skip
+    small = pd.DataFrame(
+        {"outcome": ["score"], "measure": ["SMD"], "timepoint": ["24h"], "pval": [0.04]}
+    )
     out = grade_row(pooled(k=12), WINDOW, rob=rob(["low"] * 4), small=small, cfg=CFG)
     assert out["publication_bias"] == "serious" and out["certainty"] == "moderate"
 
@@ -120,7 +141,8 @@ def test_optimal_information_size_by_hand() -> None:
     = 1090.99 -> 2181.99 in total.
     """
     assert optimal_information_size("SMD", alpha=0.05, power=0.8, smd=0.2) == pytest.approx(
-        784.89, abs=0.01)  # fmt: skip
+        784.89, abs=0.01
+    )
     assert optimal_information_size(
         "OR", alpha=0.05, power=0.8, baseline_risk=0.2, relative_change=0.25
     ) == pytest.approx(2181.99, abs=0.01)
@@ -131,8 +153,15 @@ def test_absolute_risk_by_hand() -> None:
     """OR 2 at control risk 0.2: odds 0.25 * 2 = 0.5 -> risk 1/3. RR 2: 0.4."""
     assert absolute_risk("OR", math.log(2), 0.2) == pytest.approx(1 / 3)
     assert absolute_risk("RR", math.log(2), 0.2) == pytest.approx(0.4)
-    row = pooled(measure="OR", outcome="response", estimate=math.log(2), ci_low=math.log(1.5),
-                 ci_high=math.log(3), pi_low=math.log(1.5), pi_high=math.log(3))  # fmt: skip
+    row = pooled(
+        measure="OR",
+        outcome="response",
+        estimate=math.log(2),
+        ci_low=math.log(1.5),
+        ci_high=math.log(3),
+        pi_low=math.log(1.5),
+        pi_high=math.log(3),
+    )
     cfg = {**CFG, "baseline_risk": {"response": {"risk": 0.2, "source": "test"}}}
     out = grade_row(row, WINDOW, rob=rob(["low"] * 4), small=None, cfg=cfg)
     assert np.isclose(out["risk_treatment_per_1000"], 1000 / 3)

@@ -30,13 +30,17 @@ def write(tmp_path: Path, lines: list[str]) -> Path:
 
 
 def rob1(study: str, judgements: list[str]) -> list[str]:
-    return [f"{study},all,RoB1,{d},{j},q,https://example.org/{study},loc,"
-            for d, j in zip(DOMAINS["RoB1"], judgements, strict=True)]  # fmt: skip
+    return [
+        f"{study},all,RoB1,{d},{j},q,https://example.org/{study},loc,"
+        for d, j in zip(DOMAINS["RoB1"], judgements, strict=True)
+    ]
 
 
 def rob2(study: str, judgements: list[str]) -> list[str]:
-    return [f"{study},all,RoB2,{d},{j},q,https://example.org/{study},loc,"
-            for d, j in zip(DOMAINS["RoB2"], judgements, strict=True)]  # fmt: skip
+    return [
+        f"{study},all,RoB2,{d},{j},q,https://example.org/{study},loc,"
+        for d, j in zip(DOMAINS["RoB2"], judgements, strict=True)
+    ]
 
 
 def overall_of(tmp_path: Path, lines: list[str], **kwargs: object) -> dict[str, str]:
@@ -63,9 +67,12 @@ def test_shipped_sheet_overall_judgements() -> None:
 
 
 def test_rob1_rules_and_key_domains(tmp_path: Path) -> None:
-    lines = (rob1("A", ["low"] * 7) + rob1("B", ["low"] * 6 + ["unclear"])
-             + rob1("C", ["high"] + ["not_assessed"] * 6)
-             + rob1("D", ["low"] * 6 + ["not_assessed"]))  # fmt: skip
+    lines = (
+        rob1("A", ["low"] * 7)
+        + rob1("B", ["low"] * 6 + ["unclear"])
+        + rob1("C", ["high"] + ["not_assessed"] * 6)
+        + rob1("D", ["low"] * 6 + ["not_assessed"])
+    )
     got = overall_of(tmp_path, lines)
     assert got == {"A": "low", "B": "unclear", "C": "high", "D": "not_assessed"}
     # other_bias not a key domain: B and D are then low (all key domains low)
@@ -75,8 +82,11 @@ def test_rob1_rules_and_key_domains(tmp_path: Path) -> None:
 
 
 def test_rob2_rules(tmp_path: Path) -> None:
-    lines = (rob2("A", ["low"] * 5) + rob2("B", ["low"] * 3 + ["some_concerns"] * 2)
-             + rob2("C", ["some_concerns", "high", "low", "low", "low"]))  # fmt: skip
+    lines = (
+        rob2("A", ["low"] * 5)
+        + rob2("B", ["low"] * 3 + ["some_concerns"] * 2)
+        + rob2("C", ["some_concerns", "high", "low", "low", "low"])
+    )
     assert overall_of(tmp_path, lines) == {"A": "low", "B": "some_concerns", "C": "high"}
     # judgement call: some concerns in >= 2 domains counts as high
     assert overall_of(tmp_path, lines, some_concerns_high=2)["B"] == "high"
@@ -125,7 +135,9 @@ def test_weights_and_weighted_summary(tmp_path: Path) -> None:
     lines = rob1("A", ["high"] + ["low"] * 6) + ["B,all,RoB1,overall,not_assessed,,,,"]
     rob = read_risk_of_bias(write(tmp_path, lines))
     table = domain_table(rob, overall_judgements(rob), study_ids=["A", "B", "C"])
-    assert table.set_index("study_id").loc["C", "overall_rule"] == "no row in the risk-of-bias sheet"
+    assert (
+        table.set_index("study_id").loc["C", "overall_rule"] == "no row in the risk-of-bias sheet"
+    )
     s = weighted_summary(table, w, outcome="score")
     d1 = s[s["domain"] == "random_sequence_generation"].set_index("judgement")["weight"]
     assert np.isclose(d1["high"], 0.6) and np.isclose(d1["not_assessed"], 0.4)

@@ -108,6 +108,7 @@ rule summary_of_findings:
         pooled=f"{PROC}/pooled.parquet",
         effects=f"{PROC}/effects.parquet",
         small_study=f"{TABLES}/small_study_effects.csv",
+        windowed=f"{PROC}/rows_windowed.parquet",  # control-arm events for baseline risks
         risk_of_bias=[f"{PROC}/risk_of_bias.parquet"] if ROB else [],
     output:
         csv=report(

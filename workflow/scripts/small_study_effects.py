@@ -12,8 +12,15 @@ with exit_on_error(smk.log[0], "small_study_effects") as log:
     p = smk.params
     effects = pd.read_parquet(smk.input.effects)
     table = small_study_table(
-        effects, p.timepoints, outcome=p.outcome, measure=p.measure, method=p.method,
-        test=p.test, level=p.level, method_fallback=p.method_fallback, min_k=p.min_k,
-    )  # fmt: skip
+        effects,
+        p.timepoints,
+        outcome=p.outcome,
+        measure=p.measure,
+        method=p.method,
+        test=p.test,
+        level=p.level,
+        method_fallback=p.method_fallback,
+        min_k=p.min_k,
+    )
     write_csv(table, smk.output.csv)
     log(f"{len(table)} windows; tested: {int(table['pval'].notna().sum())}")

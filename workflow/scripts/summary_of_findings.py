@@ -15,11 +15,21 @@ with exit_on_error(smk.log[0], "summary_of_findings") as log:
     small = pd.read_csv(smk.input.small_study, keep_default_na=False, na_values=[MISSING])
     rob_input = list(smk.input.risk_of_bias)
     rob = pd.read_parquet(rob_input[0]) if rob_input else None
+    rows = pd.read_parquet(smk.input.windowed)
+    control = rows[(rows["arm_role"] == "control") & rows["events"].notna() & rows["n"].notna()]
     cfg = dict(p.grade)
-    table = summary_of_findings(pooled, effects, rob=rob, small=small, cfg=cfg,
-                                timepoints=list(p.timepoints))  # fmt: skip
+    table = summary_of_findings(
+        pooled,
+        effects,
+        rob=rob,
+        small=small,
+        cfg=cfg,
+        timepoints=list(p.timepoints),
+        control=control,
+    )
     write_csv(table, smk.output.csv)
     text = sof_markdown(table, title=str(cfg.get("title", "Summary of findings")))
     with open(smk.output.md, "w", encoding="utf-8", newline="\n") as handle:
         handle.write(text)
-    log(f"{len(table)} outcome x window rows; certainty {table['certainty'].value_counts().to_dict()}")
+    counts = table["certainty"].value_counts().to_dict()
+    log(f"{len(table)} outcome x window rows; certainty {counts}")

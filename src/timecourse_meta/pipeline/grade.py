@@ -31,8 +31,15 @@ from scipy import stats
 
 from timecourse_meta.pipeline.risk_of_bias import study_overall, study_weights
 
-__all__ = ["CERTAINTY", "SOF_COLUMNS", "absolute_risk", "grade_row", "optimal_information_size",
-           "sof_markdown", "summary_of_findings"]  # fmt: skip
+__all__ = [
+    "CERTAINTY",
+    "SOF_COLUMNS",
+    "absolute_risk",
+    "grade_row",
+    "optimal_information_size",
+    "sof_markdown",
+    "summary_of_findings",
+]
 
 CERTAINTY: tuple[str, ...] = ("very low", "low", "moderate", "high")
 LEVEL_NAMES = {0: "not serious", 1: "serious", 2: "very serious"}
@@ -40,19 +47,40 @@ RATIO_MEASURES = ("OR", "RR")
 DOMAINS = ("risk_of_bias", "inconsistency", "indirectness", "imprecision", "publication_bias")
 
 SOF_COLUMNS: tuple[str, ...] = (
-    "outcome", "measure", "timepoint", "k", "n_studies", "n_participants",
-    "estimate", "ci_low", "ci_high", "relative_effect", "baseline_risk",
-    "risk_control_per_1000", "risk_treatment_per_1000", "risk_treatment_ci_low_per_1000",
-    "risk_treatment_ci_high_per_1000", "absolute_effect", "start", "certainty", "certainty_note", "downgrades",
+    "outcome",
+    "measure",
+    "timepoint",
+    "k",
+    "n_studies",
+    "n_participants",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "relative_effect",
+    "baseline_risk",
+    "risk_control_per_1000",
+    "risk_treatment_per_1000",
+    "risk_treatment_ci_low_per_1000",
+    "risk_treatment_ci_high_per_1000",
+    "absolute_effect",
+    "start",
+    "certainty",
+    "certainty_note",
+    "downgrades",
     *(f"{d}{s}" for d in DOMAINS for s in ("", "_downgrade", "_reason")),
     "studies",
-)  # fmt: skip
+)
 
 
 def optimal_information_size(
-    measure: str, *, alpha: float, power: float, smd: float | None = None,
-    baseline_risk: float | None = None, relative_change: float | None = None,
-) -> float | None:  # fmt: skip
+    measure: str,
+    *,
+    alpha: float,
+    power: float,
+    smd: float | None = None,
+    baseline_risk: float | None = None,
+    relative_change: float | None = None,
+) -> float | None:
     """Total participants of one trial powered to detect the configured effect (two arms 1:1).
 
     GRADE 6 (Guyatt et al. 2011) defines the OIS as the sample size of a single adequately
@@ -77,8 +105,12 @@ def absolute_risk(measure: str, log_ratio: float, p0: float) -> float:
     return min(ratio * p0, 1.0)
 
 
-def _rob(window: pd.DataFrame, pooled: Mapping[str, object], rob: pd.DataFrame | None,
-         cfg: Mapping[str, object]) -> tuple[int, str]:  # fmt: skip
+def _rob(
+    window: pd.DataFrame,
+    pooled: Mapping[str, object],
+    rob: pd.DataFrame | None,
+    cfg: Mapping[str, object],
+) -> tuple[int, str]:
     if rob is None:
         return -1, "not assessed: no risk-of-bias sheet configured (risk_of_bias: null)"
     w = study_weights(window, pooled)
@@ -86,19 +118,32 @@ def _rob(window: pd.DataFrame, pooled: Mapping[str, object], rob: pd.DataFrame |
     w["overall"] = [study_overall(rob, s, outcome) for s in w["study_id"]]
     share = {j: float(w.loc[w["overall"] == j, "weight"].sum()) for j in set(w["overall"])}
     high, unread = share.get("high", 0.0), share.get("not_assessed", 0.0)
-    counted = high + (unread if cfg.get("not_assessed_as_high") else 0.0)
-    serious, very = cfg.get("serious_share", 0.5), cfg.get("very_serious_share")
-    down = 2 if very is not None and counted >= float(very) else int(counted >= float(serious))  # type: ignore[arg-type]
+    as_high = bool(cfg.get("not_assessed_as_high"))
+    counted = high + (unread if as_high else 0.0)
+    serious = float(cfg.get("serious_share", 0.5))  # type: ignore[arg-type]
+    very_cfg = cfg.get("very_serious_share")
+    very = None if very_cfg is None else float(very_cfg)  # type: ignore[arg-type]
+    down = 2 if very is not None and counted >= very else int(counted >= serious)
     names = ", ".join(w.loc[w["overall"] == "not_assessed", "study_id"])
-    text = f"{high:.0%} of the weight from studies at high risk of bias (serious from {float(serious):.0%}"  # type: ignore[arg-type]
-    text += f", very serious from {float(very):.0%}" if very is not None else ""  # type: ignore[arg-type]
-    text += f"; {cfg.get('reason', '')})" if cfg.get("reason") else ")"
+    text = f"{high:.0%} of the weight from studies at high risk of bias (serious from {serious:.0%}"
+    text += f", very serious from {very:.0%}" if very is not None else ""
+    text += f"; {cfg['reason']})" if cfg.get("reason") else ")"
     if unread > 0:
-        how = "counted as high" if cfg.get("not_assessed_as_high") else "not counted as high"
-        text += f"; {unread:.0%} of the weight from studies whose risk of bias was not assessed ({names}; {how})"
-    if unread >= 0.5 and not cfg.get("not_assessed_as_high") and down == 0:
-        return -1, "not assessed for most of the weight: " + text
+        how = "counted as high" if as_high else "not counted as high"
+        text += (
+            f"; {unread:.0%} of the weight from studies whose risk of bias was not assessed "
+            f"({names}; {how})"
+        )
+    # unread weight that would by itself make risk of bias serious: the domain is not assessed
+    if unread >= serious and not as_high and down == 0:
+        return -1, "not assessed for most of the weight (at least serious_share): " + text
     return down, text
+
+
+def _scale(x: float, row: Mapping[str, object]) -> str:
+    """A bound on the reported scale: ratios exponentiated, with the measure's name."""
+    measure = str(row.get("measure", ""))
+    return f"{math.exp(x):.2f}" if measure in RATIO_MEASURES else f"{x:.2f}"
 
 
 def _inconsistency(row: Mapping[str, object], cfg: Mapping[str, object]) -> tuple[int, str]:
@@ -114,16 +159,23 @@ def _inconsistency(row: Mapping[str, object], cfg: Mapping[str, object]) -> tupl
         down = 2
     else:
         down = int(i2 >= serious or pi_cross)
-    text = (f"I\u00b2 = {i2:.0f}% (serious from {serious:g}%"
-            + (f", very serious from {float(very):g}% with the PI crossing the null" if very is not None else "")  # type: ignore[arg-type]
-            + f"); prediction interval {pi_lo:.2f} to {pi_hi:.2f}"
-            + (" crosses the null while the CI does not" if pi_cross else "")
-            + (f" ({cfg['reason']})" if cfg.get("reason") else ""))  # fmt: skip
+    text = (
+        f"I\u00b2 = {i2:.0f}% (serious from {serious:g}%"
+        + (
+            f", very serious from {float(very):g}% with the PI crossing the null"
+            if very is not None
+            else ""
+        )  # type: ignore[arg-type]
+        + f"); prediction interval {_scale(pi_lo, row)} to {_scale(pi_hi, row)}"
+        + (" crosses the null while the CI does not" if pi_cross else "")
+        + (f" ({cfg['reason']})" if cfg.get("reason") else "")
+    )
     return down, text
 
 
-def _imprecision(row: Mapping[str, object], measure: str, cfg: Mapping[str, object],
-                 p0: float | None) -> tuple[int, str]:  # fmt: skip
+def _imprecision(
+    row: Mapping[str, object], measure: str, cfg: Mapping[str, object], p0: float | None
+) -> tuple[int, str]:
     lo, hi = float(row["ci_low"]), float(row["ci_high"])  # type: ignore[arg-type]
     if not (np.isfinite(lo) and np.isfinite(hi)):
         return -1, "not assessed: no confidence interval"
@@ -132,12 +184,21 @@ def _imprecision(row: Mapping[str, object], measure: str, cfg: Mapping[str, obje
     m = None if mid is None else (math.log(float(mid)) if measure in RATIO_MEASURES else float(mid))
     ois_cfg = cfg.get("ois") or {}
     ois = optimal_information_size(
-        measure, alpha=float(ois_cfg.get("alpha", 0.05)), power=float(ois_cfg.get("power", 0.8)),  # type: ignore[union-attr]
-        smd=ois_cfg.get("smd"), baseline_risk=p0, relative_change=ois_cfg.get("relative_change"),  # type: ignore[union-attr]
-    )  # fmt: skip
+        measure,
+        alpha=float(ois_cfg.get("alpha", 0.05)),
+        power=float(ois_cfg.get("power", 0.8)),  # type: ignore[union-attr]
+        smd=ois_cfg.get("smd"),
+        baseline_risk=p0,
+        relative_change=ois_cfg.get("relative_change"),  # type: ignore[union-attr]
+    )
     n = float(row["n_participants"])  # type: ignore[arg-type]
     crosses_null = lo < 0 < hi
-    reasons = [f"95% CI {lo:.2f} to {hi:.2f} " + ("crosses" if crosses_null else "excludes") + " the null"]
+    shown = (math.exp(lo), math.exp(hi)) if measure in RATIO_MEASURES else (lo, hi)
+    reasons = [
+        f"95% CI {measure} {shown[0]:.2f} to {shown[1]:.2f} "
+        + ("crosses" if crosses_null else "excludes")
+        + " the null"
+    ]
     crosses_mid = m is not None and (lo < m < hi or lo < -m < hi)
     both = m is not None and lo < -abs(m) and hi > abs(m)
     if m is not None:
@@ -146,27 +207,49 @@ def _imprecision(row: Mapping[str, object], measure: str, cfg: Mapping[str, obje
         reasons.append("no MID configured")
     small = ois is not None and np.isfinite(n) and n < ois
     if ois is not None:
-        reasons.append(f"{n:.0f} participants vs OIS {math.ceil(ois)} (" + ("not met" if small else "met") + ")")
+        reasons.append(
+            f"{n:.0f} participants vs OIS {math.ceil(ois)} ("
+            + ("not met" if small else "met")
+            + ")"
+        )
     else:
         reasons.append("OIS not computed (inputs not configured)")
     down = 2 if both else int(crosses_null or crosses_mid or small)
-    text = "; ".join(reasons) + " (GRADE 6, Guyatt 2011" + (f"; {cfg['reason']}" if cfg.get("reason") else "") + ")"
+    if down == 0 and ois is None:
+        down = -1  # the CI is fine, but the information size could not be checked
+    text = (
+        "; ".join(reasons)
+        + " (GRADE 6, Guyatt 2011"
+        + (f"; {cfg['reason']}" if cfg.get("reason") else "")
+        + ")"
+    )
     return down, text
 
 
-def _publication(row: Mapping[str, object], small: pd.DataFrame | None,
-                 cfg: Mapping[str, object]) -> tuple[int, str]:  # fmt: skip
+def _publication(
+    row: Mapping[str, object], small: pd.DataFrame | None, cfg: Mapping[str, object]
+) -> tuple[int, str]:
     k = int(row["k"])  # type: ignore[call-overload]
     min_k = int(cfg.get("min_k", 10))  # type: ignore[call-overload]
     if k < min_k:
         return -1, f"not assessed (k < {min_k})"
-    hit = None if small is None else small[
-        (small["outcome"] == row["outcome"]) & (small["measure"] == row["measure"])
-        & (small["timepoint"] == row["timepoint"])]  # fmt: skip
+    hit = (
+        None
+        if small is None
+        else small[
+            (small["outcome"] == row["outcome"])
+            & (small["measure"] == row["measure"])
+            & (small["timepoint"] == row["timepoint"])
+        ]
+    )
     if hit is None or hit.empty or not np.isfinite(float(hit["pval"].iloc[0])):
         return -1, "not assessed (no Egger test result)"
     p, alpha = float(hit["pval"].iloc[0]), float(cfg.get("alpha", 0.1))  # type: ignore[arg-type]
-    text = f"Egger test p = {p:.3g} (serious if p < {alpha:g}" + (f"; {cfg['reason']}" if cfg.get("reason") else "") + ")"
+    text = (
+        f"Egger test p = {p:.3g} (serious if p < {alpha:g}"
+        + (f"; {cfg['reason']}" if cfg.get("reason") else "")
+        + ")"
+    )
     return int(p < alpha), text
 
 
@@ -174,51 +257,120 @@ def _label(down: int, text_ok: str = "not serious") -> str:
     return {-1: "not assessed", -2: "not applicable"}.get(down, LEVEL_NAMES.get(down, text_ok))
 
 
+def _control_arms(window: pd.DataFrame, control: pd.DataFrame | None) -> pd.DataFrame:
+    if control is None or window.empty:
+        return pd.DataFrame(columns=["study_id", "events", "n"])
+    outcome, tp = window["outcome"].iloc[0], window["timepoint"].iloc[0]
+    sel = control[
+        (control["outcome"] == outcome)
+        & (control["timepoint"] == tp)
+        & control["study_id"].isin(set(window["study_id"]))
+    ]
+    return sel.drop_duplicates(["study_id", "arm"])
+
+
+def _control_risk(window: pd.DataFrame, control: pd.DataFrame | None) -> float | None:
+    """Median control-arm risk (events / n) of the window's studies; None without arms."""
+    arms = _control_arms(window, control)
+    if arms.empty:
+        return None
+    return float(np.median(arms["events"].to_numpy(float) / arms["n"].to_numpy(float)))
+
+
+def _control_source(window: pd.DataFrame, control: pd.DataFrame | None) -> str:
+    arms = _control_arms(window, control)
+    parts = [
+        f"{s} {int(e)}/{int(n)}"
+        for s, e, n in zip(arms["study_id"], arms["events"], arms["n"], strict=True)
+    ]
+    return f"(median control-arm risk: {', '.join(parts)})" if parts else "(no control arm)"
+
+
 def grade_row(
-    row: Mapping[str, object], window: pd.DataFrame, *, rob: pd.DataFrame | None,
-    small: pd.DataFrame | None, cfg: Mapping[str, object],
-) -> dict[str, object]:  # fmt: skip
-    """One summary-of-findings row from a pooled row and the window's effects."""
+    row: Mapping[str, object],
+    window: pd.DataFrame,
+    *,
+    rob: pd.DataFrame | None,
+    small: pd.DataFrame | None,
+    cfg: Mapping[str, object],
+    control: pd.DataFrame | None = None,
+) -> dict[str, object]:
+    """One summary-of-findings row from a pooled row and the window's effects.
+
+    `control` holds control-arm events and n (study_id, arm, outcome, timepoint, events, n)
+    for ``baseline_risk: control_arms``: the assumed control risk is then the median of the
+    window's control-arm risks (computed, and listed in the absolute-effect text).
+    """
     outcome, measure = str(row["outcome"]), str(row["measure"])
     est, lo, hi = (float(row[c]) for c in ("estimate", "ci_low", "ci_high"))  # type: ignore[arg-type]
     base = (cfg.get("baseline_risk") or {}).get(outcome)  # type: ignore[union-attr]
-    p0 = None if base is None else float(base["risk"] if isinstance(base, Mapping) else base)
-    out: dict[str, object] = {c: row.get(c) for c in ("outcome", "measure", "timepoint", "k",
-                                                      "n_participants", "estimate", "ci_low",
-                                                      "ci_high", "studies")}  # fmt: skip
+    if base == "control_arms":
+        p0, base = _control_risk(window, control), {"source": _control_source(window, control)}
+    else:
+        p0 = None if base is None else float(base["risk"] if isinstance(base, Mapping) else base)
+    out: dict[str, object] = {
+        c: row.get(c)
+        for c in (
+            "outcome",
+            "measure",
+            "timepoint",
+            "k",
+            "n_participants",
+            "estimate",
+            "ci_low",
+            "ci_high",
+            "studies",
+        )
+    }
     out["n_studies"] = int(window["study_id"].nunique())
     if measure in RATIO_MEASURES:
-        out["relative_effect"] = f"{measure} {math.exp(est):.2f} ({math.exp(lo):.2f} to {math.exp(hi):.2f})"
+        out["relative_effect"] = (
+            f"{measure} {math.exp(est):.2f} ({math.exp(lo):.2f} to {math.exp(hi):.2f})"
+        )
     else:
         out["relative_effect"] = f"{measure} {est:.2f} ({lo:.2f} to {hi:.2f})"
-    if p0 is not None and measure in RATIO_MEASURES:
+    if p0 is not None and measure in RATIO_MEASURES and 0 < p0 < 1:
         r1, r_lo, r_hi = (absolute_risk(measure, x, p0) * 1000 for x in (est, lo, hi))
         src = base.get("source", "") if isinstance(base, Mapping) else ""
-        out.update(baseline_risk=p0, risk_control_per_1000=p0 * 1000, risk_treatment_per_1000=r1,
-                   risk_treatment_ci_low_per_1000=r_lo, risk_treatment_ci_high_per_1000=r_hi,
-                   absolute_effect=f"{r1 - p0 * 1000:+.0f} per 1000 ({r_lo - p0 * 1000:+.0f} to "
-                   f"{r_hi - p0 * 1000:+.0f}); control risk {p0 * 1000:.0f} per 1000 {src}".strip())  # fmt: skip
+        out.update(
+            baseline_risk=p0,
+            risk_control_per_1000=p0 * 1000,
+            risk_treatment_per_1000=r1,
+            risk_treatment_ci_low_per_1000=r_lo,
+            risk_treatment_ci_high_per_1000=r_hi,
+            absolute_effect=f"{r1 - p0 * 1000:+.0f} per 1000 ({r_lo - p0 * 1000:+.0f} to "
+            f"{r_hi - p0 * 1000:+.0f}); control risk {p0 * 1000:.0f} per 1000 {src}".strip(),
+        )
+    elif p0 is not None and measure in RATIO_MEASURES:
+        out["absolute_effect"] = f"not computed: control risk {p0:g} {base.get('source', '')}"  # type: ignore[union-attr]
+        p0 = None
     else:
-        out["absolute_effect"] = ("no baseline risk configured (grade.baseline_risk)"
-                                  if measure in RATIO_MEASURES else
-                                  "not applicable (standardised mean difference)")  # fmt: skip
+        out["absolute_effect"] = (
+            "no baseline risk configured (grade.baseline_risk)"
+            if measure in RATIO_MEASURES
+            else "not applicable (standardised mean difference)"
+        )
     indirect = (cfg.get("indirectness") or {}).get(outcome)  # type: ignore[union-attr]
     judged = {
         "risk_of_bias": _rob(window, row, rob, cfg.get("risk_of_bias") or {}),  # type: ignore[arg-type]
         "inconsistency": _inconsistency(row, cfg.get("inconsistency") or {}),  # type: ignore[arg-type]
         "indirectness": (int(indirect["downgrade"]), str(indirect.get("reason", "")))
-        if isinstance(indirect, Mapping) else
-        (-1, "not assessed (a judgement: set grade.indirectness for this outcome)"),
+        if isinstance(indirect, Mapping)
+        else (-1, "not assessed (a judgement: set grade.indirectness for this outcome)"),
         "imprecision": _imprecision(row, measure, cfg.get("imprecision") or {}, p0),  # type: ignore[arg-type]
         "publication_bias": _publication(row, small, cfg.get("publication_bias") or {}),  # type: ignore[arg-type]
-    }  # fmt: skip
+    }
     start = str(cfg.get("start", "high"))
     total = sum(max(d, 0) for d, _ in judged.values())
     out["start"] = start
     out["certainty"] = CERTAINTY[max(CERTAINTY.index(start) - total, 0)]
     out["downgrades"] = total
     for name, (down, text) in judged.items():
-        out[name], out[f"{name}_downgrade"], out[f"{name}_reason"] = _label(down), max(down, 0), text
+        out[name], out[f"{name}_downgrade"], out[f"{name}_reason"] = (
+            _label(down),
+            max(down, 0),
+            text,
+        )
     unrated = [n.replace("_", " ") for n, (d, _) in judged.items() if d == -1]
     out["certainty_note"] = (
         "upper bound: not assessed: " + ", ".join(unrated) if unrated else "all domains rated"
@@ -227,9 +379,15 @@ def grade_row(
 
 
 def summary_of_findings(
-    pooled: pd.DataFrame, effects: pd.DataFrame, *, rob: pd.DataFrame | None,
-    small: pd.DataFrame | None, cfg: Mapping[str, object], timepoints: list[str],
-) -> pd.DataFrame:  # fmt: skip
+    pooled: pd.DataFrame,
+    effects: pd.DataFrame,
+    *,
+    rob: pd.DataFrame | None,
+    small: pd.DataFrame | None,
+    cfg: Mapping[str, object],
+    timepoints: list[str],
+    control: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Summary of findings for every outcome x window with k >= 1 (overall rows only).
 
     ``cfg['outcomes']`` maps outcome -> measure to report (null: every pooled pair).
@@ -240,10 +398,14 @@ def summary_of_findings(
     for _, row in overall.iterrows():
         if isinstance(wanted, Mapping) and wanted.get(row["outcome"]) != row["measure"]:
             continue
-        window = effects[(effects["outcome"] == row["outcome"])
-                         & (effects["measure"] == row["measure"])
-                         & (effects["timepoint"] == row["timepoint"])]  # fmt: skip
-        rows.append(grade_row(row.to_dict(), window, rob=rob, small=small, cfg=cfg))
+        window = effects[
+            (effects["outcome"] == row["outcome"])
+            & (effects["measure"] == row["measure"])
+            & (effects["timepoint"] == row["timepoint"])
+        ]
+        rows.append(
+            grade_row(row.to_dict(), window, rob=rob, small=small, cfg=cfg, control=control)
+        )
     table = pd.DataFrame(rows).reindex(columns=list(SOF_COLUMNS))
     order = {tp: i for i, tp in enumerate(timepoints)}
     table["_o"] = table["timepoint"].map(order)
@@ -251,8 +413,12 @@ def summary_of_findings(
     return table.reset_index(drop=True)
 
 
-_SYMBOLS = {"high": "\u2295\u2295\u2295\u2295", "moderate": "\u2295\u2295\u2295\u25ef",
-            "low": "\u2295\u2295\u25ef\u25ef", "very low": "\u2295\u25ef\u25ef\u25ef"}  # fmt: skip
+_SYMBOLS = {
+    "high": "\u2295\u2295\u2295\u2295",
+    "moderate": "\u2295\u2295\u2295\u25ef",
+    "low": "\u2295\u2295\u25ef\u25ef",
+    "very low": "\u2295\u25ef\u25ef\u25ef",
+}
 
 
 def _md(text: object) -> str:
@@ -267,9 +433,14 @@ def sof_markdown(table: pd.DataFrame, *, title: str) -> str:
     of the evidence (GRADE), comments. Every domain that is rated down, not assessed or not
     applicable gets a numbered footnote with its reason; the footnotes name every rule used.
     """
-    head = ["Outcome (window)", "Anticipated absolute effects (95% CI)",
-            "Relative effect (95% CI)", "No. of participants (studies)",
-            "Certainty of the evidence (GRADE)", "Comments"]  # fmt: skip
+    head = [
+        "Outcome (window)",
+        "Anticipated absolute effects (95% CI)",
+        "Relative effect (95% CI)",
+        "No. of participants (studies)",
+        "Certainty of the evidence (GRADE)",
+        "Comments",
+    ]
     lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     notes: list[str] = []
     for _, r in table.iterrows():
@@ -279,21 +450,35 @@ def sof_markdown(table: pd.DataFrame, *, title: str) -> str:
                 continue
             notes.append(f"{d.replace('_', ' ').capitalize()}: {r[d]}. {r[f'{d}_reason']}")
             marks.append(str(len(notes)))
-        k_text = f"{int(r['n_studies'])} studies, {int(r['k'])} comparisons"
+        ns, k = int(r["n_studies"]), int(r["k"])
+        k_text = f"{ns} stud{'y' if ns == 1 else 'ies'}, {k} comparison{'' if k == 1 else 's'}"
         n = r["n_participants"]
         n_text = f"{int(n)} ({k_text})" if pd.notna(n) else f"not reported ({k_text})"
         cert = f"{_SYMBOLS[r['certainty']]} {r['certainty'].capitalize()}"
         cert += f" <sup>{','.join(marks)}</sup>" if marks else ""
         if r["certainty_note"] != "all domains rated":
             cert += f" ({r['certainty_note']})"
-        downs = [f"{d.replace('_', ' ')} (-{int(r[f'{d}_downgrade'])})" for d in DOMAINS
-                 if int(r[f"{d}_downgrade"]) > 0]  # fmt: skip
+        downs = [
+            f"{d.replace('_', ' ')} (-{int(r[f'{d}_downgrade'])})"
+            for d in DOMAINS
+            if int(r[f"{d}_downgrade"]) > 0
+        ]
         comment = ("Rated down for " + ", ".join(downs)) if downs else "Not rated down"
-        cells = [f"{r['outcome']} ({r['timepoint']})", r["absolute_effect"], r["relative_effect"],
-                 n_text, cert, f"{comment}; started at {r['start']}"]  # fmt: skip
+        cells = [
+            f"{r['outcome']} ({r['timepoint']})",
+            r["absolute_effect"],
+            r["relative_effect"],
+            n_text,
+            cert,
+            f"{comment}; started at {r['start']}",
+        ]
         lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
-    lines += ["", "Certainty: start high for randomised trials; -1 per serious and -2 per very "
-              "serious concern (GRADE). Effects: positive = benefit of treatment (SMD; log-scale "
-              "ratios shown exponentiated).", ""]  # fmt: skip
+    lines += [
+        "",
+        "Certainty: start high for randomised trials; -1 per serious and -2 per very "
+        "serious concern (GRADE). Effects: positive = benefit of treatment (SMD; log-scale "
+        "ratios shown exponentiated).",
+        "",
+    ]
     lines += [f"{i}. {_md(t)}" for i, t in enumerate(notes, start=1)]
     return "\n".join(lines) + "\n"

@@ -36,14 +36,17 @@ def _n(value: object) -> str:
 
 def _generic(reason: str) -> str:
     """Group reasons that differ only in a reported time ("time 48 h is in no ...")."""
-    return re.sub(r"^time [0-9.]+ h is in no configured window", "time in no configured window",
-                  reason)  # fmt: skip
+    return re.sub(
+        r"^time [0-9.]+ h is in no configured window", "time in no configured window", reason
+    )
 
 
 def prisma_boxes(
-    cfg: Mapping[str, object], rows: pd.DataFrame, exclusions: pd.DataFrame,
+    cfg: Mapping[str, object],
+    rows: pd.DataFrame,
+    exclusions: pd.DataFrame,
     effects: pd.DataFrame,
-) -> pd.DataFrame:  # fmt: skip
+) -> pd.DataFrame:
     """One row per box of the diagram: box, phase, text, n (text), detail (reasons).
 
     Review boxes come from `cfg` (PRISMA_KEYS; ``reports_excluded`` may be a number or a list
@@ -58,36 +61,80 @@ def prisma_boxes(
         if key == "reports_excluded" and isinstance(value, list):
             detail = "; ".join(f"{r['reason']} (n = {int(r['n'])})" for r in value)
             value = sum(int(r["n"]) for r in value) if value else None
-        out.append({"box": key, "phase": "review", "text": text, "n": _n(value),
-                    "detail": detail, "source": src if value is not None else ""})  # fmt: skip
+        out.append(
+            {
+                "box": key,
+                "phase": "review",
+                "text": text,
+                "n": _n(value),
+                "detail": detail,
+                "source": src if value is not None else "",
+            }
+        )
     sheet_studies = sorted(rows["study_id"].astype(str).unique())
-    out.append({"box": "sheet_studies", "phase": "workflow",
-                "text": "Studies in the extraction sheets", "n": str(len(sheet_studies)),
-                "detail": f"{len(rows)} rows", "source": "ingested sheets"})  # fmt: skip
+    out.append(
+        {
+            "box": "sheet_studies",
+            "phase": "workflow",
+            "text": "Studies in the extraction sheets",
+            "n": str(len(sheet_studies)),
+            "detail": f"{len(rows)} rows",
+            "source": "ingested sheets",
+        }
+    )
     config = exclusions[exclusions["stage"] == "eligibility"]
     by_study = config.groupby("study_id", sort=True)["reason"].first()
     analysed = set(effects["study_id"].astype(str))
     config_only = [s for s in by_study.index if s not in analysed]
-    out.append({"box": "excluded_by_config", "phase": "workflow",
-                "text": "Studies excluded by the configuration", "n": str(len(config_only)),
-                "detail": "; ".join(f"{s}: {by_study[s].removeprefix('study excluded by config: ')}"
-                                    for s in config_only),
-                "source": "exclusions.csv (stage eligibility)"})  # fmt: skip
+    out.append(
+        {
+            "box": "excluded_by_config",
+            "phase": "workflow",
+            "text": "Studies excluded by the configuration",
+            "n": str(len(config_only)),
+            "detail": "; ".join(
+                f"{s}: {by_study[s].removeprefix('study excluded by config: ')}"
+                for s in config_only
+            ),
+            "source": "exclusions.csv (stage eligibility)",
+        }
+    )
     later = exclusions[exclusions["stage"] != "eligibility"]
-    counts = later.assign(reason=later["reason"].astype(str).map(_generic)).groupby(
-        "reason", sort=True).size()  # fmt: skip
-    out.append({"box": "rows_excluded", "phase": "workflow",
-                "text": "Rows not analysed", "n": str(len(later)),
-                "detail": "; ".join(f"{r} (n = {n})" for r, n in counts.items()),
-                "source": "exclusions.csv (stages windows, effects)"})  # fmt: skip
+    counts = (
+        later.assign(reason=later["reason"].astype(str).map(_generic))
+        .groupby("reason", sort=True)
+        .size()
+    )
+    out.append(
+        {
+            "box": "rows_excluded",
+            "phase": "workflow",
+            "text": "Rows not analysed",
+            "n": str(len(later)),
+            "detail": "; ".join(f"{r} (n = {n})" for r, n in counts.items()),
+            "source": "exclusions.csv (stages windows, effects)",
+        }
+    )
     lost = [s for s in sheet_studies if s not in analysed and s not in config_only]
     reasons = later.groupby("study_id")["reason"].agg(lambda x: sorted(set(map(_generic, x))))
-    out.append({"box": "studies_without_effect", "phase": "workflow",
-                "text": "Studies with no analysable row", "n": str(len(lost)),
-                "detail": "; ".join(f"{s}: {', '.join(reasons.get(s, ['no row']))}" for s in lost),
-                "source": "exclusions.csv"})  # fmt: skip
-    out.append({"box": "studies_analysed", "phase": "workflow",
-                "text": "Studies in the meta-analyses", "n": str(len(analysed)),
-                "detail": "outcomes: " + ", ".join(sorted(set(effects["outcome"].astype(str)))),
-                "source": "effects"})  # fmt: skip
+    out.append(
+        {
+            "box": "studies_without_effect",
+            "phase": "workflow",
+            "text": "Studies with no analysable row",
+            "n": str(len(lost)),
+            "detail": "; ".join(f"{s}: {', '.join(reasons.get(s, ['no row']))}" for s in lost),
+            "source": "exclusions.csv",
+        }
+    )
+    out.append(
+        {
+            "box": "studies_analysed",
+            "phase": "workflow",
+            "text": "Studies in the meta-analyses",
+            "n": str(len(analysed)),
+            "detail": "outcomes: " + ", ".join(sorted(set(effects["outcome"].astype(str)))),
+            "source": "effects",
+        }
+    )
     return pd.DataFrame(out, columns=["box", "phase", "text", "n", "detail", "source"])

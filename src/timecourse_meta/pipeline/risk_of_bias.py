@@ -103,25 +103,36 @@ def _check_row(path: str, line: int, row: Mapping[str, str]) -> None:
     tool = row["tool"]
     if tool not in TOOLS:
         raise SheetError(
-            path, f"unknown tool; expected one of {', '.join(TOOLS)}", line=line,
-            column="tool", found=tool,
-        )  # fmt: skip
+            path,
+            f"unknown tool; expected one of {', '.join(TOOLS)}",
+            line=line,
+            column="tool",
+            found=tool,
+        )
     domains = (*DOMAINS[tool], "overall")
     if row["domain"] not in domains:
         raise SheetError(
-            path, f"unknown {tool} domain; expected one of {', '.join(domains)}", line=line,
-            column="domain", found=row["domain"],
-        )  # fmt: skip
+            path,
+            f"unknown {tool} domain; expected one of {', '.join(domains)}",
+            line=line,
+            column="domain",
+            found=row["domain"],
+        )
     if row["judgement"] not in JUDGEMENTS[tool]:
         raise SheetError(
-            path, f"not a {tool} judgement; expected one of {', '.join(JUDGEMENTS[tool])}",
-            line=line, column="judgement", found=row["judgement"],
-        )  # fmt: skip
+            path,
+            f"not a {tool} judgement; expected one of {', '.join(JUDGEMENTS[tool])}",
+            line=line,
+            column="judgement",
+            found=row["judgement"],
+        )
     if row["judgement"] != NOT_ASSESSED and not row.get("source_address", ""):
         raise SheetError(
-            path, "a judgement needs its source (where the assessment was read)", line=line,
+            path,
+            "a judgement needs its source (where the assessment was read)",
+            line=line,
             column="source_address",
-        )  # fmt: skip
+        )
 
 
 def read_risk_of_bias(
@@ -154,9 +165,12 @@ def read_risk_of_bias(
         _check_row(name, int(record["source_row"]), record)
         if known is not None and record["study_id"] not in known:
             raise SheetError(
-                name, "study_id is not in any extraction sheet (check the spelling)",
-                line=int(record["source_row"]), column="study_id", found=record["study_id"],
-            )  # fmt: skip
+                name,
+                "study_id is not in any extraction sheet (check the spelling)",
+                line=int(record["source_row"]),
+                column="study_id",
+                found=record["study_id"],
+            )
     _check_groups(name, frame)
     frame["source_file"] = name
     return frame.reset_index(drop=True)
@@ -168,29 +182,37 @@ def _check_groups(path: str, frame: pd.DataFrame) -> None:
         if group["tool"].nunique() > 1:
             line = int(group["source_row"].iloc[list(group["tool"]).index(group["tool"].iloc[-1])])
             raise SheetError(
-                path, f"study {study} ({outcome}) is assessed with two tools", line=line,
+                path,
+                f"study {study} ({outcome}) is assessed with two tools",
+                line=line,
                 column="tool",
-            )  # fmt: skip
+            )
         twice = group[group["domain"].duplicated()]
         if len(twice):
             raise SheetError(
-                path, f"domain appears twice for study {study} ({outcome})",
-                line=int(twice["source_row"].iloc[0]), column="domain",
+                path,
+                f"domain appears twice for study {study} ({outcome})",
+                line=int(twice["source_row"].iloc[0]),
+                column="domain",
                 found=twice["domain"].iloc[0],
-            )  # fmt: skip
+            )
         overall = group[group["domain"] == "overall"]
         if len(overall) and len(group) > 1:
             raise SheetError(
-                path, "an 'overall' row is only for a study without a domain-level table "
+                path,
+                "an 'overall' row is only for a study without a domain-level table "
                 "(the overall judgement is derived from the domains)",
-                line=int(overall["source_row"].iloc[0]), column="domain",
-            )  # fmt: skip
+                line=int(overall["source_row"].iloc[0]),
+                column="domain",
+            )
 
 
 def _overall(
-    tool: str, judgements: Mapping[str, str], key_domains: Sequence[str] | None,
+    tool: str,
+    judgements: Mapping[str, str],
+    key_domains: Sequence[str] | None,
     some_concerns_high: int | None,
-) -> tuple[str, str]:  # fmt: skip
+) -> tuple[str, str]:
     """Overall judgement of one study from its domain judgements, and the rule applied."""
     if set(judgements) == {"overall"}:
         return NOT_ASSESSED, "no risk-of-bias table for this study (nothing was read)"
@@ -234,8 +256,15 @@ def overall_judgements(
         tool = str(group["tool"].iloc[0])
         judged = dict(zip(group["domain"], group["judgement"], strict=True))
         overall, rule = _overall(tool, judged, key_domains, some_concerns_high)
-        rows.append({"study_id": study, "outcome": outcome, "tool": tool,
-                     "overall": overall, "overall_rule": rule})  # fmt: skip
+        rows.append(
+            {
+                "study_id": study,
+                "outcome": outcome,
+                "tool": tool,
+                "overall": overall,
+                "overall_rule": rule,
+            }
+        )
     return pd.DataFrame(rows, columns=["study_id", "outcome", "tool", "overall", "overall_rule"])
 
 
@@ -253,13 +282,17 @@ def domain_table(
     rows = []
     for _, o in overall.iterrows():
         sel = rob[(rob["study_id"] == o["study_id"]) & (rob["outcome"] == o["outcome"])]
-        row: dict[str, object] = {"study_id": o["study_id"], "outcome": o["outcome"],
-                                  "tool": o["tool"]}  # fmt: skip
+        row: dict[str, object] = {
+            "study_id": o["study_id"],
+            "outcome": o["outcome"],
+            "tool": o["tool"],
+        }
         by_domain = {r["domain"]: r for r in sel.to_dict("records")}
         for d in tool_domains:
             r = by_domain.get(d)
-            row[d] = r["judgement"] if r else ("" if d not in DOMAINS[str(o["tool"])] else
-                                               NOT_ASSESSED)  # fmt: skip
+            row[d] = (
+                r["judgement"] if r else ("" if d not in DOMAINS[str(o["tool"])] else NOT_ASSESSED)
+            )
         row["overall"], row["overall_rule"] = o["overall"], o["overall_rule"]
         for d in tool_domains:
             r = by_domain.get(d)
@@ -271,12 +304,20 @@ def domain_table(
     table = pd.DataFrame(rows)
     extra = sorted(set(study_ids or []) - set(overall["study_id"]))
     if extra:
-        filler = pd.DataFrame({"study_id": extra, "outcome": "all", "tool": "",
-                               "overall": NOT_ASSESSED,
-                               "overall_rule": "no row in the risk-of-bias sheet"})  # fmt: skip
+        filler = pd.DataFrame(
+            {
+                "study_id": extra,
+                "outcome": "all",
+                "tool": "",
+                "overall": NOT_ASSESSED,
+                "overall_rule": "no row in the risk-of-bias sheet",
+            }
+        )
         table = pd.concat([table, filler], ignore_index=True)
-    return table.fillna("").sort_values(["study_id", "outcome"], kind="mergesort").reset_index(
-        drop=True
+    return (
+        table.fillna("")
+        .sort_values(["study_id", "outcome"], kind="mergesort")
+        .reset_index(drop=True)
     )
 
 
@@ -289,9 +330,7 @@ def study_overall(table: pd.DataFrame, study: str, outcome: str) -> str:
     return NOT_ASSESSED
 
 
-def study_weights(
-    effects: pd.DataFrame, pooled_row: Mapping[str, object]
-) -> pd.DataFrame:
+def study_weights(effects: pd.DataFrame, pooled_row: Mapping[str, object]) -> pd.DataFrame:
     """Random-effects weight share of each study in one pooled window (from the pooled tau^2).
 
     w_i = 1 / (v_i + tau^2), normalised to sum to 1 (the weights of metafor ``rma``, the same
@@ -307,9 +346,7 @@ def study_weights(
     return out.groupby("study_id", sort=True, as_index=False)["weight"].sum()
 
 
-def weighted_summary(
-    table: pd.DataFrame, weights: pd.DataFrame, *, outcome: str
-) -> pd.DataFrame:
+def weighted_summary(table: pd.DataFrame, weights: pd.DataFrame, *, outcome: str) -> pd.DataFrame:
     """Share of weight per judgement per domain (robvis summary plot), plus 'overall'.
 
     One row per domain x judgement: domain, judgement, weight (share, sums to 1 per domain),
@@ -331,6 +368,12 @@ def weighted_summary(
             acc[value][0] = float(acc[value][0]) + float(w)  # type: ignore[arg-type]
             acc[value][1].append(study)  # type: ignore[union-attr]
         for judgement, (share, studies) in acc.items():
-            rows.append({"domain": domain, "judgement": judgement, "weight": share,
-                         "studies": ";".join(studies)})  # type: ignore[arg-type]  # fmt: skip
+            rows.append(
+                {
+                    "domain": domain,
+                    "judgement": judgement,
+                    "weight": share,
+                    "studies": ";".join(studies),
+                }
+            )  # type: ignore[arg-type]
     return pd.DataFrame(rows, columns=["domain", "judgement", "weight", "studies"])

@@ -55,8 +55,13 @@ def small_study_table(
     for tp in timepoints:
         group = sel[sel["timepoint"] == tp].sort_values("comparison_id", kind="mergesort")
         k = len(group)
-        row: dict[str, object] = {"outcome": outcome, "measure": measure, "timepoint": tp,
-                                  "k": k, "test": TEST_NAME}  # fmt: skip
+        row: dict[str, object] = {
+            "outcome": outcome,
+            "measure": measure,
+            "timepoint": tp,
+            "k": k,
+            "test": TEST_NAME,
+        }
         if k < min_k:
             row["result"] = f"not recommended (k < {min_k}; Sterne 2011)"
             rows.append(row)
@@ -64,20 +69,32 @@ def small_study_table(
         res = None
         for est in estimators(method, method_fallback):
             try:
-                res = regtest(group["yi"].to_numpy(float), group["vi"].to_numpy(float),
-                              model="rma", predictor="sei", method=est, test=test,
-                              level=level)  # fmt: skip
+                res = regtest(
+                    group["yi"].to_numpy(float),
+                    group["vi"].to_numpy(float),
+                    model="rma",
+                    predictor="sei",
+                    method=est,
+                    test=test,
+                    level=level,
+                )
                 break
             except Exception as err:  # noqa: BLE001 - a failed fit is reported, not raised
                 row["result"] = f"not computed ({est}: {err})"
         if res is None:
             rows.append(row)
             continue
-        row.update({
-            "stat_name": res.stat_name, "stat": res.stat,
-            "df": np.nan if res.df is None else float(res.df), "pval": res.pval,
-            "limit_estimate": res.est, "limit_ci_low": res.ci_low, "limit_ci_high": res.ci_high,
-            "result": f"{res.stat_name} = {res.stat:.2f}, p = {res.pval:.3g} ({res.method})",
-        })  # fmt: skip
+        row.update(
+            {
+                "stat_name": res.stat_name,
+                "stat": res.stat,
+                "df": np.nan if res.df is None else float(res.df),
+                "pval": res.pval,
+                "limit_estimate": res.est,
+                "limit_ci_low": res.ci_low,
+                "limit_ci_high": res.ci_high,
+                "result": f"{res.stat_name} = {res.stat:.2f}, p = {res.pval:.3g} ({res.method})",
+            }
+        )
         rows.append(row)
     return pd.DataFrame(rows).reindex(columns=list(SMALL_STUDY_COLUMNS))

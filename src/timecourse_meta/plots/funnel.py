@@ -34,9 +34,13 @@ OUTSIDE = "#EEF3F8"
 
 
 def funnel_geometry(
-    yi: ArrayLike, sei: ArrayLike, *, levels: Sequence[float] = (90, 95, 99),
-    refline: float = 0.0, tau2: float = 0.0,
-) -> dict[str, object]:  # fmt: skip
+    yi: ArrayLike,
+    sei: ArrayLike,
+    *,
+    levels: Sequence[float] = (90, 95, 99),
+    refline: float = 0.0,
+    tau2: float = 0.0,
+) -> dict[str, object]:
     """Axis limits, ticks and contour end points of metafor's contour-enhanced funnel plot.
 
     Returns ``xlim``, ``ylim_plot`` (max sei, 0), ``y_ticks``, ``ylim_contour``, ``usr`` (the
@@ -55,36 +59,58 @@ def funnel_geometry(
     half = z_max * np.sqrt(max_sei**2 + tau2)
     lo, hi = min(refline - half, float(y.min())), max(refline + half, float(y.max()))
     xlim = (lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo))
-    usr = (xlim[0] - 0.04 * (xlim[1] - xlim[0]), xlim[1] + 0.04 * (xlim[1] - xlim[0]),
-           ylim_plot[0] + 0.04 * span, ylim_plot[1] - 0.04 * span)  # fmt: skip
+    usr = (
+        xlim[0] - 0.04 * (xlim[1] - xlim[0]),
+        xlim[1] + 0.04 * (xlim[1] - xlim[0]),
+        ylim_plot[0] + 0.04 * span,
+        ylim_plot[1] - 0.04 * span,
+    )
 
     def at(zz: float, se: float) -> tuple[float, float]:
         w = zz * np.sqrt(se**2 + tau2)
         return refline - w, refline + w
 
     contours = [
-        {"level": float(lv), "alpha": float(a), "z": float(zz),
-         "top": at(zz, ylim_contour[0]), "at_max_sei": at(zz, max_sei),
-         "at_0": at(zz, ylim_contour[1])}
+        {
+            "level": float(lv),
+            "alpha": float(a),
+            "z": float(zz),
+            "top": at(zz, ylim_contour[0]),
+            "at_max_sei": at(zz, max_sei),
+            "at_0": at(zz, ylim_contour[1]),
+        }
         for lv, a, zz in zip(levels, alpha, z, strict=True)
-    ]  # fmt: skip
-    return {"xlim": xlim, "ylim_plot": ylim_plot, "y_ticks": y_ticks,
-            "ylim_contour": ylim_contour, "usr": usr, "contours": contours,
-            "refline": refline, "tau2": tau2}  # fmt: skip
+    ]
+    return {
+        "xlim": xlim,
+        "ylim_plot": ylim_plot,
+        "y_ticks": y_ticks,
+        "ylim_contour": ylim_contour,
+        "usr": usr,
+        "contours": contours,
+        "refline": refline,
+        "tau2": tau2,
+    }
 
 
-def _contour_polygon(c: dict[str, object], y_top: float, y_bottom: float,
-                     refline: float, tau2: float) -> np.ndarray:  # fmt: skip
+def _contour_polygon(
+    c: dict[str, object], y_top: float, y_bottom: float, refline: float, tau2: float
+) -> np.ndarray:
     ys = np.linspace(y_top, y_bottom, 1000)  # metafor ci.res = 1000
     half = float(c["z"]) * np.sqrt(ys**2 + tau2)  # type: ignore[arg-type]
     return np.column_stack([np.r_[refline - half, (refline + half)[::-1]], np.r_[ys, ys[::-1]]])
 
 
 def funnel_plot(
-    yi: ArrayLike, sei: ArrayLike, *, title: str, xlabel: str,
-    pooled_estimate: float | None = None, note: str = "",
+    yi: ArrayLike,
+    sei: ArrayLike,
+    *,
+    title: str,
+    xlabel: str,
+    pooled_estimate: float | None = None,
+    note: str = "",
     levels: Sequence[float] = (90, 95, 99),
-) -> Figure:  # fmt: skip
+) -> Figure:
     """Contour-enhanced funnel plot around 0 (metafor ``funnel(level = c(90, 95, 99),
     refline = 0)``), with the pooled estimate (if given) as a dashed line and `note` (e.g.
     the Egger test result) under the axes."""
@@ -101,12 +127,23 @@ def funnel_plot(
         shade = {lv: SHADES[i] for i, lv in enumerate(sorted(levels))}
         for i in order:
             c = geo["contours"][i]  # type: ignore[index]
-            ax.add_patch(Polygon(_contour_polygon(c, y_top, y_bottom, 0.0, 0.0), closed=True,
-                                 facecolor=shade[c["level"]], edgecolor="none"))  # fmt: skip
+            ax.add_patch(
+                Polygon(
+                    _contour_polygon(c, y_top, y_bottom, 0.0, 0.0),
+                    closed=True,
+                    facecolor=shade[c["level"]],
+                    edgecolor="none",
+                )
+            )
         ax.plot([0, 0], [y_top, y_bottom], color="black", linewidth=0.8)
         if pooled_estimate is not None and np.isfinite(pooled_estimate):
-            ax.plot([pooled_estimate] * 2, [y_top, y_bottom], color=PALETTE["blue"],
-                    linestyle="--", linewidth=0.9)  # fmt: skip
+            ax.plot(
+                [pooled_estimate] * 2,
+                [y_top, y_bottom],
+                color=PALETTE["blue"],
+                linestyle="--",
+                linewidth=0.9,
+            )
         ax.scatter(y, s, s=18, color="black", zorder=3)
         ax.set_xlim(usr[0], usr[1])  # type: ignore[index]
         ax.set_ylim(usr[2], usr[3])  # type: ignore[index]
@@ -116,15 +153,29 @@ def funnel_plot(
         ax.set_ylabel("Standard error")
         ax.set_title(title, fontsize=FONT_SIZE + 1)
         lv = sorted(levels)
-        handles = [Patch(facecolor=SHADES[0], edgecolor="grey", label=f"p > {1 - lv[0] / 100:.2f}"),
-                   Patch(facecolor=SHADES[1], label=f"{1 - lv[1] / 100:.2f} < p \u2264 {1 - lv[0] / 100:.2f}"),
-                   Patch(facecolor=SHADES[2], label=f"{1 - lv[2] / 100:.2f} < p \u2264 {1 - lv[1] / 100:.2f}"),
-                   Patch(facecolor=OUTSIDE, edgecolor="grey", label=f"p \u2264 {1 - lv[2] / 100:.2f}")]  # fmt: skip
+        handles = [
+            Patch(facecolor=SHADES[0], edgecolor="grey", label=f"p > {1 - lv[0] / 100:.2f}"),
+            Patch(
+                facecolor=SHADES[1], label=f"{1 - lv[1] / 100:.2f} < p \u2264 {1 - lv[0] / 100:.2f}"
+            ),
+            Patch(
+                facecolor=SHADES[2], label=f"{1 - lv[2] / 100:.2f} < p \u2264 {1 - lv[1] / 100:.2f}"
+            ),
+            Patch(facecolor=OUTSIDE, edgecolor="grey", label=f"p \u2264 {1 - lv[2] / 100:.2f}"),
+        ]
         if pooled_estimate is not None and np.isfinite(pooled_estimate):
-            handles.append(Line2D([], [], color=PALETTE["blue"], linestyle="--",
-                                  label="pooled estimate"))  # fmt: skip
-        fig.legend(handles=handles, loc="lower center", ncol=3, bbox_to_anchor=(0.55, 0.06),
-                   fontsize=FONT_SIZE - 1, handlelength=1.5, columnspacing=1.0)  # fmt: skip
+            handles.append(
+                Line2D([], [], color=PALETTE["blue"], linestyle="--", label="pooled estimate")
+            )
+        fig.legend(
+            handles=handles,
+            loc="lower center",
+            ncol=3,
+            bbox_to_anchor=(0.55, 0.06),
+            fontsize=FONT_SIZE - 1,
+            handlelength=1.5,
+            columnspacing=1.0,
+        )
         if note:
             fig.text(0.5, 0.015, note, ha="center", va="bottom", fontsize=FONT_SIZE - 1)
     return fig

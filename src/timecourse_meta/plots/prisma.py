@@ -41,8 +41,10 @@ def _box_lines(boxes: pd.DataFrame, key: str, kind: str) -> list[str]:
     if key == "not_analysed":  # rows not analysed + studies left with none, one box
         a = boxes.set_index("box").loc["rows_excluded"]
         b = boxes.set_index("box").loc["studies_without_effect"]
-        parts = [(f"{a['text']} (n = {a['n']})", a["detail"]),
-                 (f"{b['text']} (n = {b['n']})", b["detail"])]
+        parts = [
+            (f"{a['text']} (n = {a['n']})", a["detail"]),
+            (f"{b['text']} (n = {b['n']})", b["detail"]),
+        ]
     else:
         r = boxes.set_index("box").loc[key]
         parts = [(f"{r['text']} (n = {r['n']})", r["detail"])]
@@ -50,8 +52,9 @@ def _box_lines(boxes: pd.DataFrame, key: str, kind: str) -> list[str]:
     for head, detail in parts:
         lines += textwrap.wrap(head, _CHARS[kind])
         for item in [d for d in str(detail).split("; ") if d]:
-            lines += textwrap.wrap(item, _CHARS[kind], initial_indent="\u2022 ",
-                                   subsequent_indent="   ")  # fmt: skip
+            lines += textwrap.wrap(
+                item, _CHARS[kind], initial_indent="\u2022 ", subsequent_indent="   "
+            )
     return lines
 
 
@@ -79,8 +82,15 @@ def prisma_plot(boxes: pd.DataFrame, *, title: str = "PRISMA 2020 flow diagram")
         ax.set_xlim(0, width)
         ax.set_ylim(0, height)
         ax.axis("off")
-        ax.text(width / 2, height - 0.15, title, ha="center", va="top",
-                fontsize=FONT_SIZE + 1, fontweight="bold")  # fmt: skip
+        ax.text(
+            width / 2,
+            height - 0.15,
+            title,
+            ha="center",
+            va="top",
+            fontsize=FONT_SIZE + 1,
+            fontweight="bold",
+        )
         y = height - 0.45
         spans: dict[str, list[float]] = {}
         previous_bottom = None
@@ -96,19 +106,45 @@ def prisma_plot(boxes: pd.DataFrame, *, title: str = "PRISMA 2020 flow diagram")
             previous_bottom = bottom
             y = bottom - gap
         for phase, (top, bottom) in spans.items():
-            ax.add_patch(Rectangle((0.08, bottom), 0.3, top - bottom, facecolor="#DCE6F2",
-                                   edgecolor="none"))  # fmt: skip
-            ax.text(0.23, (top + bottom) / 2, phase, rotation=90, ha="center", va="center",
-                    fontsize=_FS, fontweight="bold")  # fmt: skip
+            ax.add_patch(
+                Rectangle((0.08, bottom), 0.3, top - bottom, facecolor="#DCE6F2", edgecolor="none")
+            )
+            ax.text(
+                0.23,
+                (top + bottom) / 2,
+                phase,
+                rotation=90,
+                ha="center",
+                va="center",
+                fontsize=_FS,
+                fontweight="bold",
+            )
     return fig
 
 
 def _draw_box(ax: object, x: float, y: float, w: float, h: float, lines: list[str]) -> None:
     ax.add_patch(Rectangle((x, y), w, h, facecolor="white", edgecolor="black", linewidth=0.7))  # type: ignore[attr-defined]
-    ax.text(x + 0.08, y + h - 0.06, "\n".join(lines), ha="left", va="top", fontsize=_FS,  # type: ignore[attr-defined]
-            linespacing=1.2)
+    ax.text(
+        x + 0.08,
+        y + h - 0.06,
+        "\n".join(lines),
+        ha="left",
+        va="top",
+        fontsize=_FS,  # type: ignore[attr-defined]
+        linespacing=1.2,
+    )
 
 
 def _arrow(ax: object, start: tuple[float, float], end: tuple[float, float]) -> None:
-    ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=8,  # type: ignore[attr-defined]
-                                 linewidth=0.7, color="black", shrinkA=0, shrinkB=0))
+    ax.add_patch(
+        FancyArrowPatch(
+            start,
+            end,
+            arrowstyle="-|>",
+            mutation_scale=8,  # type: ignore[attr-defined]
+            linewidth=0.7,
+            color="black",
+            shrinkA=0,
+            shrinkB=0,
+        )
+    )

@@ -63,37 +63,65 @@ def traffic_light_plot(
         ax.set_xlim(0, n_cols)
         ax.set_ylim(n_rows, 0)
         ax.set_aspect("equal")
-        for i, study in enumerate(studies):
+        for i in range(n_rows):
             for j, col in enumerate(columns):
                 value = str(table[col].iloc[i]) if col in table else ""
                 if not value:
                     continue
                 colour, symbol, _ = JUDGEMENT_STYLE.get(value, JUDGEMENT_STYLE["not_assessed"])
-                ax.add_patch(Circle((j + 0.5, i + 0.5), 0.4, facecolor=colour,
-                                    edgecolor="black", linewidth=0.4))  # fmt: skip
+                ax.add_patch(
+                    Circle(
+                        (j + 0.5, i + 0.5), 0.4, facecolor=colour, edgecolor="black", linewidth=0.4
+                    )
+                )
                 if symbol:
-                    ax.text(j + 0.5, i + 0.52, symbol, ha="center", va="center",
-                            fontsize=FONT_SIZE, fontweight="bold")  # fmt: skip
+                    ax.text(
+                        j + 0.5,
+                        i + 0.52,
+                        symbol,
+                        ha="center",
+                        va="center",
+                        fontsize=FONT_SIZE,
+                        fontweight="bold",
+                    )
         ax.set_xticks([j + 0.5 for j in range(n_cols)])
-        ax.set_xticklabels([f"D{j + 1}" for j in range(len(domains))] + ["Overall"],
-                           rotation=90)  # fmt: skip
+        ax.set_xticklabels([f"D{j + 1}" for j in range(len(domains))] + ["Overall"], rotation=90)
         ax.xaxis.tick_top()
         ax.set_yticks([i + 0.5 for i in range(n_rows)])
         ax.set_yticklabels(studies)
         ax.tick_params(length=0)
         for spine in ax.spines.values():
             spine.set_visible(False)
-        fig.text(0.5, 1 - 0.12 / height, title, ha="center", va="top",
-                 fontsize=FONT_SIZE + 1, fontweight="bold")  # fmt: skip
+        fig.text(
+            0.5,
+            1 - 0.12 / height,
+            title,
+            ha="center",
+            va="top",
+            fontsize=FONT_SIZE + 1,
+            fontweight="bold",
+        )
         key = "\n".join(f"D{j + 1}: {_label(d)}" for j, d in enumerate(domains))
         key_top = (top - grid_h) - 0.15 / height
         fig.text(0.03, key_top, "Domains:\n" + key, ha="left", va="top", fontsize=FONT_SIZE - 1)
         used = [v for v in JUDGEMENT_STYLE if (table[columns] == v).to_numpy().any()]
-        handles = [Patch(facecolor=JUDGEMENT_STYLE[v][0], edgecolor="black", linewidth=0.4,
-                         label=f"{JUDGEMENT_STYLE[v][1]} {JUDGEMENT_STYLE[v][2]}".strip())
-                   for v in used]  # fmt: skip
-        fig.legend(handles=handles, loc="upper right", bbox_to_anchor=(0.98, key_top),
-                   title="Judgement", fontsize=FONT_SIZE - 1, title_fontsize=FONT_SIZE - 1)  # fmt: skip
+        handles = [
+            Patch(
+                facecolor=JUDGEMENT_STYLE[v][0],
+                edgecolor="black",
+                linewidth=0.4,
+                label=f"{JUDGEMENT_STYLE[v][1]} {JUDGEMENT_STYLE[v][2]}".strip(),
+            )
+            for v in used
+        ]
+        fig.legend(
+            handles=handles,
+            loc="upper right",
+            bbox_to_anchor=(0.98, key_top),
+            title="Judgement",
+            fontsize=FONT_SIZE - 1,
+            title_fontsize=FONT_SIZE - 1,
+        )
     return fig
 
 
@@ -115,8 +143,9 @@ def summary_plot(
         fig = Figure(figsize=(width, height), dpi=DPI)
         FigureCanvasAgg(fig)
         bottom = 0.95 / height
-        ax = fig.add_axes((label_w / width, bottom, 1 - label_w / width - 0.04,
-                           1 - bottom - 0.45 / height))  # fmt: skip
+        ax = fig.add_axes(
+            (label_w / width, bottom, 1 - label_w / width - 0.04, 1 - bottom - 0.45 / height)
+        )
         for i, domain in enumerate(rows):
             start = 0.0
             for judgement in order:
@@ -124,8 +153,15 @@ def summary_plot(
                 share = float(hit["weight"].sum()) * 100
                 if share <= 0:
                     continue
-                ax.barh(i, share, left=start, height=0.7, color=JUDGEMENT_STYLE[judgement][0],
-                        edgecolor="black", linewidth=0.4)  # fmt: skip
+                ax.barh(
+                    i,
+                    share,
+                    left=start,
+                    height=0.7,
+                    color=JUDGEMENT_STYLE[judgement][0],
+                    edgecolor="black",
+                    linewidth=0.4,
+                )
                 start += share
         ax.set_yticks(range(len(rows)))
         ax.set_yticklabels(labels)
@@ -135,8 +171,20 @@ def summary_plot(
         ax.set_xticklabels(["0%", "25%", "50%", "75%", "100%"])
         ax.set_xlabel(xlabel)
         ax.set_title(title, fontsize=FONT_SIZE + 1, fontweight="bold")
-        handles = [Patch(facecolor=JUDGEMENT_STYLE[j][0], edgecolor="black", linewidth=0.4,
-                         label=JUDGEMENT_STYLE[j][2]) for j in order]  # fmt: skip
-        fig.legend(handles=handles, loc="lower center", ncol=len(handles),
-                   bbox_to_anchor=(0.5, 0.01), fontsize=FONT_SIZE - 0.5)  # fmt: skip
+        handles = [
+            Patch(
+                facecolor=JUDGEMENT_STYLE[j][0],
+                edgecolor="black",
+                linewidth=0.4,
+                label=JUDGEMENT_STYLE[j][2],
+            )
+            for j in order
+        ]
+        fig.legend(
+            handles=handles,
+            loc="lower center",
+            ncol=len(handles),
+            bbox_to_anchor=(0.5, 0.01),
+            fontsize=FONT_SIZE - 0.5,
+        )
     return fig
