@@ -120,8 +120,13 @@ def test_duplicates_mixed_tools_and_unknown_study(tmp_path: Path) -> None:
         read_risk_of_bias(write(tmp_path, two + rob2("A", ["low"] * 5)[:1]))
     with pytest.raises(SheetError, match="only for a study without"):
         read_risk_of_bias(write(tmp_path, two + ["A,all,RoB1,overall,not_assessed,,,,"]))
-    with pytest.raises(SheetError, match="line 2, column 'study_id'.*not in any extraction"):
-        read_risk_of_bias(write(tmp_path, two), study_ids=["B"])
+    with pytest.raises(SheetError, match="line 2, column 'study_id'.*did you mean 'Lapidus2014'"):
+        read_risk_of_bias(
+            write(tmp_path, rob1("Lapidus2041", ["low"] * 7)), study_ids=["Lapidus2014"]
+        )
+    # a study assessed but not in the configured sheets is set aside and listed, not an error
+    kept = read_risk_of_bias(write(tmp_path, two + rob1("Zzz", ["low"] * 7)), study_ids=["A"])
+    assert set(kept["study_id"]) == {"A"} and kept.attrs["not_in_sheets"] == ["Zzz"]
 
 
 def test_weights_and_weighted_summary(tmp_path: Path) -> None:

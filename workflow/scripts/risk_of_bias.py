@@ -25,6 +25,8 @@ with exit_on_error(smk.log[0], "risk_of_bias") as log:
     pooled = pd.read_parquet(smk.input.pooled)
     study_ids = sorted(rows["study_id"].astype(str).unique())
     rob = read_risk_of_bias(smk.input.sheet, study_ids=study_ids)
+    if rob.attrs.get("not_in_sheets"):
+        log(f"not in the extraction sheets, set aside: {', '.join(rob.attrs['not_in_sheets'])}")
     overall = overall_judgements(
         rob, key_domains=p.key_domains, some_concerns_high=p.some_concerns_high
     )

@@ -30,6 +30,7 @@ Overall judgement (`overall_judgement`), stated in the output's ``overall_rule``
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -144,8 +145,10 @@ def read_risk_of_bias(
     vocabulary (case-insensitive; "Some concerns" is read as some_concerns); a source address
     for every judgement other than not_assessed; one tool per study and outcome; no domain
     twice for a study and outcome; an ``overall`` row only when it is the study's single row
-    (no table found). With `study_ids`, every study_id must be one of them (a misspelt id
-    would otherwise silently leave a study unassessed).
+    (no table found). With `study_ids` (the studies of the extraction sheets), an id close to
+    one of them but not equal is an error (a misspelt id would silently leave a study
+    unassessed); ids of studies not in the sheets at all are set aside and listed in
+    ``frame.attrs["not_in_sheets"]`` (the caller logs them).
     """
     name = label if label is not None else Path(path).as_posix()
     frame = read_text_table(path, label=name)
@@ -164,16 +167,24 @@ def read_risk_of_bias(
     for record in frame.to_dict("records"):
         _check_row(name, int(record["source_row"]), record)
         if known is not None and record["study_id"] not in known:
-            raise SheetError(
-                name,
-                "study_id is not in any extraction sheet (check the spelling)",
-                line=int(record["source_row"]),
-                column="study_id",
-                found=record["study_id"],
-            )
+            close = difflib.get_close_matches(record["study_id"], sorted(known), n=1, cutoff=0.8)
+            if close:
+                raise SheetError(
+                    name,
+                    f"study_id is in no extraction sheet; did you mean '{close[0]}'?",
+                    line=int(record["source_row"]),
+                    column="study_id",
+                    found=record["study_id"],
+                )
     _check_groups(name, frame)
+    if known is not None:  # assessed studies that are not analysed here (another sheet set)
+        other = ~frame["study_id"].isin(known)
+        frame.attrs["not_in_sheets"] = sorted(set(frame.loc[other, "study_id"]))
+        frame = frame.loc[~other]
     frame["source_file"] = name
-    return frame.reset_index(drop=True)
+    out = frame.reset_index(drop=True)
+    out.attrs = dict(frame.attrs)
+    return out
 
 
 def _check_groups(path: str, frame: pd.DataFrame) -> None:
