@@ -46,6 +46,9 @@ _EXPORTS: dict[str, str] = {
     "subgroup_analysis": "diagnostics.subgroups",
     "save_figure": "plots.figures",
     "forest_plot": "plots.forest",
+    "funnel_plot": "plots.funnel",
+    "prisma_plot": "plots.prisma",
+    "traffic_light_plot": "plots.robvis",
     "timecourse_plot": "plots.timecourse_plot",
 }
 

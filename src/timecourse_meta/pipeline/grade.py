@@ -286,6 +286,54 @@ def _control_source(window: pd.DataFrame, control: pd.DataFrame | None) -> str:
     return f"(median control-arm risk: {', '.join(parts)})" if parts else "(no control arm)"
 
 
+def _effects_text(
+    out: dict[str, object],
+    row: Mapping[str, object],
+    window: pd.DataFrame,
+    cfg: Mapping[str, object],
+    control: pd.DataFrame | None,
+) -> float | None:
+    """Fill the relative and absolute effect of `out`; return the control risk used (or None).
+
+    Absolute effects only for ratio measures with a control risk in (0, 1): from config, or
+    ``control_arms`` = the median control-arm risk of the window's studies.
+    """
+    outcome, measure = str(row["outcome"]), str(row["measure"])
+    est, lo, hi = (float(row[c]) for c in ("estimate", "ci_low", "ci_high"))  # type: ignore[arg-type]
+    base = (cfg.get("baseline_risk") or {}).get(outcome)  # type: ignore[union-attr]
+    if base == "control_arms":
+        p0, base = _control_risk(window, control), {"source": _control_source(window, control)}
+    else:
+        p0 = None if base is None else float(base["risk"] if isinstance(base, Mapping) else base)
+    src = str(base.get("source", "")) if isinstance(base, Mapping) else ""
+    if measure in RATIO_MEASURES:
+        out["relative_effect"] = (
+            f"{measure} {math.exp(est):.2f} ({math.exp(lo):.2f} to {math.exp(hi):.2f})"
+        )
+    else:
+        out["relative_effect"] = f"{measure} {est:.2f} ({lo:.2f} to {hi:.2f})"
+        out["absolute_effect"] = "not applicable (standardised mean difference)"
+        return p0
+    if p0 is None:
+        out["absolute_effect"] = "no baseline risk configured (grade.baseline_risk)"
+        return None
+    if not 0 < p0 < 1:
+        out["absolute_effect"] = f"not computed: control risk {p0:g} {src}"
+        return None
+    r1, r_lo, r_hi = (absolute_risk(measure, x, p0) * 1000 for x in (est, lo, hi))
+    c = p0 * 1000
+    out.update(
+        baseline_risk=p0,
+        risk_control_per_1000=c,
+        risk_treatment_per_1000=r1,
+        risk_treatment_ci_low_per_1000=r_lo,
+        risk_treatment_ci_high_per_1000=r_hi,
+        absolute_effect=f"{r1 - c:+.0f} per 1000 ({r_lo - c:+.0f} to {r_hi - c:+.0f}); "
+        f"control risk {c:.0f} per 1000 {src}".strip(),
+    )
+    return p0
+
+
 def grade_row(
     row: Mapping[str, object],
     window: pd.DataFrame,
@@ -302,54 +350,10 @@ def grade_row(
     window's control-arm risks (computed, and listed in the absolute-effect text).
     """
     outcome, measure = str(row["outcome"]), str(row["measure"])
-    est, lo, hi = (float(row[c]) for c in ("estimate", "ci_low", "ci_high"))  # type: ignore[arg-type]
-    base = (cfg.get("baseline_risk") or {}).get(outcome)  # type: ignore[union-attr]
-    if base == "control_arms":
-        p0, base = _control_risk(window, control), {"source": _control_source(window, control)}
-    else:
-        p0 = None if base is None else float(base["risk"] if isinstance(base, Mapping) else base)
-    out: dict[str, object] = {
-        c: row.get(c)
-        for c in (
-            "outcome",
-            "measure",
-            "timepoint",
-            "k",
-            "n_participants",
-            "estimate",
-            "ci_low",
-            "ci_high",
-            "studies",
-        )
-    }
+    keep = ("outcome", "measure", "timepoint", "k", "n_participants", "estimate", "ci_low")
+    out: dict[str, object] = {c: row.get(c) for c in (*keep, "ci_high", "studies")}
     out["n_studies"] = int(window["study_id"].nunique())
-    if measure in RATIO_MEASURES:
-        out["relative_effect"] = (
-            f"{measure} {math.exp(est):.2f} ({math.exp(lo):.2f} to {math.exp(hi):.2f})"
-        )
-    else:
-        out["relative_effect"] = f"{measure} {est:.2f} ({lo:.2f} to {hi:.2f})"
-    if p0 is not None and measure in RATIO_MEASURES and 0 < p0 < 1:
-        r1, r_lo, r_hi = (absolute_risk(measure, x, p0) * 1000 for x in (est, lo, hi))
-        src = base.get("source", "") if isinstance(base, Mapping) else ""
-        out.update(
-            baseline_risk=p0,
-            risk_control_per_1000=p0 * 1000,
-            risk_treatment_per_1000=r1,
-            risk_treatment_ci_low_per_1000=r_lo,
-            risk_treatment_ci_high_per_1000=r_hi,
-            absolute_effect=f"{r1 - p0 * 1000:+.0f} per 1000 ({r_lo - p0 * 1000:+.0f} to "
-            f"{r_hi - p0 * 1000:+.0f}); control risk {p0 * 1000:.0f} per 1000 {src}".strip(),
-        )
-    elif p0 is not None and measure in RATIO_MEASURES:
-        out["absolute_effect"] = f"not computed: control risk {p0:g} {base.get('source', '')}"  # type: ignore[union-attr]
-        p0 = None
-    else:
-        out["absolute_effect"] = (
-            "no baseline risk configured (grade.baseline_risk)"
-            if measure in RATIO_MEASURES
-            else "not applicable (standardised mean difference)"
-        )
+    p0 = _effects_text(out, row, window, cfg, control)
     indirect = (cfg.get("indirectness") or {}).get(outcome)  # type: ignore[union-attr]
     judged = {
         "risk_of_bias": _rob(window, row, rob, cfg.get("risk_of_bias") or {}),  # type: ignore[arg-type]

@@ -41,18 +41,12 @@ def _generic(reason: str) -> str:
     )
 
 
-def prisma_boxes(
-    cfg: Mapping[str, object],
-    rows: pd.DataFrame,
-    exclusions: pd.DataFrame,
-    effects: pd.DataFrame,
-) -> pd.DataFrame:
-    """One row per box of the diagram: box, phase, text, n (text), detail (reasons).
+def _box(box: str, phase: str, text: str, n: str, detail: str, source: str) -> dict[str, str]:
+    return {"box": box, "phase": phase, "text": text, "n": n, "detail": detail, "source": source}
 
-    Review boxes come from `cfg` (PRISMA_KEYS; ``reports_excluded`` may be a number or a list
-    of {reason, n}); workflow boxes are counted from `rows` (ingested sheets), `exclusions`
-    and `effects`. ``source`` says where each number comes from.
-    """
+
+def _review_boxes(cfg: Mapping[str, object]) -> list[dict[str, str]]:
+    """The review team's counts (config), "not reported" where absent."""
     src = str(cfg.get("source") or "config prisma")
     out = []
     for key, text in PRISMA_KEYS.items():
@@ -61,80 +55,57 @@ def prisma_boxes(
         if key == "reports_excluded" and isinstance(value, list):
             detail = "; ".join(f"{r['reason']} (n = {int(r['n'])})" for r in value)
             value = sum(int(r["n"]) for r in value) if value else None
-        out.append(
-            {
-                "box": key,
-                "phase": "review",
-                "text": text,
-                "n": _n(value),
-                "detail": detail,
-                "source": src if value is not None else "",
-            }
-        )
-    sheet_studies = sorted(rows["study_id"].astype(str).unique())
-    out.append(
-        {
-            "box": "sheet_studies",
-            "phase": "workflow",
-            "text": "Studies in the extraction sheets",
-            "n": str(len(sheet_studies)),
-            "detail": f"{len(rows)} rows",
-            "source": "ingested sheets",
-        }
-    )
+        if value is not None and not detail:
+            detail = f"as stated in {src}"
+        out.append(_box(key, "review", text, _n(value), detail, src if value is not None else ""))
+    return out
+
+
+def _workflow_boxes(
+    rows: pd.DataFrame, exclusions: pd.DataFrame, effects: pd.DataFrame
+) -> list[dict[str, str]]:
+    """What the workflow counted: sheets, exclusions by the config and by the analysis."""
+    sheet = sorted(rows["study_id"].astype(str).unique())
     config = exclusions[exclusions["stage"] == "eligibility"]
     by_study = config.groupby("study_id", sort=True)["reason"].first()
     analysed = set(effects["study_id"].astype(str))
     config_only = [s for s in by_study.index if s not in analysed]
-    out.append(
-        {
-            "box": "excluded_by_config",
-            "phase": "workflow",
-            "text": "Studies excluded by the configuration",
-            "n": str(len(config_only)),
-            "detail": "; ".join(
-                f"{s}: {by_study[s].removeprefix('study excluded by config: ')}"
-                for s in config_only
-            ),
-            "source": "exclusions.csv (stage eligibility)",
-        }
-    )
     later = exclusions[exclusions["stage"] != "eligibility"]
-    counts = (
-        later.assign(reason=later["reason"].astype(str).map(_generic))
-        .groupby("reason", sort=True)
-        .size()
-    )
-    out.append(
-        {
-            "box": "rows_excluded",
-            "phase": "workflow",
-            "text": "Rows not analysed",
-            "n": str(len(later)),
-            "detail": "; ".join(f"{r} (n = {n})" for r, n in counts.items()),
-            "source": "exclusions.csv (stages windows, effects)",
-        }
-    )
-    lost = [s for s in sheet_studies if s not in analysed and s not in config_only]
-    reasons = later.groupby("study_id")["reason"].agg(lambda x: sorted(set(map(_generic, x))))
-    out.append(
-        {
-            "box": "studies_without_effect",
-            "phase": "workflow",
-            "text": "Studies with no analysable row",
-            "n": str(len(lost)),
-            "detail": "; ".join(f"{s}: {', '.join(reasons.get(s, ['no row']))}" for s in lost),
-            "source": "exclusions.csv",
-        }
-    )
-    out.append(
-        {
-            "box": "studies_analysed",
-            "phase": "workflow",
-            "text": "Studies in the meta-analyses",
-            "n": str(len(analysed)),
-            "detail": "outcomes: " + ", ".join(sorted(set(effects["outcome"].astype(str)))),
-            "source": "effects",
-        }
-    )
-    return pd.DataFrame(out, columns=["box", "phase", "text", "n", "detail", "source"])
+    generic = later.assign(reason=later["reason"].astype(str).map(_generic))
+    counts = generic.groupby("reason", sort=True).size()
+    reasons = generic.groupby("study_id")["reason"].agg(lambda x: sorted(set(x)))
+    lost = [s for s in sheet if s not in analysed and s not in config_only]
+    prefix = "study excluded by config: "
+    return [
+        _box("sheet_studies", "workflow", "Studies in the extraction sheets", str(len(sheet)),
+             f"{len(rows)} rows", "ingested sheets"),
+        _box("excluded_by_config", "workflow", "Studies excluded by the configuration",
+             str(len(config_only)),
+             "; ".join(f"{s}: {by_study[s].removeprefix(prefix)}" for s in config_only),
+             "exclusions.csv (stage eligibility)"),
+        _box("rows_excluded", "workflow", "Rows not analysed", str(len(later)),
+             "; ".join(f"{r} (n = {n})" for r, n in counts.items()),
+             "exclusions.csv (stages windows, effects)"),
+        _box("studies_without_effect", "workflow", "Studies with no analysable row",
+             str(len(lost)),
+             "; ".join(f"{s}: {', '.join(reasons.get(s, ['no row']))}" for s in lost),
+             "exclusions.csv"),
+        _box("studies_analysed", "workflow", "Studies in the meta-analyses", str(len(analysed)),
+             "outcomes: " + ", ".join(sorted(set(effects["outcome"].astype(str)))), "effects"),
+    ]  # fmt: skip
+
+
+def prisma_boxes(
+    cfg: Mapping[str, object],
+    rows: pd.DataFrame,
+    exclusions: pd.DataFrame,
+    effects: pd.DataFrame,
+) -> pd.DataFrame:
+    """One row per box of the diagram: box, phase, text, n (text), detail (reasons), source.
+
+    Review boxes come from `cfg` (PRISMA_KEYS; ``reports_excluded`` may be a number or a list
+    of {reason, n}); workflow boxes are counted from `rows` (ingested sheets), `exclusions`
+    and `effects`. ``source`` says where each number comes from.
+    """
+    boxes = _review_boxes(cfg) + _workflow_boxes(rows, exclusions, effects)
+    return pd.DataFrame(boxes, columns=["box", "phase", "text", "n", "detail", "source"])

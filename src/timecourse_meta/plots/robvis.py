@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, Patch
@@ -32,6 +33,37 @@ JUDGEMENT_STYLE: dict[str, tuple[str, str, str]] = {
 
 def _label(domain: str) -> str:
     return domain.replace("_", " ").capitalize()
+
+
+def _draw_cells(ax: Axes, table: pd.DataFrame, columns: Sequence[str]) -> None:
+    """One circle per judged cell (colour and symbol of its judgement); empty cells blank."""
+    for i in range(len(table)):
+        for j, col in enumerate(columns):
+            value = str(table[col].iloc[i]) if col in table else ""
+            if not value:
+                continue
+            colour, symbol, _ = JUDGEMENT_STYLE.get(value, JUDGEMENT_STYLE["not_assessed"])
+            ax.add_patch(
+                Circle((j + 0.5, i + 0.5), 0.4, facecolor=colour, edgecolor="black", linewidth=0.4)
+            )
+            if symbol:
+                ax.text(j + 0.5, i + 0.52, symbol, ha="center", va="center",
+                        fontsize=FONT_SIZE, fontweight="bold")  # fmt: skip
+
+
+def _key_and_legend(fig: Figure, table: pd.DataFrame, domains: Sequence[str], y: float) -> None:
+    """Domain key (D1..Dn) at the left and the judgements that occur at the right, at `y`."""
+    key = "\n".join(f"D{j + 1}: {_label(d)}" for j, d in enumerate(domains))
+    fig.text(0.03, y, "Domains:\n" + key, ha="left", va="top", fontsize=FONT_SIZE - 1)
+    columns = [c for c in [*domains, "overall"] if c in table]
+    used = [v for v in JUDGEMENT_STYLE if (table[columns] == v).to_numpy().any()]
+    handles = [
+        Patch(facecolor=JUDGEMENT_STYLE[v][0], edgecolor="black", linewidth=0.4,
+              label=f"{JUDGEMENT_STYLE[v][1]} {JUDGEMENT_STYLE[v][2]}".strip())
+        for v in used
+    ]  # fmt: skip
+    fig.legend(handles=handles, loc="upper right", bbox_to_anchor=(0.98, y), title="Judgement",
+               fontsize=FONT_SIZE - 1, title_fontsize=FONT_SIZE - 1)  # fmt: skip
 
 
 def traffic_light_plot(
@@ -63,27 +95,7 @@ def traffic_light_plot(
         ax.set_xlim(0, n_cols)
         ax.set_ylim(n_rows, 0)
         ax.set_aspect("equal")
-        for i in range(n_rows):
-            for j, col in enumerate(columns):
-                value = str(table[col].iloc[i]) if col in table else ""
-                if not value:
-                    continue
-                colour, symbol, _ = JUDGEMENT_STYLE.get(value, JUDGEMENT_STYLE["not_assessed"])
-                ax.add_patch(
-                    Circle(
-                        (j + 0.5, i + 0.5), 0.4, facecolor=colour, edgecolor="black", linewidth=0.4
-                    )
-                )
-                if symbol:
-                    ax.text(
-                        j + 0.5,
-                        i + 0.52,
-                        symbol,
-                        ha="center",
-                        va="center",
-                        fontsize=FONT_SIZE,
-                        fontweight="bold",
-                    )
+        _draw_cells(ax, table, columns)
         ax.set_xticks([j + 0.5 for j in range(n_cols)])
         ax.set_xticklabels([f"D{j + 1}" for j in range(len(domains))] + ["Overall"], rotation=90)
         ax.xaxis.tick_top()
@@ -101,27 +113,7 @@ def traffic_light_plot(
             fontsize=FONT_SIZE + 1,
             fontweight="bold",
         )
-        key = "\n".join(f"D{j + 1}: {_label(d)}" for j, d in enumerate(domains))
-        key_top = (top - grid_h) - 0.15 / height
-        fig.text(0.03, key_top, "Domains:\n" + key, ha="left", va="top", fontsize=FONT_SIZE - 1)
-        used = [v for v in JUDGEMENT_STYLE if (table[columns] == v).to_numpy().any()]
-        handles = [
-            Patch(
-                facecolor=JUDGEMENT_STYLE[v][0],
-                edgecolor="black",
-                linewidth=0.4,
-                label=f"{JUDGEMENT_STYLE[v][1]} {JUDGEMENT_STYLE[v][2]}".strip(),
-            )
-            for v in used
-        ]
-        fig.legend(
-            handles=handles,
-            loc="upper right",
-            bbox_to_anchor=(0.98, key_top),
-            title="Judgement",
-            fontsize=FONT_SIZE - 1,
-            title_fontsize=FONT_SIZE - 1,
-        )
+        _key_and_legend(fig, table, domains, (top - grid_h) - 0.15 / height)
     return fig
 
 
