@@ -43,6 +43,10 @@ PIPELINE_ORDER: tuple[str, ...] = (
     "claims_core",
     "claims_models",
     "claims",
+    "risk_of_bias",  # review outputs: risk of bias, GRADE, PRISMA, small-study effects
+    "small_study_effects",
+    "grade",
+    "prisma",
     "changes",  # living review: compares a run with its baseline
     "changes_text",
     "snapshot",

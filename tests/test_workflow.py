@@ -36,11 +36,14 @@ TABLES = [
     "timecourse_model.csv", "timecourse_contrasts.csv", "timecourse_model_comparison.csv",
     "timecourse_rho_sensitivity.csv", "time_response.csv", "time_response_summary.csv",
     "time_response_sensitivity.csv",
+    "small_study_effects.csv", "summary_of_findings.csv",
+    "summary_of_findings.md", "prisma_counts.csv", "risk_of_bias.csv", "risk_of_bias_summary.csv",
 ]  # fmt: skip
-FIGURES = [f"forest_{w}.{e}" for w in WINDOWS for e in ("png", "pdf")] + [
-    "timecourse.png",
-    "timecourse.pdf",
-]
+FIGURES = [f"{kind}_{w}.{e}" for kind in ("forest", "funnel") for w in WINDOWS
+           for e in ("png", "pdf")] + [
+    "timecourse.png", "timecourse.pdf", "prisma.png", "prisma.pdf",
+    *(f"risk_of_bias_{k}.{e}" for k in ("traffic_light", "summary") for e in ("png", "pdf")),
+]  # fmt: skip
 
 needs_data = pytest.mark.skipif(not (ROOT / SHEET).exists(), reason=f"{SHEET} not present yet")
 

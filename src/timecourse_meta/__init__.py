@@ -56,6 +56,9 @@ _EXPORTS: dict[str, str] = {
     "save_figure": "plots.figures",
     "changes_timecourse_plot": "plots.changes_plot",
     "forest_plot": "plots.forest",
+    "funnel_plot": "plots.funnel",
+    "prisma_plot": "plots.prisma",
+    "traffic_light_plot": "plots.robvis",
     "timecourse_plot": "plots.timecourse_plot",
 }
 

@@ -43,6 +43,9 @@ TABLES = f"{RES}/tables"
 FIGURES = f"{RES}/figures"
 LOGS = "logs"
 TIMEPOINTS = list(WINDOWS["label"])
+ROB = _SETTINGS[
+    "risk_of_bias"
+]  # risk-of-bias sheet or None (workflow/rules/review.smk)
 
 
 def final_outputs():
@@ -73,6 +76,22 @@ def final_outputs():
     ]
     figures = [f"forest_{tp}.{ext}" for tp in TIMEPOINTS for ext in ("png", "pdf")]
     figures += ["timecourse.png", "timecourse.pdf"]
+    # workflow/rules/review.smk: what a review team publishes
+    tables += [
+        "small_study_effects.csv",
+        "summary_of_findings.csv",
+        "summary_of_findings.md",
+        "prisma_counts.csv",
+    ]
+    figures += [f"funnel_{tp}.{ext}" for tp in TIMEPOINTS for ext in ("png", "pdf")]
+    figures += ["prisma.png", "prisma.pdf"]
+    if ROB:
+        tables += ["risk_of_bias.csv", "risk_of_bias_summary.csv"]
+        figures += [
+            f"risk_of_bias_{kind}.{ext}"
+            for kind in ("traffic_light", "summary")
+            for ext in ("png", "pdf")
+        ]
     return (
         [f"{TABLES}/{t}" for t in tables]
         + [f"{FIGURES}/{f}" for f in figures]

@@ -66,6 +66,9 @@ rule sensitivity:
     input:
         windowed=f"{PROC}/rows_windowed.parquet",
         effects=f"{PROC}/effects.parquet",
+        # overall risk of bias per study (workflow/rules/review.smk) when configured: adds the
+        # "low_risk_of_bias_only" subset
+        risk_of_bias=[f"{PROC}/risk_of_bias.parquet"] if ROB else [],
     output:
         csv=report(
             f"{TABLES}/sensitivity.csv",

@@ -33,6 +33,12 @@ with exit_on_error(smk.log[0], "sensitivity") as log:
         variants[subset["name"]] = subset_effects(
             effects, keep=subset.get("keep"), exclude=subset.get("exclude")
         )
+    rob_input = list(getattr(smk.input, "risk_of_bias", []) or [])
+    if rob_input:  # studies whose overall risk of bias is low (pipeline/risk_of_bias.py)
+        rob = pd.read_parquet(rob_input[0])
+        low = sorted(rob.loc[rob["overall"] == "low", "study_id"].astype(str).unique())
+        variants["low_risk_of_bias_only"] = subset_effects(effects, keep={"study_id": low})
+        log(f"low risk of bias only: {len(low)} studies ({', '.join(low) or 'none'})")
     fit = {
         "outcome": p.outcome,
         "measure": p.measure,

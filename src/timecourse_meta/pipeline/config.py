@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePosixPath
 
 import yaml
@@ -192,6 +192,14 @@ def _default(schema: Mapping[str, object], key: str) -> object:
     return (props.get(key) or {}).get("default")  # type: ignore[union-attr]
 
 
+def _optional_file(value: object, existing: Callable[[object, str], str]) -> str | None:
+    """`risk_of_bias`: a sheet, or None for YAML null and for 'null'/'none' given on the
+    command line (`--config risk_of_bias=null` arrives as the string 'null')."""
+    if value is None or str(value).strip().lower() in ("null", "none", "~"):
+        return None
+    return existing(value, "risk_of_bias")
+
+
 def check_config(
     config: Mapping[str, object], schema: Mapping[str, object], root: str | Path
 ) -> dict[str, object]:
@@ -227,4 +235,5 @@ def check_config(
         "processed_dir": output_dir(get("processed_dir"), "processed_dir", root),
         "results_dir": output_dir(get("results_dir"), "results_dir", root),
         "windows": parse_windows(get("windows")),  # type: ignore[arg-type]
+        "risk_of_bias": _optional_file(get("risk_of_bias"), existing),
     }

@@ -39,6 +39,7 @@ __all__ = [
     "precomputed_effects",
     "read_sheet",
     "read_sheets",
+    "read_text_table",
     "unknown_columns",
 ]
 
@@ -290,6 +291,27 @@ def _table(path: str, header: list[str], records: list[tuple[int, list[str]]]) -
     data = {header[i]: [c.strip() for c in columns[i]] for i in keep}
     frame = pd.DataFrame(data, dtype=object)
     frame["source_row"] = [line for line, _ in records]
+    return frame
+
+
+def read_text_table(path: str | Path, *, label: str | None = None) -> pd.DataFrame:
+    """Read any CSV input of the workflow (not only extraction sheets) as stripped strings.
+
+    The same decoding, CSV and header checks as `read_sheet` (UTF-8/UTF-16, Excel files
+    refused, unclosed quotes, duplicate or unnamed columns, too many fields), each a one-line
+    `SheetError` naming file, line and column; the header is lower-cased. Adds `source_row`
+    (the CSV line number where each record starts). Used by companion inputs such as the
+    risk-of-bias sheet, so there is one CSV reader in the package.
+    """
+    name = label if label is not None else Path(path).as_posix()
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as err:
+        raise SheetError(name, f"cannot be read ({err.strerror})") from None
+    header, records = _records(_decode(raw, name), name)
+    frame = _table(name, header, records)
+    if frame.empty:
+        raise SheetError(name, "has a header but no data rows", line=1)
     return frame
 
 
@@ -623,14 +645,7 @@ def read_sheet(path: str | Path, *, label: str | None = None) -> pd.DataFrame:
     Text cells are stripped strings ("" = not reported); numeric cells are float (NaN = empty).
     """
     name = label if label is not None else Path(path).as_posix()
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as err:
-        raise SheetError(name, f"cannot be read ({err.strerror})") from None
-    header, records = _records(_decode(raw, name), name)
-    frame = _table(name, header, records)
-    if frame.empty:
-        raise SheetError(name, "has a header but no data rows", line=1)
+    frame = read_text_table(path, label=name)
     _check_spelling(name, frame)
     sheet_format = "precomputed" if "yi" in frame and "arm_role" not in frame else "extraction"
     _check_enums(name, frame)
