@@ -146,7 +146,7 @@ def fit_rows(
         stat = beta / se
     crit, pval = crit_and_p(stat, ddf, level)
 
-    fe = r.proj(r.weights(0.0))
+    fe = r.fe_proj()
     qe = np.maximum(0.0, fe.quad(r.y - r.y.sum(axis=1, keepdims=True) / k[:, None] * r.mask))
     qe_p = special.chdtrc(dfr, qe)
     vt = dfr / fe.trace()

@@ -123,16 +123,17 @@ class Projection:
 
 
 def _others(s: Array) -> Array:
-    """sum_{j != i} s_j for every i of every row (s >= 0), without subtracting s_i.
+    """sum_{j != i} s_j for every i of every row (s >= 0), without cancellation.
 
-    Exclusive prefix plus exclusive suffix sums: a sum of non-negative terms, so it keeps full
-    relative precision even where s_i dominates the row total (W1 - w_i would lose it all).
+    total - s_i loses at most a bit while s_i is at most half the row total. At most one term
+    per row exceeds half; for it the sum of the others is added up directly (a sum of
+    non-negative terms, full relative precision) instead of total - s_i, which would lose all
+    digits when weights span many orders of magnitude.
     """
-    out = np.zeros_like(s)
-    if s.shape[1] > 1:
-        out[:, 1:] = np.cumsum(s[:, :-1], axis=1)
-        out[:, :-1] += np.cumsum(s[:, :0:-1], axis=1)[:, ::-1]
-    return out
+    tot = s.sum(axis=1)[:, None]
+    small = s <= 0.5 * tot
+    rest = np.vecdot(s, small)[:, None]  # the sum of the terms that do not dominate
+    return np.where(small, tot - s, rest)
 
 
 class OneColumn:
@@ -168,10 +169,10 @@ class OneColumn:
 
     def coef(self, y: Array) -> Array:
         """WLS coefficient per row, shape (m, 1)."""
-        return ((self.u * y).sum(axis=1) / self.c)[:, None]
+        return (np.vecdot(self.u, y) / self.c)[:, None]
 
     def resid(self, y: Array) -> Array:
-        b = (self.u * y).sum(axis=1) / self.c
+        b = np.vecdot(self.u, y) / self.c
         return y - (b[:, None] if self.x is None else b[:, None] * self.x)
 
     def apply(self, y: Array) -> Array:
@@ -181,13 +182,13 @@ class OneColumn:
     def quad(self, y: Array) -> Array:
         """y' P y = sum w (y - x b)^2."""
         r = self.resid(y)
-        return (self.w * r * r).sum(axis=1)
+        return np.vecdot(self.w * r, r)
 
     def trace(self) -> Array:
-        return (self.w * self.s_others).sum(axis=1) / self.c
+        return np.vecdot(self.w, self.s_others) / self.c
 
     def trace_with(self, d: Array) -> Array:
-        return (d * self.w * self.s_others).sum(axis=1) / self.c
+        return np.vecdot(d * self.w, self.s_others) / self.c
 
     def frob(self, a: Array | None = None, b: Array | None = None) -> Array:
         """sum_ij a_i P_ij^2 b_j (a = b = None: tr(PP))."""

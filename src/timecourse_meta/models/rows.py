@@ -8,7 +8,7 @@ need no mask; ``v0`` (v with 0 on padding) and ``mask`` serve the few sums over 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,6 +29,8 @@ class Rows:
     mask: Array
     k: Array  # studies per row, as float
     X: Array | None = None
+    # projections that depend only on v and X (shared by rows with the same v, e.g. centred y)
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def p(self) -> int:
@@ -57,12 +59,27 @@ class Rows:
         return cls(ys, vs, v0, p.astype(float), p.sum(axis=1).astype(float))
 
     def take(self, idx: IntArray) -> Rows:
-        if idx.size == self.m and (idx.size == 0 or (idx[0] == 0 and idx[-1] == self.m - 1)):
-            return self  # all rows, in order (idx comes from flatnonzero / arange)
+        m = self.m
+        if idx.size == m and (
+            m == 0 or (idx[0] == 0 and idx[-1] == m - 1 and (m < 3 or bool(np.all(np.diff(idx) > 0))))
+        ):
+            return self  # idx is arange(m): all rows, in order
         return Rows(self.y[idx], self.v[idx], self.v0[idx], self.mask[idx], self.k[idx], self.X)
 
     def with_y(self, y: Array) -> Rows:
-        return Rows(y, self.v, self.v0, self.mask, self.k, self.X)
+        return Rows(y, self.v, self.v0, self.mask, self.k, self.X, self._cache)
+
+    def fe_proj(self) -> OneColumn | QRRows:
+        """P at tau^2 = 0 (weights 1 / v), computed once."""
+        if "fe" not in self._cache:
+            self._cache["fe"] = self.proj(1.0 / self.v)
+        return self._cache["fe"]
+
+    def ols_proj(self) -> OneColumn | QRRows:
+        """P of the unweighted (OLS) fit, computed once."""
+        if "ols" not in self._cache:
+            self._cache["ols"] = self.proj(self.mask)
+        return self._cache["ols"]
 
     def weights(self, tau2: Array | float) -> Array:
         """w = 1 / (v + tau^2), 0 on padding; tau2 a scalar or one value per row."""

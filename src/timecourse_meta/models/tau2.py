@@ -137,17 +137,16 @@ def estimate_rows(r: Rows, method: str, ctl: Control, bracket: bool = False) -> 
     error = [""] * n
     notes: list[list[str]] = [[] for _ in range(n)]
     if method in ("DL", "HS"):
-        w = r.weights(0.0)
-        proj = r.proj(w)
+        proj = r.fe_proj()
         rss = proj.quad(r.y)
-        tau2 = (rss - dfr) / proj.trace() if method == "DL" else (rss - r.k) / w.sum(axis=1)
+        tau2 = (rss - dfr) / proj.trace() if method == "DL" else (rss - r.k) / proj.w.sum(axis=1)
     elif method == "SJ":
         tau2_0 = r.var_y()
         tau2 = tau2_0 * qgen(r, tau2_0) / dfr
     elif method == "PM":
         tau2, iters, failed, error = _paule_mandel(r, ctl)
     else:  # HE, and the start of EB / ML / REML
-        ols = r.proj(r.ols_weights())
+        ols = r.ols_proj()
         tau2 = (ols.quad(r.y) - ols.trace_with(r.v0)) / dfr
         if method in ("EB", "ML", "REML"):
             start = np.maximum(np.maximum(0.0, tau2), TAU2_MIN)
@@ -270,6 +269,9 @@ def _fisher_scoring(
             failed[act[j]] = True
             why[act[j]] = f"Fisher scoring step is not finite at iteration {iteration}"
         adj[bad] = 0.0
+        # From tau^2 = 0 a negative step halves until it underflows to -0.0 (~1075 halvings in
+        # metafor's loop): tau^2 stays 0. Take that result directly.
+        adj = np.where((t == TAU2_MIN) & (adj < 0.0), 0.0, adj)
         halve = t + adj < TAU2_MIN
         for _ in range(MAX_HALVINGS):  # step-halving at the boundary, as metafor
             if not halve.any():
@@ -378,17 +380,16 @@ def _ll0_check(
 def _se_tau2(r: Rows, tau2: Array, method: str) -> Array:
     """Standard error of tau^2 as metafor's ``se.tau2`` for each estimator (per row)."""
     k, dfr = r.k, r.k - r.p
-    t = np.maximum(np.nan_to_num(tau2), 0.0)
+    t = np.fmax(tau2, 0.0)  # NaN (failed rows) -> 0
     with np.errstate(invalid="ignore", divide="ignore"):
         if method in ("DL", "HS"):
-            w = r.weights(0.0)
-            proj = r.proj(w)
+            proj = r.fe_proj()
             trp = proj.trace()
             core = 2 * dfr + 4 * t * trp + 2 * t**2 * proj.frob()
-            denom = trp if method == "DL" else w.sum(axis=1)
+            denom = trp if method == "DL" else proj.w.sum(axis=1)
             return np.sqrt(core / denom**2)
         if method == "HE":
-            ols = r.proj(r.ols_weights())
+            ols = r.ols_proj()
             core = 2 * ols.frob(r.v0, r.v0) + 4 * t * ols.trace_with(r.v0) + 2 * t**2 * dfr
             return np.sqrt(core / dfr**2)
         if method == "SJ":
