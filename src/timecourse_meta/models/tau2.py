@@ -318,8 +318,9 @@ def _bracket(
 
     The score is positive at 0 (else tau^2 = 0) and negative for large tau^2 (it behaves like
     -(k - p) / tau^2); the upper end starts at max(tau2.max, 10 x the last iterate) and is
-    doubled until the sign changes (at most 200 times). Brent's method then runs to the
-    fit's ``threshold`` (or machine precision relative to tau^2), at most 1000 iterations.
+    doubled until the sign changes (at most 200 times). Brent's method then runs to a
+    thousandth of the fit's ``threshold`` (or machine precision relative to tau^2), at most
+    1000 iterations.
     """
     rows = np.flatnonzero(failed)
     sub = r.take(rows)
@@ -340,7 +341,7 @@ def _bracket(
         part = sub.take(search)
         found, it, conv = zeroin_rows(
             lambda t, idx: _score(part.take(idx), t, method),
-            np.zeros(search.size), hi[search], s0[search], s_hi[search], ctl.threshold, 1000,
+            np.zeros(search.size), hi[search], s0[search], s_hi[search], ctl.threshold * 1e-3, 1000,
         )  # fmt: skip
         root[search] = np.where(conv, found, np.nan)
         extra[search] = it
