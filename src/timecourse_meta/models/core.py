@@ -148,9 +148,10 @@ def fit_rows(
 
     fe = r.fe_proj()
     qe = np.maximum(0.0, fe.quad(r.y - r.y.sum(axis=1, keepdims=True) / k[:, None] * r.mask))
-    qe_p = special.chdtrc(dfr, qe)
-    vt = dfr / fe.trace()
     with np.errstate(divide="ignore", invalid="ignore"):
+        # k = p (fixed-effect model only): QE = 0 on 0 df, p = 1, as metafor
+        qe_p = np.where(dfr > 0, special.chdtrc(dfr, qe), 1.0)
+        vt = dfr / fe.trace()
         i2_fe = np.where(qe > 0, np.maximum(0.0, 100.0 * (qe - dfr) / qe), 0.0)
         i2 = np.where(is_fe, i2_fe, 100.0 * tau2 / (vt + tau2))
         h2 = np.where(is_fe, qe / dfr, tau2 / vt + 1.0)

@@ -340,8 +340,12 @@ def fit_meta_regression(
     Xa, names = _design(X, k)
     methods = _methods(method)
     check_args(methods, test)
-    if k <= Xa.shape[1]:
-        raise ValueError(f"k = {k} studies cannot support {Xa.shape[1]} coefficients")
+    if k < Xa.shape[1] or (k == Xa.shape[1] and methods[0] != "FE"):
+        # metafor rma.uni: a fixed-effect model may use all k observations (k = p, QE df 0)
+        raise ValueError(
+            "Number of parameters to be estimated is larger than the number of observations "
+            f"(k = {k} studies, {Xa.shape[1]} coefficients{'' if methods[0] == 'FE' else ' + tau^2'})"
+        )
     rows = Rows.single(y, v, Xa)
     fit = fit_rows(rows, methods, test, level, ctl, tau2_ci=False)
     _fail_if_not_fitted(fit)
@@ -397,8 +401,8 @@ def _r2(
     control: Control,
 ) -> float | None:
     """Pseudo-R^2 as metafor (only for models with an intercept and other moderators)."""
-    if not is_int.any() or X.shape[1] == 1:
-        return None
+    if not is_int.any() or X.shape[1] == 1 or X.shape[0] == X.shape[1]:
+        return None  # (k = p: no residual df, R^2 undefined)
     if method == "FE":
         if np.var(y) == 0:
             return 0.0
