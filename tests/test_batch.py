@@ -202,8 +202,9 @@ def test_special_rows_behave_as_documented() -> None:
     assert res.tau2[n - 3] > 100
     assert any("ratio of largest to smallest" in w for w in res.warnings[n - 2])
     assert res.converged[n - 1]
-    assert "Fisher scoring did not converge; tau^2 from bracketing root of the REML score" in (
-        res.warnings[n - 1]
+    assert (
+        "Fisher scoring did not converge; tau^2 from bracketing root of the REML score"
+        in (res.warnings[n - 1])
     )
     strict = fit_random_effects_batch(Y, V, method="REML", test="knha", control=STRICT)
     assert not strict.converged[n - 1]

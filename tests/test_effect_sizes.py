@@ -299,9 +299,9 @@ def test_orient() -> None:
 
 
 # edge.escalc_or_zero_cells of publication_golden.json (publication_golden.R, metafor 3.8.1)
-ZERO_CELLS = json.loads((FIXTURES / "publication_golden.json").read_text(encoding="utf-8"))[
-    "edge"
-]["escalc_or_zero_cells"]
+ZERO_CELLS = json.loads((FIXTURES / "publication_golden.json").read_text(encoding="utf-8"))["edge"][
+    "escalc_or_zero_cells"
+]
 
 
 def _golden_array(values: list) -> np.ndarray:

@@ -180,7 +180,8 @@ def fit_rows(
     logdet_xx = np.log(k) if r.X is None else float(np.linalg.slogdet(r.X.T @ r.X)[1])
     ll_reml = -0.5 * dfr * _LOG_2PI + 0.5 * logdet_xx - 0.5 * logv - 0.5 * proj.logdet() - 0.5 * rss
     return dict(
-        ll_ml=ll_ml, ll_reml=ll_reml, beta=beta, vb=vb, se=se, stat=stat, pval=pval, crit=crit, ddf=ddf, s2w=s2w,
+        ll_ml=ll_ml, ll_reml=ll_reml, beta=beta, vb=vb, se=se, stat=stat, pval=pval, crit=crit,
+        ddf=ddf, s2w=s2w,
         tau2=np.where(failed, np.nan, tau2), tau2_se=tau2_se, iterations=iters, method=used,
         failed=failed, QE=qe, QE_p=qe_p, I2=i2, H2=h2, vt=vt, w=w, proj=proj, resid=resid,
         rss=rss, tau2_ci_low=ci_lo, tau2_ci_high=ci_hi, warnings=warn,

@@ -344,7 +344,8 @@ def fit_meta_regression(
         # metafor rma.uni: a fixed-effect model may use all k observations (k = p, QE df 0)
         raise ValueError(
             "Number of parameters to be estimated is larger than the number of observations "
-            f"(k = {k} studies, {Xa.shape[1]} coefficients{'' if methods[0] == 'FE' else ' + tau^2'})"
+            f"(k = {k} studies, {Xa.shape[1]} coefficients"
+            f"{'' if methods[0] == 'FE' else ' + tau^2'})"
         )
     rows = Rows.single(y, v, Xa)
     fit = fit_rows(rows, methods, test, level, ctl, tau2_ci=False)

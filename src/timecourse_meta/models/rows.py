@@ -42,7 +42,7 @@ class Rows:
 
     @classmethod
     def single(cls, y: Array, v: Array, X: Array | None = None) -> Rows:
-        """One meta-analysis without padding (y, v 1-D); X = None or an all-ones column: intercept."""
+        """One meta-analysis without padding (y, v 1-D); X None or all ones: the intercept."""
         if X is not None and X.shape[1] == 1 and np.all(X[:, 0] == 1.0):
             X = None
         k = np.array([float(y.size)])
@@ -61,7 +61,8 @@ class Rows:
     def take(self, idx: IntArray) -> Rows:
         m = self.m
         if idx.size == m and (
-            m == 0 or (idx[0] == 0 and idx[-1] == m - 1 and (m < 3 or bool(np.all(np.diff(idx) > 0))))
+            m == 0
+            or (idx[0] == 0 and idx[-1] == m - 1 and (m < 3 or bool(np.all(np.diff(idx) > 0))))
         ):
             return self  # idx is arange(m): all rows, in order
         return Rows(self.y[idx], self.v[idx], self.v0[idx], self.mask[idx], self.k[idx], self.X)
