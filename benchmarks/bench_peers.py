@@ -93,14 +93,14 @@ def single_sizes(found: dict[str, Callable], sizes: list[int], repeats: int) -> 
     for k in sizes:
         y, v = data(k)
         budget = 1.0 if k < 10_000 else 3.0
-        t_full = best_time(lambda: full(y, v), repeats, budget)
+        t_full = best_time(lambda y=y, v=v: full(y, v), repeats, budget)
         mine = {
-            m: best_time(lambda m=m: ours(m)(y, v), repeats, budget) for m in ("DL", "REML", "PM")
+            m: best_time(lambda m=m, y=y, v=v: ours(m)(y, v), repeats, budget)
+            for m in ("DL", "REML", "PM")
         }
         print(f"\n## one fit, k = {k}")
-        print(
-            f"{'program / estimator':28s} {'ms':>10s} {'ours ms':>10s} {'ratio':>8s} {'vs full':>8s}"
-        )
+        head = f"{'program / estimator':28s} {'ms':>10s} {'ours ms':>10s}"
+        print(f"{head} {'ratio':>8s} {'vs full':>8s}")
         print(f"{'ours full (REML+KH+CIs)':28s} {1e3 * t_full:10.4f}")
         for m, t in mine.items():
             print(f"{'ours ' + m + ' (z, no tau2 CI)':28s} {1e3 * t:10.4f}")
