@@ -433,3 +433,15 @@ def test_paule_mandel_bound_failure_is_reported() -> None:
     both = fit_random_effects_batch(y, v, method=["PM", "DL"])
     ref = fit_random_effects(y[0], v[0], method=["PM", "DL"])
     assert_row_equal(ref, both, 0, "PM -> DL")
+
+
+@pytest.mark.parametrize("test", ["t", "adhoc"])
+@pytest.mark.parametrize("method", ["DL", "REML", "FE"])
+def test_batch_equals_one_by_one_t_and_adhoc(method: str, test: str) -> None:
+    """metafor's test = "t" and "adhoc" (golden-tested one by one in test_rma_golden.py)."""
+    assert compare_all_rows(method, test) == []
+    res = fit_random_effects_batch(Y, V, method=method, test=test)
+    fitted = res.k > 1
+    if test == "adhoc":  # never narrower than the Wald-variance t interval
+        t_res = fit_random_effects_batch(Y, V, method=method, test="t")
+        assert np.all(res.se[fitted] >= t_res.se[fitted] * (1 - 1e-15))

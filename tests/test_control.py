@@ -260,3 +260,8 @@ def test_metafor_agrees_on_tau2_max(metafor_control_runs: dict[str, str]) -> Non
     np.testing.assert_allclose(res.tau2_ci_low, float(r["ci_max1_lb"]), rtol=RTOL_TAU2_CI)
     assert res.tau2_ci_high == float(r["ci_max1_ub"]) == 1.0
     assert r["ci_max1_ub_sign"] == ">"
+
+
+def test_bracket_must_be_a_bool() -> None:
+    with pytest.raises(ValueError, match="Control.bracket must be True or False"):
+        Control(bracket="yes")  # type: ignore[arg-type]
