@@ -30,7 +30,7 @@ import numpy as np
 from scipy import special
 
 from timecourse_meta.models.control import Control
-from timecourse_meta.models.rows import Array, Rows
+from timecourse_meta.models.rows import Array, Rows, which
 from timecourse_meta.models.tau2 import ESTIMATORS, estimate_rows
 from timecourse_meta.models.tau2_ci import qprofile_rows
 
@@ -91,9 +91,9 @@ def _tau2_sequence(
         ok = ~est.failed
         tau2[pending[ok]], tau2_se[pending[ok]] = est.tau2[ok], est.se[ok]
         iters[pending[ok]] = est.iterations[ok]
-        for j in np.flatnonzero(ok):
+        for j in which(ok):
             warn[pending[j]] += est.notes[j]
-        for j in np.flatnonzero(est.failed):
+        for j in which(est.failed):
             warn[pending[j]].append(f"{meth} failed ({est.error[j]}); falling back")
         pending = pending[est.failed]
     failed = np.zeros(n, dtype=bool)
@@ -119,7 +119,7 @@ def fit_rows(
     tau2, tau2_se, iters, used, warn, failed = _tau2_sequence(r, methods, ctl)
     # fallback notes first, then the estimator's own notes (as metafor's messages)
     is_fe = used == "FE"
-    for i in np.flatnonzero((r.vratio() >= 1e7) & ~failed):
+    for i in which((r.vratio() >= 1e7) & ~failed):
         warn[i].append(VRATIO_NOTE)
 
     t_fit = np.where(failed, 0.0, tau2)
@@ -131,13 +131,14 @@ def fit_rows(
     rss = (w * resid * resid).sum(axis=1)
     s2w = np.ones(r.m)
     if test in ("knha", "adhoc"):
-        for i in np.flatnonzero(is_fe & ~failed):
+        for i in which(is_fe & ~failed):
             warn[i].append("Knapp-Hartung is not meant for fixed-effect models (as metafor warns)")
-        s2w = np.where(rss <= _EPS, 0.0, rss / dfr)
+        with np.errstate(divide="ignore", invalid="ignore"):  # k = p (FE): no residual df
+            s2w = np.where(rss <= _EPS, 0.0, rss / dfr)
         if test == "adhoc":
             s2w = np.maximum(s2w, 1.0)
         else:
-            for i in np.flatnonzero((s2w == 0.0) & ~failed):
+            for i in which((s2w == 0.0) & ~failed):
                 warn[i].append("Knapp-Hartung scale factor is 0 (residuals vanish): SEs are 0")
         vb = s2w[:, None, None] * vb
     ddf = dfr if test in T_TESTS else None
@@ -169,11 +170,11 @@ def fit_rows(
             warn[i].append(TAU2_CI_SKIPPED)
     if ddf is not None:
         name = "the t test" if test == "t" else "Knapp-Hartung"
-        for i in np.flatnonzero((k == 2) & ~failed):
+        for i in which((k == 2) & ~failed):
             warn[i].append(f"k = 2: {name} uses a t distribution with 1 df (very wide CI)")
-    for i in np.flatnonzero((tau2 == 0.0) & ~is_fe & ~failed):
+    for i in which((tau2 == 0.0) & ~is_fe & ~failed):
         warn[i].append("tau^2 estimated at the boundary (0)")
-    for i in np.flatnonzero(failed):
+    for i in which(failed):
         warn[i].append("no estimator converged: row not fitted")
     logv = np.log(np.where(r.mask > 0, r.v0 + t_fit[:, None], 1.0)).sum(axis=1)
     ll_ml = -0.5 * k * _LOG_2PI - 0.5 * logv - 0.5 * rss

@@ -19,6 +19,13 @@ Array = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
 
+def which(cond: NDArray[np.bool_]) -> list[int]:
+    """Indices where ``cond`` is True (np.flatnonzero), cheaply for the one-row case."""
+    if cond.size == 1:
+        return [0] if cond[0] else []
+    return np.flatnonzero(cond).tolist()
+
+
 @dataclass(frozen=True)
 class Rows:
     """Studies of m meta-analyses: y, v (inf on padding), v0 (0 on padding), mask, k, X."""

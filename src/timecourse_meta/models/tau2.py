@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 
 from timecourse_meta.models.control import DEFAULT_CONTROL, Control, resolve
 from timecourse_meta.models.rootfind import zeroin_rows
-from timecourse_meta.models.rows import Array, IntArray, Rows
+from timecourse_meta.models.rows import Array, IntArray, Rows, which
 
 ESTIMATORS = ("DL", "HE", "HS", "SJ", "PM", "EB", "ML", "REML")
 THRESHOLD = DEFAULT_CONTROL.threshold  # metafor's default control$threshold
@@ -153,7 +153,7 @@ def estimate_rows(r: Rows, method: str, ctl: Control, bracket: bool = False) -> 
             tau2, iters, failed, why = _fisher_scoring(r, start, method, ctl)
             if bracket and failed.any():
                 _bracket(r, method, ctl, tau2, iters, failed, notes)
-            for i in np.flatnonzero(failed):
+            for i in which(failed):
                 error[i] = f"{method}: {why[i]}"
             if method in ("ML", "REML"):
                 tau2 = _ll0_check(r, tau2, method == "REML", failed, notes, ctl)
@@ -209,7 +209,7 @@ def _paule_mandel(r: Rows, ctl: Control) -> tuple[Array, IntArray, NDArray[np.bo
     upper = tau2_max_rows(sub) if ctl.tau2_max is None else np.full(search.size, ctl.tau2_max)
     q_up = qgen(sub, upper)
     too_low = q_up > target[search]
-    for j in np.flatnonzero(too_low):
+    for j in which(too_low):
         failed[search[j]] = True
         error[search[j]] = (
             f"Paule-Mandel: Q at tau^2 = {upper[j]:g} still exceeds k - p; tau2.max too low"
@@ -224,7 +224,7 @@ def _paule_mandel(r: Rows, ctl: Control) -> tuple[Array, IntArray, NDArray[np.bo
         ctl.tol, ctl.maxiter,
     )  # fmt: skip
     tau2[rows], iters[rows] = root, it
-    for j in np.flatnonzero(~conv):
+    for j in which(~conv):
         failed[rows[j]] = True
         error[rows[j]] = f"Paule-Mandel: root search did not converge in {ctl.maxiter} iterations"
     return tau2, iters, failed, error
@@ -265,7 +265,7 @@ def _fisher_scoring(
         adj = _fisher_step(sub, t, method)
         adj = np.where(np.isnan(adj), 0.0, adj)  # metafor: a NaN step is no step
         bad = ~np.isfinite(adj)
-        for j in np.flatnonzero(bad):
+        for j in which(bad):
             failed[act[j]] = True
             why[act[j]] = f"Fisher scoring step is not finite at iteration {iteration}"
         adj[bad] = 0.0
@@ -371,7 +371,7 @@ def _ll0_check(
         ll0 = loglik(r, 0.0, reml)
         ll = loglik(r, np.where(failed, 0.0, tau2), reml)
     reset = cand & (ll0 - ll > ctl.tol)
-    for i in np.flatnonzero(reset):
+    for i in which(reset):
         notes[i].append(
             "Fisher scoring may have stopped at a local maximum; tau^2 set to 0 (as metafor)"
         )

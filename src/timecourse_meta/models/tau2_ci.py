@@ -23,7 +23,7 @@ from scipy import special
 
 from timecourse_meta.models.control import Control, resolve
 from timecourse_meta.models.rootfind import zeroin_rows
-from timecourse_meta.models.rows import Array, Rows
+from timecourse_meta.models.rows import Array, Rows, which
 from timecourse_meta.models.tau2 import qgen
 
 
@@ -81,7 +81,7 @@ def qprofile_rows(
         lo_fail[need_lo] = ~conv[need_up.size :]
 
     notes = [""] * n
-    for i in np.flatnonzero(up_zero | up_end | up_fail | lo_end_hit | lo_fail):
+    for i in which(up_zero | up_end | up_fail | lo_end_hit | lo_fail):
         notes[i] = "; ".join(_notes(i, up_zero, up_end, up_fail, lo_end_hit, lo_fail, hi_end, ctl))
     return lower, upper, notes
 
