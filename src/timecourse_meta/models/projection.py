@@ -122,6 +122,16 @@ class Projection:
         return np.sum(self.Q * self.Q, axis=1)
 
 
+_VECDOT_MAX = 256  # np.vecdot is the cheapest call on short rows but very slow on long ones
+
+
+def _dot(a: Array, b: Array) -> Array:
+    """Row-wise dot product sum_j a_ij b_ij of two m x K arrays."""
+    if a.shape[-1] <= _VECDOT_MAX:
+        return np.vecdot(a, b)
+    return np.einsum("ij,ij->i", a, b if b.dtype == a.dtype else b.astype(a.dtype))
+
+
 def _others(s: Array) -> Array:
     """sum_{j != i} s_j for every i of every row (s >= 0), without cancellation.
 
@@ -132,7 +142,7 @@ def _others(s: Array) -> Array:
     """
     tot = s.sum(axis=1)[:, None]
     small = s <= 0.5 * tot
-    rest = np.vecdot(s, small)[:, None]  # the sum of the terms that do not dominate
+    rest = _dot(s, small)[:, None]  # the sum of the terms that do not dominate
     return np.where(small, tot - s, rest)
 
 
@@ -169,10 +179,10 @@ class OneColumn:
 
     def coef(self, y: Array) -> Array:
         """WLS coefficient per row, shape (m, 1)."""
-        return (np.vecdot(self.u, y) / self.c)[:, None]
+        return (_dot(self.u, y) / self.c)[:, None]
 
     def resid(self, y: Array) -> Array:
-        b = np.vecdot(self.u, y) / self.c
+        b = _dot(self.u, y) / self.c
         return y - (b[:, None] if self.x is None else b[:, None] * self.x)
 
     def apply(self, y: Array) -> Array:
@@ -182,13 +192,13 @@ class OneColumn:
     def quad(self, y: Array) -> Array:
         """y' P y = sum w (y - x b)^2."""
         r = self.resid(y)
-        return np.vecdot(self.w * r, r)
+        return _dot(self.w * r, r)
 
     def trace(self) -> Array:
-        return np.vecdot(self.w, self.s_others) / self.c
+        return _dot(self.w, self.s_others) / self.c
 
     def trace_with(self, d: Array) -> Array:
-        return np.vecdot(d * self.w, self.s_others) / self.c
+        return _dot(d * self.w, self.s_others) / self.c
 
     def frob(self, a: Array | None = None, b: Array | None = None) -> Array:
         """sum_ij a_i P_ij^2 b_j (a = b = None: tr(PP))."""
