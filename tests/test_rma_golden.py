@@ -415,3 +415,7 @@ def test_two_study_hang_returns_at_once() -> None:
         assert res.tau2 == 0.0 and res.iterations <= 2, method
     reg = fit_meta_regression(y, v, np.ones((2, 1)), method="REML")
     assert reg.tau2 == 0.0
+    from timecourse_meta.diagnostics.influence import leave_one_out
+
+    loo = leave_one_out([0.30, 0.35, 0.32], [1e-8, 2.0, 1.5], method="REML")
+    assert loo["converged"].all() and (loo.loc[loo.index[2], "tau2"] == 0.0)
