@@ -125,14 +125,14 @@ class Projection:
 _VECDOT_MAX = 256  # np.vecdot is the cheapest call on short rows but very slow on long ones
 
 
-def _dot(a: Array, b: Array) -> Array:
+def row_dot(a: Array, b: Array) -> Array:
     """Row-wise dot product sum_j a_ij b_ij of two m x K arrays."""
     if a.shape[-1] <= _VECDOT_MAX:
         return np.vecdot(a, b)
     return np.einsum("ij,ij->i", a, b if b.dtype == a.dtype else b.astype(a.dtype))
 
 
-def _others(s: Array) -> Array:
+def _others(s: Array, total: Array | None = None) -> Array:
     """sum_{j != i} s_j for every i of every row (s >= 0), without cancellation.
 
     total - s_i loses at most a bit while s_i is at most half the row total. At most one term
@@ -140,9 +140,9 @@ def _others(s: Array) -> Array:
     non-negative terms, full relative precision) instead of total - s_i, which would lose all
     digits when weights span many orders of magnitude.
     """
-    tot = s.sum(axis=1)[:, None]
+    tot = (s.sum(axis=1) if total is None else total)[:, None]
     small = s <= 0.5 * tot
-    rest = _dot(s, small)[:, None]  # the sum of the terms that do not dominate
+    rest = row_dot(s, small)[:, None]  # the sum of the terms that do not dominate
     return np.where(small, tot - s, rest)
 
 
@@ -174,15 +174,15 @@ class OneColumn:
     @property
     def s_others(self) -> Array:
         if self._s_others is None:
-            self._s_others = _others(self.s)
+            self._s_others = _others(self.s, self.c)
         return self._s_others
 
     def coef(self, y: Array) -> Array:
         """WLS coefficient per row, shape (m, 1)."""
-        return (_dot(self.u, y) / self.c)[:, None]
+        return (row_dot(self.u, y) / self.c)[:, None]
 
     def resid(self, y: Array) -> Array:
-        b = _dot(self.u, y) / self.c
+        b = row_dot(self.u, y) / self.c
         return y - (b[:, None] if self.x is None else b[:, None] * self.x)
 
     def apply(self, y: Array) -> Array:
@@ -192,13 +192,13 @@ class OneColumn:
     def quad(self, y: Array) -> Array:
         """y' P y = sum w (y - x b)^2."""
         r = self.resid(y)
-        return _dot(self.w * r, r)
+        return row_dot(self.w * r, r)
 
     def trace(self) -> Array:
-        return _dot(self.w, self.s_others) / self.c
+        return row_dot(self.w, self.s_others) / self.c
 
     def trace_with(self, d: Array) -> Array:
-        return _dot(d * self.w, self.s_others) / self.c
+        return row_dot(d * self.w, self.s_others) / self.c
 
     def frob(self, a: Array | None = None, b: Array | None = None) -> Array:
         """sum_ij a_i P_ij^2 b_j (a = b = None: tr(PP))."""

@@ -32,6 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from timecourse_meta.models.control import DEFAULT_CONTROL, Control, resolve
+from timecourse_meta.models.projection import row_dot
 from timecourse_meta.models.rootfind import zeroin_rows
 from timecourse_meta.models.rows import Array, IntArray, Rows, which
 
@@ -238,9 +239,9 @@ def _fisher_step(r: Rows, t: Array, method: str) -> Array:
         if method == "EB":
             return (proj.quad(r.y) * r.k / (r.k - r.p) - r.k) / w.sum(axis=1)
         py = proj.apply(r.y)
-        py2 = (py * py).sum(axis=1)
+        py2 = row_dot(py, py)
         if method == "ML":
-            return (py2 - w.sum(axis=1)) / (w * w).sum(axis=1)
+            return (py2 - w.sum(axis=1)) / row_dot(w, w)
         return (py2 - proj.trace()) / proj.frob()
 
 
@@ -263,31 +264,37 @@ def _fisher_scoring(
         iteration += 1
         t = tau2[act]
         adj = _fisher_step(sub, t, method)
-        adj = np.where(np.isnan(adj), 0.0, adj)  # metafor: a NaN step is no step
-        bad = ~np.isfinite(adj)
-        for j in which(bad):
-            failed[act[j]] = True
-            why[act[j]] = f"Fisher scoring step is not finite at iteration {iteration}"
-        adj[bad] = 0.0
-        # From tau^2 = 0 a negative step halves until it underflows to -0.0 (~1075 halvings in
-        # metafor's loop): tau^2 stays 0. Take that result directly.
-        adj = np.where((t == TAU2_MIN) & (adj < 0.0), 0.0, adj)
+        bad = None
+        if not np.isfinite(adj).all():  # rare: handled off the fast path
+            adj = np.where(np.isnan(adj), 0.0, adj)  # metafor: a NaN step is no step
+            bad = ~np.isfinite(adj)
+            for j in which(bad):
+                failed[act[j]] = True
+                why[act[j]] = f"Fisher scoring step is not finite at iteration {iteration}"
+            adj[bad] = 0.0
         halve = t + adj < TAU2_MIN
-        for _ in range(MAX_HALVINGS):  # step-halving at the boundary, as metafor
-            if not halve.any():
-                break
-            adj = np.where(halve, adj / 2.0, adj)
+        if halve.any():
+            # From tau^2 = 0 a negative step halves until it underflows to -0.0 (~1075
+            # halvings in metafor's loop): tau^2 stays 0. Take that result directly.
+            adj = np.where((t == TAU2_MIN) & (adj < 0.0), 0.0, adj)
             halve = t + adj < TAU2_MIN
+            for _ in range(MAX_HALVINGS):  # step-halving at the boundary, as metafor
+                if not halve.any():
+                    break
+                adj = np.where(halve, adj / 2.0, adj)
+                halve = t + adj < TAU2_MIN
         new = t + adj
         change = np.abs(t - new)
         tau2[act] = new
         iters[act] = iteration
         if iteration > ctl.maxiter:
-            for i in act[~bad]:
+            for i in act if bad is None else act[~bad]:
                 failed[i] = True
                 why[i] = f"Fisher scoring did not converge in {ctl.maxiter} iterations"
             break
-        keep = (change > ctl.threshold) & ~bad
+        keep = change > ctl.threshold
+        if bad is not None:
+            keep &= ~bad
         if not keep.all():
             act = act[keep]
             sub = r.take(act)
