@@ -63,7 +63,7 @@ def test_one_column_forms_are_exact_at_extreme_weight_ratios(ratio: float) -> No
     for x in (None, rng.uniform(0.5, 2.0, size=k)):
         xs = np.ones(k) if x is None else x
         wf, xf, vf = ([Fraction(float(a)) for a in arr] for arr in (w, xs, v))
-        c = sum(wi * xi * xi for wi, xi in zip(wf, xf))
+        c = sum(wi * xi * xi for wi, xi in zip(wf, xf, strict=True))
         P = [[(wf[i] if i == j else 0) - wf[i] * xf[i] * wf[j] * xf[j] / c for j in range(k)]
              for i in range(k)]  # fmt: skip
         exact = {
