@@ -23,13 +23,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from timecourse_meta import RMAResult, fit_random_effects
-from timecourse_meta.models.batch import (
-    fit_random_effects_batch,
-    fit_random_effects_batch_long,
-    zeroin_batch,
-)
+from timecourse_meta.models.batch import fit_random_effects_batch, fit_random_effects_batch_long
 from timecourse_meta.models.control import Control
-from timecourse_meta.models.rootfind import zeroin
+from timecourse_meta.models.rootfind import zeroin, zeroin_rows
 from timecourse_meta.models.tau2 import ConvergenceError
 
 METHODS = ["FE", "DL", "HE", "HS", "SJ", "PM", "EB", "ML", "REML"]
@@ -49,6 +45,8 @@ RTOL_ILL = 1e-8
 # metafor's converged variant: rma(..., control = list(threshold = 1e-12, tol = 1e-12,
 # maxiter = 1000)) and confint(res, control = list(tol = 1e-12)), as in rma_golden.R.
 TIGHT = Control(threshold=1e-12, tol=1e-12, maxiter=1000, ci_tol=1e-12)
+# metafor's failure semantics: Fisher scoring that does not converge fails the fit.
+STRICT = Control(bracket=False)
 
 # A row on which REML Fisher scoring oscillates and stops after 100 iterations. Found by a random
 # search (numpy default_rng(3), k = 8); metafor 3.8.1 stops on it too with "Fisher scoring
@@ -148,8 +146,10 @@ def compare_all_rows(method: str, test: str, control: Control | None = None) -> 
 @pytest.mark.parametrize("test", TESTS)
 @pytest.mark.parametrize("method", METHODS)
 def test_batch_equals_one_by_one(method: str, test: str) -> None:
-    n_failed = len(compare_all_rows(method, test))
-    # Only the REML/ML/EB oscillation row may fail, and only for an iterative estimator.
+    # Default Control(bracket=True): the REML oscillation row is solved by bracketing.
+    assert compare_all_rows(method, test) == []
+    # metafor's behaviour (bracket=False): only the oscillation row fails, only for REML/ML/EB.
+    n_failed = len(compare_all_rows(method, test, STRICT))
     assert n_failed <= 1
     if method == "REML":
         assert n_failed == 1
@@ -166,7 +166,8 @@ def test_batch_equals_one_by_one_tight_control(method: str, test: str) -> None:
 
 @pytest.mark.parametrize(
     ("method", "control"),
-    [("REML", Control(maxiter=3, ci_maxiter=4)), ("EB", Control(maxiter=2)),
+    [("REML", Control(maxiter=3, ci_maxiter=4, bracket=False)),
+     ("EB", Control(maxiter=2, bracket=False)),
      ("PM", Control(maxiter=5, ci_maxiter=6)), ("PM", Control(tau2_max=2.0)),
      ("DL", Control(tau2_max=2.0))],
 )  # fmt: skip
@@ -200,7 +201,22 @@ def test_special_rows_behave_as_documented() -> None:
     assert any(w.startswith("tau^2 CI: upper bound at 0") for w in res.warnings[n - 4])
     assert res.tau2[n - 3] > 100
     assert any("ratio of largest to smallest" in w for w in res.warnings[n - 2])
-    assert not res.converged[n - 1]
+    assert res.converged[n - 1]
+    assert (
+        "Fisher scoring did not converge; tau^2 from bracketing root of the REML score"
+        in (res.warnings[n - 1])
+    )
+    strict = fit_random_effects_batch(Y, V, method="REML", test="knha", control=STRICT)
+    assert not strict.converged[n - 1]
+
+
+def test_bracketing_root_is_the_converged_reml() -> None:
+    """The bracketed REML root on the oscillation row equals metafor-tight Fisher scoring."""
+    y, v = np.array(REML_FAIL_Y), np.array(REML_FAIL_V)
+    br = fit_random_effects(y, v, method="REML")
+    tight = fit_random_effects(y, v, method="REML", control=TIGHT)
+    assert br.converged and tight.converged
+    np.testing.assert_allclose(br.tau2, tight.tau2, rtol=0, atol=1e-5)  # threshold 1e-5
 
 
 def test_ill_conditioned_row_is_exact_in_batch() -> None:
@@ -231,8 +247,8 @@ def test_fallback_sequence_matches_one_by_one() -> None:
 
 def test_failed_row_does_not_disturb_others() -> None:
     """A failing row is reported, and every other row equals the fit without it."""
-    full = fit_random_effects_batch(Y, V, method="REML")
-    rest = fit_random_effects_batch(Y[:-1], V[:-1], method="REML")
+    full = fit_random_effects_batch(Y, V, method="REML", control=STRICT)
+    rest = fit_random_effects_batch(Y[:-1], V[:-1], method="REML", control=STRICT)
     assert not full.converged[-1]
     assert full.warnings[-1] == [
         "REML failed (REML: Fisher scoring did not converge in 100 iterations); falling back",
@@ -376,7 +392,7 @@ def test_zeroin_batch_visits_the_scalar_iterates() -> None:
         return x * x * x - c[idx]
 
     for maxiter in (1000, 4):
-        root, it, conv = zeroin_batch(
+        root, it, conv = zeroin_rows(
             f_batch, lo, hi, lo * lo * lo - c, hi * hi * hi - c, maxiter=maxiter
         )
         for i in range(n):
@@ -417,3 +433,15 @@ def test_paule_mandel_bound_failure_is_reported() -> None:
     both = fit_random_effects_batch(y, v, method=["PM", "DL"])
     ref = fit_random_effects(y[0], v[0], method=["PM", "DL"])
     assert_row_equal(ref, both, 0, "PM -> DL")
+
+
+@pytest.mark.parametrize("test", ["t", "adhoc"])
+@pytest.mark.parametrize("method", ["DL", "REML", "FE"])
+def test_batch_equals_one_by_one_t_and_adhoc(method: str, test: str) -> None:
+    """metafor's test = "t" and "adhoc" (golden-tested one by one in test_rma_golden.py)."""
+    assert compare_all_rows(method, test) == []
+    res = fit_random_effects_batch(Y, V, method=method, test=test)
+    fitted = res.k > 1
+    if test == "adhoc":  # never narrower than the Wald-variance t interval
+        t_res = fit_random_effects_batch(Y, V, method=method, test="t")
+        assert np.all(res.se[fitted] >= t_res.se[fitted] * (1 - 1e-15))

@@ -26,7 +26,7 @@ from timecourse_meta.diagnostics.influence import cumulative, leave_one_out
 from timecourse_meta.models.batch import fit_random_effects_batch
 from timecourse_meta.models.control import Control
 from timecourse_meta.models.rma import TAU2_CI_SKIPPED
-from timecourse_meta.models.tau2 import ConvergenceError, tau2_max_default
+from timecourse_meta.models.tau2 import BRACKET_NOTE, ConvergenceError, tau2_max_default
 
 GOLDEN = json.loads(
     (Path(__file__).parent / "fixtures" / "metafor" / "rma_golden.json").read_text("utf-8")
@@ -101,15 +101,20 @@ def test_fisher_scoring_maxiter_boundary_and_fallback() -> None:
     assert n >= 2
     ok = fit_random_effects(Y, V, method="REML", control=Control(maxiter=n))
     assert _same(ok, fit_random_effects(Y, V, method="REML"))
+    strict = Control(maxiter=n - 1, bracket=False)  # metafor: stop, no bracketing
     with pytest.raises(ConvergenceError, match=f"did not converge in {n - 1} iterations"):
-        fit_random_effects(Y, V, method="REML", control=Control(maxiter=n - 1))
+        fit_random_effects(Y, V, method="REML", control=strict)
+    # default bracket=True: the last listed estimator is solved by bracketing instead
+    br = fit_random_effects(Y, V, method="REML", control=Control(maxiter=n - 1))
+    assert br.warnings[0] == BRACKET_NOTE.format(m="REML")
+    assert br.tau2 == pytest.approx(ok.tau2, abs=Control().threshold)
     fb = fit_random_effects(Y, V, method=["REML", "DL"], control=Control(maxiter=n - 1))
     dl = fit_random_effects(Y, V, method="DL")
     assert fb.method == "DL" and fb.tau2 == dl.tau2 and fb.estimate == dl.estimate
     assert fb.warnings[0] == (
         f"REML failed (REML: Fisher scoring did not converge in {n - 1} iterations); falling back"
     )
-    batch = fit_random_effects_batch(Y, V, method="REML", control=Control(maxiter=n - 1))
+    batch = fit_random_effects_batch(Y, V, method="REML", control=strict)
     assert not batch.converged[0] and np.isnan(batch.tau2[0])
     assert "did not converge in" in batch.warnings[0][0]
 
@@ -255,3 +260,8 @@ def test_metafor_agrees_on_tau2_max(metafor_control_runs: dict[str, str]) -> Non
     np.testing.assert_allclose(res.tau2_ci_low, float(r["ci_max1_lb"]), rtol=RTOL_TAU2_CI)
     assert res.tau2_ci_high == float(r["ci_max1_ub"]) == 1.0
     assert r["ci_max1_ub_sign"] == ">"
+
+
+def test_bracket_must_be_a_bool() -> None:
+    with pytest.raises(ValueError, match="Control.bracket must be True or False"):
+        Control(bracket="yes")  # type: ignore[arg-type]

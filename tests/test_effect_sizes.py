@@ -297,3 +297,42 @@ def test_split_shared_control() -> None:
 def test_orient() -> None:
     np.testing.assert_array_equal(orient([0.5, -0.2, 0.3], [True, False, True]), [-0.5, -0.2, -0.3])
     np.testing.assert_array_equal(orient([0.5, -0.2], False), [0.5, -0.2])
+
+
+# edge.escalc_or_zero_cells of publication_golden.json (publication_golden.R, metafor 3.8.1)
+ZERO_CELLS = json.loads((FIXTURES / "publication_golden.json").read_text(encoding="utf-8"))["edge"][
+    "escalc_or_zero_cells"
+]
+
+
+def _golden_array(values: list) -> np.ndarray:
+    """JSON null (metafor NA) -> NaN; "Inf"/"-Inf" -> +-inf."""
+    return np.array([np.nan if x is None else float(x) for x in values])
+
+
+@pytest.mark.parametrize(
+    ("key", "to", "drop00"),
+    [("to_none", "none", False), ("default_only0", "only0", False), ("to_all", "all", False),
+     ("to_if0all", "if0all", False), ("drop00", "only0", True)],
+)  # fmt: skip
+def test_zero_cell_patterns_match_metafor(key: str, to: str, drop00: bool) -> None:
+    """escalc(measure="OR", to=...) on 8 zero-cell patterns. With to="none" metafor recodes
+    the +-Inf of log(0) and 1/0 to NA (and warns); so does the engine (NaN + warning)."""
+    tab = ZERO_CELLS["table"]
+    ai, bi, ci, di = (np.array(tab[c], dtype=float) for c in ("ai", "bi", "ci", "di"))
+    if key == "to_none":
+        with pytest.warns(EffectSizeWarning, match="recoded to NaN as metafor does"):
+            res = log_odds_ratio(ai, ai + bi, ci, ci + di, to=to, drop00=drop00)
+    else:
+        res = log_odds_ratio(ai, ai + bi, ci, ci + di, to=to, drop00=drop00)
+    expected = ZERO_CELLS["results"][key]
+    np.testing.assert_allclose(res.yi, _golden_array(expected["yi"]), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(res.vi, _golden_array(expected["vi"]), rtol=1e-12)
+    assert np.isfinite(res.yi).sum() == np.isfinite(_golden_array(expected["yi"])).sum()
+
+
+def test_to_none_without_recoding_would_be_infinite() -> None:
+    """The fixture's plain IEEE values: the cases recoded above really are +-Inf / NaN."""
+    raw = _golden_array(ZERO_CELLS["unrecoded_log_or"])
+    recoded = _golden_array(ZERO_CELLS["results"]["to_none"]["yi"])
+    assert np.isinf(raw).sum() == 5 and np.isnan(recoded).sum() == 7

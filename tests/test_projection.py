@@ -44,3 +44,40 @@ def test_coef_and_hat(case):
     sw = np.sqrt(w)
     H = (sw[:, None] * X) @ np.linalg.inv(XtWX) @ (X.T * sw)
     np.testing.assert_allclose(proj.hat_diag(), np.diag(H), rtol=1e-12)
+
+
+@pytest.mark.parametrize("ratio", [1.0, 1e7, 1e10, 1e14])
+def test_one_column_forms_are_exact_at_extreme_weight_ratios(ratio: float) -> None:
+    """OneColumn's tr(P), tr(PV), tr(PP), tr(PVPV), tr(PPV) against exact rational arithmetic,
+    for the intercept and a slope column, with one weight `ratio` times the others (the dense
+    and textbook forms lose up to eps * ratio here; see projection.py)."""
+    from fractions import Fraction
+
+    from timecourse_meta.models.projection import OneColumn
+
+    rng = np.random.default_rng(11)
+    k = 6
+    w = rng.uniform(0.5, 20, size=k)
+    w[2] *= ratio
+    v = rng.uniform(0.01, 0.5, size=k)
+    for x in (None, rng.uniform(0.5, 2.0, size=k)):
+        xs = np.ones(k) if x is None else x
+        wf, xf, vf = ([Fraction(float(a)) for a in arr] for arr in (w, xs, v))
+        c = sum(wi * xi * xi for wi, xi in zip(wf, xf, strict=True))
+        P = [[(wf[i] if i == j else 0) - wf[i] * xf[i] * wf[j] * xf[j] / c for j in range(k)]
+             for i in range(k)]  # fmt: skip
+        exact = {
+            "trace": sum(P[i][i] for i in range(k)),
+            "trace_v": sum(P[i][i] * vf[i] for i in range(k)),
+            "frob": sum(P[i][j] ** 2 for i in range(k) for j in range(k)),
+            "frob_vv": sum(vf[i] * P[i][j] ** 2 * vf[j] for i in range(k) for j in range(k)),
+            "frob_1v": sum(P[i][j] ** 2 * vf[j] for i in range(k) for j in range(k)),
+        }
+        oc = OneColumn(w[None, :], None if x is None else x[None, :])
+        got = {
+            "trace": oc.trace()[0], "trace_v": oc.trace_with(v[None, :])[0],
+            "frob": oc.frob()[0], "frob_vv": oc.frob(v[None, :], v[None, :])[0],
+            "frob_1v": oc.frob(None, v[None, :])[0],
+        }  # fmt: skip
+        for name, val in got.items():
+            np.testing.assert_allclose(val, float(exact[name]), rtol=1e-13, err_msg=name)

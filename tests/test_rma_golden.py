@@ -321,3 +321,101 @@ def test_fixture_covers_the_brief() -> None:
     assert {"bcg_RR", "normand1999_SMD", "hackshaw1998_OR", "hine1989_RD"} <= set(DATASETS)
     assert len(REG) == 32
     assert GOLDEN["software"]["metafor"] == "3.8.1"
+
+
+# ---------------------------------------------------------------------------------------------
+# publication_golden.json (publication_golden.R, metafor 3.8.1; see README_publication.md):
+# test = "t" / "adhoc" next to z / knha, and the hostile edge cases (variance ratios 1e7-1e10).
+# ---------------------------------------------------------------------------------------------
+
+PUB = json.loads((GOLDEN_PATH.parent / "publication_golden.json").read_text(encoding="utf-8"))
+KNHA = PUB["knha_adhoc"]
+ENGINE_METHODS = {"FE", "DL", "REML", "ML", "PM", "HS", "SJ", "HE", "EB"}
+PUB_FIELDS: dict[str, tuple[str, bool]] = {
+    **{a: kv for a, kv in UNI_FIELDS.items() if a != "weights"},
+    "s2w": ("s2w", False),
+}
+TIGHT_FIT = Control(threshold=1e-12, tol=1e-12, maxiter=1000)
+
+
+def _edge_cases() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(id, data, fit) of every edge.* fit of an estimator the engine has."""
+    edge = PUB["edge"]
+    sets = {"two_study_1e8": edge["two_study_1e8"], "two_study_1e10": edge["two_study_1e10"]}
+    sets.update({f"variance_{k}": v for k, v in edge["variance_ratio"].items()})
+    return [
+        (f"{name}/{fit['id']}", data["data"], fit)
+        for name, data in sets.items()
+        for fit in data["fits"]
+        if fit["method"] in ENGINE_METHODS and fit["fitted"]
+    ]
+
+
+EDGE = _edge_cases()
+
+
+def _check_pub(res: Any, case: dict[str, Any], compare: Callable[..., None]) -> list[str]:
+    failures: list[str] = []
+    _exact("k", res.k, case["k"], failures)
+    _exact("df", res.df, case["df"], failures)
+    for attr, (key, tau2_like) in PUB_FIELDS.items():
+        if key in case:
+            compare(attr, getattr(res, attr), case[key], RTOL, tau2_like, failures)
+    return failures
+
+
+@pytest.mark.parametrize("case", KNHA["fits"], ids=[c["id"] for c in KNHA["fits"]])
+def test_t_knha_adhoc_match_metafor(case: dict[str, Any], metafor_compare) -> None:
+    """rma(test = z / t / knha / adhoc) + predict(): b, se, t, df, p, CI, PI and s2w (the
+    variance factor applied: 1 for z and t, RSS/(k-p) for knha, max(1, RSS/(k-p)) for adhoc)."""
+    d = KNHA["datasets"][case["dataset"]]
+    res = fit_random_effects(d["yi"], d["vi"], method=case["method"], test=case["test"])
+    _fail(case, _check_pub(res, case, metafor_compare))
+
+
+def test_adhoc_is_never_narrower_than_wald() -> None:
+    """The point of "adhoc": where knha is narrower than z (s2w < 1), adhoc uses s2w = 1."""
+    # s2w < 1 beyond rounding (k2_bcg_4_8 has s2w = 1 - 2e-16, see the fixture's notes)
+    narrower = [c for c in KNHA["fits"] if c["test"] == "knha" and c["s2w"] < 1 - 1e-12]
+    assert narrower, "fixture has no case with s2w < 1: the adhoc truncation is untested"
+    for case in narrower:
+        d = KNHA["datasets"][case["dataset"]]
+        adhoc = fit_random_effects(d["yi"], d["vi"], method=case["method"], test="adhoc")
+        wald = fit_random_effects(d["yi"], d["vi"], method=case["method"], test="z")
+        knha = fit_random_effects(d["yi"], d["vi"], method=case["method"], test="knha")
+        assert knha.se < wald.se, case["id"]
+        assert adhoc.s2w == 1.0 and adhoc.se == wald.se and adhoc.se > knha.se, case["id"]
+
+
+@pytest.mark.parametrize(("cid", "data", "case"), EDGE, ids=[c[0] for c in EDGE])
+def test_extreme_variance_ratios_match_metafor(cid, data, case, metafor_compare) -> None:
+    """edge.two_study_1e8 / 1e10 and edge.variance_ratio (1e7, 1e10): the engine's sums of
+    non-negative terms (projection.OneColumn) reproduce metafor where the textbook forms of
+    tr(P) and tr(PP) cancelled (tau^2 = 6.7e-6 instead of 0, NaN SEs, a hang at k = 2).
+
+    "/tight" fits are compared with the engine run under the same tight control. For ML on the
+    variance_ratio sets metafor's default fit stops after one step from HE's 0 (not the ML
+    maximum, README_publication.md); the engine follows the same stopping rule, so the default
+    case is compared with metafor's default and the maximum with the "/tight" case.
+    """
+    control = TIGHT_FIT if case["variant"] == "tight" else None
+    res = fit_random_effects(
+        data["yi"], data["vi"], method=case["method"], test=case["test"], control=control
+    )
+    _fail(case, _check_pub(res, case, metafor_compare), f" on {data['r_call']}")
+    assert any("ratio of largest to smallest" in w for w in res.warnings), cid
+
+
+def test_two_study_hang_returns_at_once() -> None:
+    """The case that used to hang (tr(PP) came out 0, step -inf, unbounded step-halving):
+    REML, ML and EB return tau^2 = 0 within a few iterations, as metafor does."""
+    y, v = [0.30, 0.35], [1e-8, 2.0]
+    for method in ("REML", "ML", "EB"):
+        res = fit_random_effects(y, v, method=method)
+        assert res.tau2 == 0.0 and res.iterations <= 2, method
+    reg = fit_meta_regression(y, v, np.ones((2, 1)), method="REML")
+    assert reg.tau2 == 0.0
+    from timecourse_meta.diagnostics.influence import leave_one_out
+
+    loo = leave_one_out([0.30, 0.35, 0.32], [1e-8, 2.0, 1.5], method="REML")
+    assert loo["converged"].all() and (loo.loc[loo.index[2], "tau2"] == 0.0)

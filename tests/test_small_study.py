@@ -128,3 +128,54 @@ def test_regtest_validation() -> None:
         regtest([0.1, 0.2, 0.3], [0.01, 0.01, 0.01])
     with pytest.raises(ValueError, match="model"):
         regtest([0.1, 0.2, 0.3], [0.01, 0.02, 0.03], model="glm")
+
+
+# publication_golden.json (publication_golden.R, metafor 3.8.1): regtest variants incl. k = 2 and
+# k = 3, and trimfill of FE fits at k = 2 / 3. Where metafor stops, the engine refuses too.
+PUB = json.loads(
+    (Path(__file__).parent / "fixtures" / "metafor" / "publication_golden.json").read_text()
+)
+PUB_REG = PUB["regtest"]["cases"] + PUB["trimfill_small_k"]["regtest_fe"]
+PUB_TF = PUB["trimfill_small_k"]["cases"]
+
+
+def _base(call: str) -> tuple[str, str]:
+    """(method, test) of the base fit ``rma(yi, vi, data=dat, method=..., test=...)``."""
+    method = call.split('method="')[1].split('"')[0] if 'method="' in call else "REML"
+    test = call.split('test="')[1].split('"')[0] if 'test="' in call else "z"
+    return method, test
+
+
+@pytest.mark.parametrize("case", PUB_REG, ids=[c["id"] for c in PUB_REG])
+def test_regtest_variants_match_metafor(case: dict) -> None:
+    datasets = {**PUB["regtest"]["datasets"], **PUB["trimfill_small_k"]["datasets"]}
+    d = datasets[case["dataset"]]
+    method, test = _base(case["base_call"])
+    model, predictor = case["id"].split("/")[2:4]  # error cases store only the id and the call
+    kwargs = dict(model=model, predictor=predictor, method=method, test=test)
+    if case.get("error"):
+        with pytest.raises(ValueError, match=case["error"].rstrip(".")):
+            regtest(d["yi"], d["vi"], ni=d.get("ni"), **kwargs)
+        return
+    res = regtest(d["yi"], d["vi"], ni=d.get("ni"), **kwargs)
+    pairs = {"stat": "stat", "pval": "pval", "est": "limit_est", "ci_low": "limit_ci_lb",
+             "ci_high": "limit_ci_ub", "df": "dfs"}  # fmt: skip
+    for attr, key in pairs.items():
+        assert close(getattr(res, attr), case[key]), (attr, getattr(res, attr), case[key])
+    np.testing.assert_allclose(res.beta, case["fit"]["coef"], rtol=RTOL)
+
+
+@pytest.mark.parametrize("case", PUB_TF, ids=[c["id"] for c in PUB_TF])
+def test_trimfill_small_k_matches_metafor(case: dict) -> None:
+    d = PUB["trimfill_small_k"]["datasets"][case["dataset"]]
+    method, _ = _base(case["base_call"])
+    if case.get("error"):  # Q0 on hackshaw k = 3: sqrt of a negative number, k0 undefined
+        with pytest.raises(RuntimeError, match="estimate of k0 is undefined"):
+            trimfill(d["yi"], d["vi"], estimator=case["estimator"], method=method)
+        return
+    res = trimfill(d["yi"], d["vi"], estimator=case["estimator"], method=method)
+    assert res.k0 == case["k0"] and res.side == case["side"]
+    for attr, key in (("estimate", "b"), ("se", "se"), ("ci_low", "ci_lb"), ("ci_high", "ci_ub")):
+        assert close(getattr(res, attr), case[key]), attr
+    assert close(res.fit.Q, case["QE"]) and close(res.fit.tau2, case["tau2"])
+    np.testing.assert_allclose(np.sort(res.data["yi"]), np.sort(case["yi_filled"]), rtol=RTOL)

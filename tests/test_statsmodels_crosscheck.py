@@ -14,7 +14,7 @@ from scipy import optimize
 from statsmodels.stats.meta_analysis import combine_effects
 
 from timecourse_meta import fit_random_effects
-from timecourse_meta.models.tau2 import _qe
+from timecourse_meta.models.tau2 import qe
 
 GOLDEN = Path(__file__).parent / "fixtures" / "metafor" / "rma_golden.json"
 
@@ -37,7 +37,7 @@ def test_dl_matches_statsmodels(bcg):
 def test_pm_tolerance_gap(bcg):
     yi, vi = bcg
     X = np.ones((yi.size, 1))
-    exact = optimize.brentq(lambda t: _qe(t, yi, vi, X) - (yi.size - 1), 0, 100, xtol=1e-15)
+    exact = optimize.brentq(lambda t: qe(t, yi, vi, X) - (yi.size - 1), 0, 100, xtol=1e-15)
     sm = combine_effects(yi, vi, method_re="pm").tau2
     ours = fit_random_effects(yi, vi, method="PM").tau2
     assert sm == pytest.approx(exact, rel=1e-9)  # statsmodels iterates to the root

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
+from scipy import special
 
 from timecourse_meta.diagnostics.influence import as_study_arrays, fit_pooled
 from timecourse_meta.models.rma import RegressionResult, RMAResult, fit_meta_regression
@@ -69,7 +69,10 @@ def _predictor(v: Array, predictor: str, ni: ArrayLike | None) -> Array:
     if predictor == "vi":
         return v
     if ni is None:
-        raise ValueError(f"predictor {predictor!r} needs sample sizes ni")
+        raise ValueError(
+            "No sample size information available to use this predictor "
+            f"(predictor {predictor!r} needs sample sizes ni; metafor's message)"
+        )
     n = np.asarray(ni, dtype=float).reshape(-1)
     if n.shape != v.shape or not np.all(np.isfinite(n)) or np.any(n <= 0):
         raise ValueError("ni must be positive, finite and one per study")
@@ -84,10 +87,12 @@ def _wls(y: Array, v: Array, X: Array, level: float) -> tuple[Array, Array, int,
     beta = np.linalg.solve(r, q.T @ (y * sw))
     df = y.size - X.shape[1]
     resid = (y - X @ beta) * sw
-    sigma2 = float(resid @ resid) / df
+    # k = p: no residual df, so R's lm has NaN for sigma, the SEs, t and p ("NaNs produced")
+    sigma2 = float(resid @ resid) / df if df > 0 else float("nan")
     r_inv = np.linalg.solve(r, np.eye(X.shape[1]))
     se = np.sqrt(sigma2 * np.sum(r_inv**2, axis=1))  # diag((R'R)^-1) = row sums of R^-1 squared
-    return beta, se, df, float(stats.t.isf((1 - level) / 2, df))
+    crit = float(-special.stdtrit(df, (1 - level) / 2)) if df > 0 else float("nan")
+    return beta, se, df, crit
 
 
 def regtest(
@@ -109,7 +114,12 @@ def regtest(
     """
     if model not in ("rma", "lm"):
         raise ValueError(f"model must be 'rma' or 'lm', got {model!r}")
-    y, v = as_study_arrays(yi, vi, min_k=3)
+    y, v = as_study_arrays(yi, vi, min_k=2)
+    if model == "rma" and y.size == 2 and method.upper() != "FE":
+        # metafor regtest on a k = 2 random-effects fit stops with this message
+        raise ValueError(
+            "Number of parameters to be estimated is larger than the number of observations."
+        )
     X = np.column_stack([np.ones(y.size), _predictor(v, predictor, ni)])
     if np.linalg.matrix_rank(X) < 2:
         raise ValueError("design no longer of full rank after adding the predictor")
@@ -129,7 +139,7 @@ def regtest(
     t = beta / se
     return RegtestResult(
         model=model, predictor=predictor, method=None, test="t", stat=float(t[1]), stat_name="t",
-        pval=float(2 * stats.t.sf(abs(t[1]), df)), df=df,
+        pval=float(2 * special.stdtr(df, -abs(t[1]))) if df > 0 else float("nan"), df=df,
         est=float(beta[0]) if has_limit else None,
         ci_low=float(beta[0] - crit * se[0]) if has_limit else None,
         ci_high=float(beta[0] + crit * se[0]) if has_limit else None,
@@ -201,8 +211,9 @@ def _k0_estimate(yc: Array, estimator: str) -> tuple[float, float]:
     sr = float(np.sum(signed[signed > 0]))
     if estimator == "L0":
         k0 = (4 * sr - k * (k + 1)) / (2 * k - 1)
-    else:  # Q0
-        k0 = k - 0.5 - np.sqrt(2 * k**2 - 4 * sr + 0.25)
+    else:  # Q0 (NaN when 2 k^2 - 4 S_r + 1/4 < 0; metafor then stops, so does trimfill)
+        with np.errstate(invalid="ignore"):
+            k0 = k - 0.5 - np.sqrt(2 * k**2 - 4 * sr + 0.25)
     var_sr = (
         k * (k + 1) * (2 * k + 1) + 10 * k0**3 + 27 * k0**2 + 17 * k0
         - 18 * k * k0**2 - 18 * k * k0 + 6 * k**2 * k0

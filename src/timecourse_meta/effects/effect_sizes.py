@@ -325,6 +325,25 @@ def smd_crossover(
     return yi, vi
 
 
+def _recode_infinite(yi: np.ndarray, vi: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """metafor's escalc: +-Inf in yi or vi is recoded to NA (NaN here), with a warning.
+
+    Without a continuity correction (``to="none"``) a zero cell gives log(0) = -Inf and
+    1/0 = Inf; metafor 3.8.1 warns "Some 'yi' and/or 'vi' values equal to +-Inf. Recoded to NAs."
+    """
+    inf = np.isinf(yi) | np.isinf(vi)
+    if np.any(inf):
+        warnings.warn(
+            f"{what}: {int(np.sum(inf))} value(s) of yi and/or vi equal to +-Inf (zero cells "
+            "without continuity correction), recoded to NaN as metafor does",
+            EffectSizeWarning,
+            stacklevel=3,
+        )
+        yi = np.where(np.isinf(yi), np.nan, yi)
+        vi = np.where(np.isinf(vi), np.nan, vi)
+    return yi, vi
+
+
 def _check_counts(events: np.ndarray, n: np.ndarray) -> None:
     if np.any(events < 0) or np.any(n < 0):
         raise ValueError("counts must be >= 0")
@@ -388,6 +407,7 @@ def log_odds_ratio(
         (a, b, c, d), hit, dz = _two_by_two(ai, n1, ci, n2, add, to, drop00)
         yi = np.log(a / b) - np.log(c / d)
         vi = 1 / a + 1 / b + 1 / c + 1 / d
+    yi, vi = _recode_infinite(yi, vi, "log odds ratio")
     return BinaryEffect(yi, vi, hit, dz)
 
 
@@ -412,6 +432,7 @@ def log_risk_ratio(
         m1, m2 = a + b, c + d
         yi = np.log(a / m1) - np.log(c / m2)
         vi = 1 / a - 1 / m1 + 1 / c - 1 / m2
+    yi, vi = _recode_infinite(yi, vi, "log risk ratio")
     return BinaryEffect(yi, vi, hit, dz)
 
 
@@ -433,6 +454,7 @@ def logit_proportion(
     with np.errstate(invalid="ignore", divide="ignore"):
         yi = np.log(x / m)
         vi = 1 / x + 1 / m
+    yi, vi = _recode_infinite(yi, vi, "logit proportion")
     return BinaryEffect(yi, vi, hit, np.zeros(xi.shape, dtype=bool))
 
 

@@ -44,6 +44,10 @@ class Control:
     * ``ci_maxiter`` -- ``confint(res, control = list(maxiter))``: ``uniroot`` iterations per
       bound (default 1000). A bound that does not converge is NaN with a warning (metafor
       keeps the unconverged iterate with R's uniroot warning).
+    * ``bracket`` -- not a metafor setting. True (default): where ML / REML / EB Fisher
+      scoring does not converge (metafor stops with an error) and no further estimator is
+      listed in ``method``, tau^2 is the bracketed root of the score instead (see ``tau2.py``),
+      with a warning; the fit then never fails. False: fail as metafor does.
     * ``tau2_max`` -- ``rma(control = list(tau2.max))``: upper end of the Paule-Mandel search;
       None means metafor's default max(100, 10 mad(yi)^2). As in metafor (whose ``confint``
       reads the fit's ``control$tau2.max``), a value given here is also the upper end of the
@@ -56,6 +60,7 @@ class Control:
     ci_tol: float = R_UNIROOT_TOL
     ci_maxiter: int = 1000
     tau2_max: float | None = None
+    bracket: bool = True
 
     def __post_init__(self) -> None:
         for name in ("threshold", "tol", "ci_tol"):
@@ -66,6 +71,8 @@ class Control:
             val = getattr(self, name)
             if isinstance(val, bool) or not isinstance(val, Integral) or val < 1:
                 raise ValueError(f"Control.{name} must be an integer >= 1, got {val!r}")
+        if not isinstance(self.bracket, bool):
+            raise ValueError(f"Control.bracket must be True or False, got {self.bracket!r}")
         t = self.tau2_max
         if t is not None and not (isinstance(t, Real) and math.isfinite(t) and t > 0):
             raise ValueError(f"Control.tau2_max must be None or a finite number > 0, got {t!r}")

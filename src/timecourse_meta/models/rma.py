@@ -5,9 +5,12 @@ J Stat Softw 36(3), eqs. 2-5). beta is estimated by weighted least squares with 
 1 / (v_i + tau^2). Tests and intervals:
 
 * ``test="z"``: Wald tests and normal-quantile intervals.
+* ``test="t"``: the Wald variance with t (k - p df) and F (m, k - p df) references.
 * ``test="knha"``: Knapp & Hartung (2003): var(beta) is multiplied by
   s^2 = sum w_i (y_i - x_i' beta)^2 / (k - p) (set to 0 when that sum is below machine epsilon,
   as metafor does), with t (k - p df) and F (m, k - p df) reference distributions.
+* ``test="adhoc"``: as knha with s^2 = max(1, s^2), never narrower than Wald (Knapp & Hartung
+  2003; Jackson et al. 2017; metafor ``test = "adhoc"``).
 * Prediction interval (metafor ``predict``): beta +/- crit * sqrt(se^2 + tau^2), crit from
   the same distribution as the CI (Riley et al. 2011 discuss alternatives).
 * Q, I^2 and H^2 as metafor defines them (Higgins & Thompson 2002, generalised):
@@ -15,6 +18,7 @@ J Stat Softw 36(3), eqs. 2-5). beta is estimated by weighted least squares with 
   H^2 = 1 + tau^2 / s^2 with the typical within-study variance s^2 = (k - p) / tr(P);
   for the fixed-effect model I^2 = 100 max(0, (Q - df) / Q) and H^2 = Q / df.
 
+The computation itself is ``core.fit_rows`` on one row (the batch engine's code, m = 1).
 Iterative steps (Fisher scoring, Paule-Mandel, the Q-profile CI) stop by metafor's rules, taken
 from ``control`` (:class:`~.control.Control`, metafor's ``control`` lists; None = defaults).
 """
@@ -27,18 +31,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
+from scipy import special
 
 from timecourse_meta.models.control import Control, resolve
-from timecourse_meta.models.projection import Projection
-from timecourse_meta.models.tau2 import ESTIMATORS, ConvergenceError, Tau2Estimate, estimate_tau2
-from timecourse_meta.models.tau2_ci import qprofile_ci
+from timecourse_meta.models.core import METHODS, TAU2_CI_SKIPPED, TESTS, check_args, fit_rows
+from timecourse_meta.models.rows import Rows
+from timecourse_meta.models.tau2 import ConvergenceError
 
 Array = NDArray[np.float64]
-METHODS = ("FE", *ESTIMATORS)
-TESTS = ("z", "knha")
-# Warning of a fit run with compute_tau2_ci=False (diagnostics refits filter it by this text).
-TAU2_CI_SKIPPED = "tau^2 CI not computed (compute_tau2_ci=False)"
+__all__ = ["METHODS", "TAU2_CI_SKIPPED", "TESTS", "RMAResult", "RegressionResult"]
+SINGLE_STUDY_NOTE = (
+    "k = 1: no pooling; the single study's own estimate and Wald CI are shown "
+    "(tau^2 = 0, so the prediction interval equals the CI; test z, as metafor)"
+)
 
 
 @dataclass
@@ -79,10 +84,11 @@ class RMAResult:
     loglik_ml: float = float("nan")
     loglik_reml: float = float("nan")
     warnings: list[str] = field(default_factory=list)
+    s2w: float = 1.0  # variance factor applied to var(beta) (Knapp-Hartung; 1 otherwise)
 
     @property
     def stat_name(self) -> str:
-        return "t" if self.test == "knha" else "z"
+        return "z" if self.test == "z" else "t"
 
     def to_frame(self) -> pd.DataFrame:
         """One-row data frame with the pooled-table columns (plus df, stat and warnings)."""
@@ -167,6 +173,7 @@ class RegressionResult:
     loglik_ml: float
     loglik_reml: float
     warnings: list[str] = field(default_factory=list)
+    s2w: float = 1.0  # variance factor applied to vcov (Knapp-Hartung; 1 otherwise)
 
     def coef_table(self) -> pd.DataFrame:
         """Coefficient table: estimate, se, z or t, p-value and CI per coefficient."""
@@ -219,115 +226,15 @@ def _is_intercept(col: Array) -> bool:
     return bool(np.all(col == 1.0))
 
 
-def _tau2_with_fallback(
-    y: Array, v: Array, X: Array, methods: Sequence[str], control: Control
-) -> tuple[Tau2Estimate | None, str, list[str]]:
-    """Try the estimators in order, as metafor does for ``method = c("REML", "DL")``."""
-    notes: list[str] = []
-    for m in methods:
-        if m == "FE":
-            return None, "FE", notes
-        try:
-            return estimate_tau2(y, v, X, m, control), m, notes
-        except ConvergenceError as err:
-            notes.append(f"{m} failed ({err}); falling back")
-    raise ConvergenceError("; ".join(notes) or "no estimator succeeded")
-
-
-def _core(
-    y: Array,
-    v: Array,
-    X: Array,
-    methods: Sequence[str],
-    test: str,
-    level: float,
-    control: Control,
-) -> dict:
-    """Everything metafor's rma.uni computes for one model; shared by both public fits."""
-    k, p = X.shape
-    for m in methods:
-        if m not in METHODS:
-            raise ValueError(f"unknown method {m!r}; expected one of {METHODS}")
-    if test not in TESTS:
-        raise ValueError(f"unknown test {test!r}; expected one of {TESTS}")
-    warnings: list[str] = []
-    if k > p:
-        est, method, notes = _tau2_with_fallback(y, v, X, methods, control)
-        warnings += notes
-    else:
-        est, method = None, methods[0]
-    tau2 = 0.0 if est is None else est.tau2
-    if est is not None:
-        warnings += list(est.warnings)
-    if np.max(v) / np.min(v) >= 1e7:
-        warnings.append(
-            "ratio of largest to smallest sampling variance >= 1e7: results may be unstable"
-        )
-
-    w = 1.0 / (v + tau2)
-    proj = Projection.build(w, X)
-    beta = proj.coef(y)
-    vb = proj.xtwx_inv()
-    resid = y - X @ beta
-    rss_f = float(np.sum(w * resid**2))
-    if test == "knha":
-        if method == "FE":
-            warnings.append("Knapp-Hartung is not meant for fixed-effect models (as metafor warns)")
-        s2w = 0.0 if rss_f <= np.finfo(float).eps else rss_f / (k - p)
-        if s2w == 0.0 and k > p:
-            warnings.append("Knapp-Hartung scale factor is 0 (residuals vanish): SEs are 0")
-        vb = s2w * vb
-        ddf: int | None = k - p
-    else:
-        ddf = None
-    se = np.sqrt(np.diag(vb))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        zval = beta / se
-    alpha = 1.0 - level
-    if ddf is not None:
-        if ddf > 0:
-            pval = 2 * stats.t.sf(np.abs(zval), ddf)
-            crit = float(stats.t.isf(alpha / 2, ddf))
-        else:
-            pval, crit = np.full(p, np.nan), np.nan
-    else:
-        pval = 2 * stats.norm.sf(np.abs(zval))
-        crit = float(stats.norm.isf(alpha / 2))
-
-    # Heterogeneity: Q with weights 1 / v_i, I^2 and H^2 from tau^2 (metafor i2def "1").
-    if k > p:
-        fe = Projection.build(1.0 / v, X)
-        qe = max(0.0, fe.quad(y - y.mean()))
-        qe_p = float(stats.chi2.sf(qe, k - p))
-        vt = (k - p) / fe.trace()
-        if method == "FE":
-            i2 = max(0.0, 100.0 * (qe - (k - p)) / qe) if qe > 0 else 0.0
-            h2 = qe / (k - p)
-        else:
-            i2 = 100.0 * tau2 / (vt + tau2)
-            h2 = tau2 / vt + 1.0
-    else:
-        qe, qe_p, i2, h2, vt = 0.0, 1.0, 0.0, 1.0, 0.0
-
-    logdet_xwx = 2.0 * float(np.sum(np.log(np.abs(np.diag(proj.R)))))
-    logdet_xx = float(np.linalg.slogdet(X.T @ X)[1])
-    ll_ml = -0.5 * k * np.log(2 * np.pi) - 0.5 * np.sum(np.log(v + tau2)) - 0.5 * rss_f
-    ll_reml = (
-        -0.5 * (k - p) * np.log(2 * np.pi) + 0.5 * logdet_xx - 0.5 * np.sum(np.log(v + tau2))
-        - 0.5 * logdet_xwx - 0.5 * rss_f
-    )  # fmt: skip
-    return dict(
-        k=k, p=p, beta=beta, vb=vb, se=se, zval=zval, pval=pval, crit=crit, ddf=ddf,
-        ci_low=beta - crit * se, ci_high=beta + crit * se, tau2=tau2,
-        tau2_se=float("nan") if est is None else est.se,
-        iterations=0 if est is None else est.iterations,
-        method=method, QE=qe, QE_p=qe_p, I2=i2, H2=h2, vt=vt, w=w, proj=proj, resid=resid,
-        ll_ml=float(ll_ml), ll_reml=float(ll_reml), warnings=warnings,
-    )  # fmt: skip
-
-
 def _methods(method: str | Sequence[str]) -> list[str]:
     return [method.upper()] if isinstance(method, str) else [m.upper() for m in method]
+
+
+def _fail_if_not_fitted(fit: dict) -> None:
+    """Raise the ConvergenceError of a model whose estimators all failed (as metafor stops)."""
+    if fit["failed"][0]:
+        notes = [w for w in fit["warnings"][0] if w.endswith("; falling back")]
+        raise ConvergenceError("; ".join(notes) or "no estimator succeeded")
 
 
 def fit_random_effects(
@@ -344,72 +251,68 @@ def fit_random_effects(
     ``method`` is one of FE, DL, HE, HS, SJ, PM, EB, ML, REML, or a sequence tried in order
     when an estimator fails to converge (metafor's ``method = c("REML", "DL")``); the estimator
     actually used is in ``result.method`` and the fallback is recorded in ``result.warnings``.
-    ``test`` is "z" (Wald) or "knha" (Knapp-Hartung). With k = 1 nothing is pooled: the single
+    ``test`` is "z" (Wald), "t", "knha" (Knapp-Hartung) or "adhoc" (Knapp-Hartung never
+    narrower than Wald); see ``core.py``. With k = 1 nothing is pooled: the single
     study's own estimate and Wald interval are returned, with a warning saying so.
     ``control`` sets metafor's stopping rules for the fit and the tau^2 CI
     (:class:`~.control.Control`; None = metafor's defaults). ``compute_tau2_ci=False`` skips the
     Q-profile CI (e.g. for many refits): its bounds and the I^2 / H^2 CIs are then NaN and the
-    warning :data:`TAU2_CI_SKIPPED` says so.
+    warning :data:`TAU2_CI_SKIPPED` says so. This is the batch engine's fit with m = 1.
+    Raises :class:`ConvergenceError` if no listed estimator converges (only possible with
+    ``control.bracket = False`` or PM's tau2.max, see ``Control``).
     """
     ctl = resolve(control)
     y, v = _as_arrays(yi, vi)
     k = y.size
     methods = _methods(method)
+    check_args(methods, test)
     if k == 1:
         return _single_study(y, v, methods[0], test, level)
-    X = np.ones((k, 1))
-    fit = _core(y, v, X, methods, test, level, ctl)
-    warnings = fit["warnings"]
-    tau2 = fit["tau2"]
-    se = float(fit["se"][0])
-    est = float(fit["beta"][0])
-    crit = fit["crit"]
-    pi_half = crit * np.sqrt(se**2 + tau2)
-    if fit["method"] == "FE":
-        ci_t2 = (np.nan, np.nan)
-        i2_ci = h2_ci = (np.nan, np.nan)
-    elif not compute_tau2_ci:
-        ci_t2 = i2_ci = h2_ci = (np.nan, np.nan)
-        warnings.append(TAU2_CI_SKIPPED)
-    else:
-        ci = qprofile_ci(y, v, X, tau2, level, ctl)
-        if ci.note:
-            warnings.append(f"tau^2 CI: {ci.note}")
-        ci_t2 = (ci.low, ci.high)
-        vt = fit["vt"]
-        i2_ci = tuple(100 * t / (vt + t) for t in ci_t2)
-        h2_ci = tuple(t / vt + 1 for t in ci_t2)
-    if k == 2 and test == "knha":
-        warnings.append("k = 2: Knapp-Hartung uses a t distribution with 1 df (very wide CI)")
-    if tau2 == 0.0 and fit["method"] != "FE":
-        warnings.append("tau^2 estimated at the boundary (0)")
+    fit = fit_rows(Rows.single(y, v), methods, test, level, ctl, compute_tau2_ci)
+    _fail_if_not_fitted(fit)
+    return result_from_row(fit, 0, y, v, test, level)
+
+
+def result_from_row(fit: dict, i: int, y: Array, v: Array, test: str, level: float) -> RMAResult:
+    """Row i of a ``core.fit_rows`` result (intercept-only) as an :class:`RMAResult`."""
+    tau2 = float(fit["tau2"][i])
+    se = float(fit["se"][i, 0])
+    est = float(fit["beta"][i, 0])
+    crit = float(fit["crit"][i])
+    pi_half = crit * np.sqrt(se * se + tau2)
+    lo, hi = float(fit["tau2_ci_low"][i]), float(fit["tau2_ci_high"][i])
+    vt = float(fit["vt"][i])
+    w = fit["w"][i, : y.size]
+    k = y.size
+    ddf = fit["ddf"]
     return RMAResult(
-        k=k, estimate=est, se=se, stat=float(fit["zval"][0]), df=fit["ddf"],
-        ci_low=float(fit["ci_low"][0]), ci_high=float(fit["ci_high"][0]),
-        pval=float(fit["pval"][0]),
-        tau2=tau2, tau2_se=fit["tau2_se"], tau2_ci_low=ci_t2[0], tau2_ci_high=ci_t2[1],
-        I2=fit["I2"], H2=fit["H2"], Q=fit["QE"], Q_df=k - 1, Q_p=fit["QE_p"],
-        pi_low=est - pi_half, pi_high=est + pi_half, weights=100 * fit["w"] / fit["w"].sum(),
-        method=fit["method"], test=test, level=level, converged=True, iterations=fit["iterations"],
-        yi=y, vi=v, I2_ci_low=i2_ci[0], I2_ci_high=i2_ci[1], H2_ci_low=h2_ci[0],
-        H2_ci_high=h2_ci[1], loglik_ml=fit["ll_ml"], loglik_reml=fit["ll_reml"], warnings=warnings,
+        k=k, estimate=est, se=se, stat=float(fit["stat"][i, 0]),
+        df=None if ddf is None else k - 1, ci_low=est - crit * se, ci_high=est + crit * se,
+        pval=float(fit["pval"][i, 0]), tau2=tau2, tau2_se=float(fit["tau2_se"][i]),
+        tau2_ci_low=lo, tau2_ci_high=hi, I2=float(fit["I2"][i]), H2=float(fit["H2"][i]),
+        Q=float(fit["QE"][i]), Q_df=k - 1, Q_p=float(fit["QE_p"][i]),
+        pi_low=est - pi_half, pi_high=est + pi_half, weights=100 * w / w.sum(),
+        method=str(fit["method"][i]), test=test, level=level, converged=True,
+        iterations=int(fit["iterations"][i]), yi=y, vi=v,
+        I2_ci_low=100 * lo / (vt + lo), I2_ci_high=100 * hi / (vt + hi),
+        H2_ci_low=lo / vt + 1, H2_ci_high=hi / vt + 1, loglik_ml=float(fit["ll_ml"][i]),
+        loglik_reml=float(fit["ll_reml"][i]), warnings=fit["warnings"][i], s2w=float(fit["s2w"][i]),
     )  # fmt: skip
 
 
 def _single_study(y: Array, v: Array, method: str, test: str, level: float) -> RMAResult:
     se = float(np.sqrt(v[0]))
-    crit = float(stats.norm.isf((1 - level) / 2))
+    crit = float(-special.ndtri((1 - level) / 2))
     z = float(y[0] / se)
     nan = float("nan")
     return RMAResult(
         k=1, estimate=float(y[0]), se=se, stat=z, df=None, ci_low=float(y[0] - crit * se),
-        ci_high=float(y[0] + crit * se), pval=float(2 * stats.norm.sf(abs(z))), tau2=0.0,
+        ci_high=float(y[0] + crit * se), pval=float(2 * special.ndtr(-abs(z))), tau2=0.0,
         tau2_se=nan, tau2_ci_low=nan, tau2_ci_high=nan, I2=0.0, H2=1.0, Q=0.0, Q_df=0, Q_p=1.0,
         pi_low=float(y[0] - crit * se), pi_high=float(y[0] + crit * se),
         weights=np.array([100.0]), method=method, test="z",
         level=level, converged=True, iterations=0, yi=y, vi=v,
-        warnings=["k = 1: no pooling; the single study's own estimate and Wald CI are shown "
-                  "(tau^2 = 0, so the prediction interval equals the CI; test z, as metafor)"],
+        warnings=[SINGLE_STUDY_NOTE],
     )  # fmt: skip
 
 
@@ -436,13 +339,23 @@ def fit_meta_regression(
     k = y.size
     Xa, names = _design(X, k)
     methods = _methods(method)
-    if k <= Xa.shape[1]:
-        raise ValueError(f"k = {k} studies cannot support {Xa.shape[1]} coefficients")
-    fit = _core(y, v, Xa, methods, test, level, ctl)
+    check_args(methods, test)
+    if k < Xa.shape[1] or (k == Xa.shape[1] and methods[0] != "FE"):
+        # metafor rma.uni: a fixed-effect model may use all k observations (k = p, QE df 0)
+        raise ValueError(
+            "Number of parameters to be estimated is larger than the number of observations "
+            f"(k = {k} studies, {Xa.shape[1]} coefficients"
+            f"{'' if methods[0] == 'FE' else ' + tau^2'})"
+        )
+    rows = Rows.single(y, v, Xa)
+    fit = fit_rows(rows, methods, test, level, ctl, tau2_ci=False)
+    _fail_if_not_fitted(fit)
+    warnings = [w for w in fit["warnings"][0] if w != TAU2_CI_SKIPPED]
     p = Xa.shape[1]
     is_int = np.array([_is_intercept(Xa[:, j]) for j in range(p)])
     btt = np.flatnonzero(~is_int) if (is_int.any() and p > 1) else np.arange(p)
-    b, vb = fit["beta"][btt], fit["vb"][np.ix_(btt, btt)]
+    beta, vcov = fit["beta"][0], fit["vb"][0]
+    b, vb = beta[btt], vcov[np.ix_(btt, btt)]
     with np.errstate(divide="ignore", invalid="ignore"):
         qm = (
             float(b @ np.linalg.solve(vb, b))
@@ -453,44 +366,58 @@ def fit_meta_regression(
     if fit["ddf"] is not None:
         qm /= m
         qm_df: tuple[int, int | None] = (m, k - p)
-        qm_p = float(stats.f.sf(qm, m, k - p))
+        qm_p = float(special.fdtrc(m, k - p, qm))
     else:
         qm_df = (m, None)
-        qm_p = float(stats.chi2.sf(qm, m))
-    r2 = _r2(y, v, Xa, fit, test, is_int, ctl)
-    hat = fit["proj"].hat_diag()
+        qm_p = float(special.chdtrc(m, qm))
+    tau2 = float(fit["tau2"][0])
+    method_used = str(fit["method"][0])
+    resid = fit["resid"][0]
+    r2 = _r2(y, v, Xa, method_used, tau2, resid, test, is_int, ctl)
+    w = fit["w"][0]
+    crit = fit["crit"][0]
+    se = fit["se"][0]
     return RegressionResult(
-        names=names, beta=fit["beta"], se=fit["se"], stat=fit["zval"], pval=fit["pval"],
-        ci_low=fit["ci_low"], ci_high=fit["ci_high"], vcov=fit["vb"], df=fit["ddf"],
-        tau2=fit["tau2"], tau2_se=fit["tau2_se"], I2=fit["I2"], H2=fit["H2"], R2=r2,
-        QE=fit["QE"], QE_df=k - p, QE_p=fit["QE_p"], QM=qm, QM_df=qm_df, QM_p=qm_p,
-        fitted=Xa @ fit["beta"], residuals=fit["resid"], hat=hat,
-        weights=100 * fit["w"] / fit["w"].sum(), k=k, p=p, method=fit["method"], test=test,
-        level=level, loglik_ml=fit["ll_ml"], loglik_reml=fit["ll_reml"], warnings=fit["warnings"],
+        names=names, beta=beta, se=se, stat=fit["stat"][0], pval=fit["pval"][0],
+        ci_low=beta - crit * se, ci_high=beta + crit * se, vcov=vcov,
+        df=None if fit["ddf"] is None else k - p, tau2=tau2, tau2_se=float(fit["tau2_se"][0]),
+        I2=float(fit["I2"][0]), H2=float(fit["H2"][0]), R2=r2, QE=float(fit["QE"][0]),
+        QE_df=k - p, QE_p=float(fit["QE_p"][0]), QM=qm, QM_df=qm_df, QM_p=qm_p,
+        fitted=Xa @ beta, residuals=resid, hat=fit["proj"].hat_diag()[0],
+        weights=100 * w / w.sum(), k=k, p=p, method=method_used, test=test, level=level,
+        loglik_ml=float(fit["ll_ml"][0]), loglik_reml=float(fit["ll_reml"][0]), warnings=warnings,
+        s2w=float(fit["s2w"][0]),
     )  # fmt: skip
 
 
 def _r2(
-    y: Array, v: Array, X: Array, fit: dict, test: str, is_int: Array, control: Control
+    y: Array,
+    v: Array,
+    X: Array,
+    method: str,
+    tau2: float,
+    resid: Array,
+    test: str,
+    is_int: Array,
+    control: Control,
 ) -> float | None:
     """Pseudo-R^2 as metafor (only for models with an intercept and other moderators)."""
-    if not is_int.any() or X.shape[1] == 1:
-        return None
-    if fit["method"] == "FE":
+    if not is_int.any() or X.shape[1] == 1 or X.shape[0] == X.shape[1]:
+        return None  # (k = p: no residual df, R^2 undefined)
+    if method == "FE":
         if np.var(y) == 0:
             return 0.0
         w = 1.0 / v
         ybar = np.sum(w * y) / w.sum()
         tss = np.sum(w * (y - ybar) ** 2)
-        rss = np.sum(w * fit["resid"] ** 2)
+        rss = np.sum(w * resid**2)
         k, p = X.shape
         adj = 1 - (rss / tss) * (k - 1) / (k - p)
         return max(0.0, 100 * adj)
-    try:
-        base = _core(y, v, np.ones((y.size, 1)), [fit["method"]], test, 0.95, control)
-    except ConvergenceError:
+    base = fit_rows(Rows.single(y, v), [method], test, 0.95, control, tau2_ci=False)
+    if base["failed"][0]:
         return None
-    tau2_re = base["tau2"]
+    tau2_re = float(base["tau2"][0])
     if tau2_re == 0:
         return 0.0
-    return max(0.0, 100 * (tau2_re - fit["tau2"]) / tau2_re)
+    return max(0.0, 100 * (tau2_re - tau2) / tau2_re)

@@ -139,7 +139,7 @@ def pool_group(
         )
     if k == 1:  # heterogeneity values as metafor reports them for k = 1; see the warning
         row["method"], row["test"] = "none (k = 1)", "z"  # Wald CI of the single study
-    if k == 2 and test != "knha":
+    if k == 2 and test not in ("knha", "adhoc"):
         notes.append("k = 2: tau^2 rests on two studies and is very imprecise")
     notes = list(res.warnings) + notes
     _explain_missing(row, notes)
