@@ -21,15 +21,12 @@ import pytest
 from timecourse_meta.errors import ConfigError
 from timecourse_meta.pipeline.tables import to_csv_text
 from timecourse_meta.pipeline.timecourse_tables import (
-    CONTRAST_COLUMNS,
-    MODEL_COLUMNS,
-    RHO_COLUMNS,
-    STRUCTURE_COLUMNS,
     build_timecourse_tables,
     parse_timecourse_config,
     structure_table,
     timecourse_data,
 )
+from timecourse_meta.schema import CONTRAST_COLUMNS, MODEL_COLUMNS, RHO_COLUMNS, STRUCTURE_COLUMNS
 
 GOLDEN = json.loads(
     (Path(__file__).parent / "fixtures" / "metafor" / "timecourse_workflow_golden.json").read_text()

@@ -46,6 +46,7 @@ from timecourse_meta.models.multivariate import (
 from timecourse_meta.models.multivariate import fit_timecourse as _fit_timecourse
 from timecourse_meta.models.within_cov import WITHIN_KINDS, check_within
 from timecourse_meta.pipeline.tables import format_value
+from timecourse_meta.schema import CONTRAST_COLUMNS, MODEL_COLUMNS, RHO_COLUMNS, STRUCTURE_COLUMNS
 
 __all__ = [
     "CONTRAST_COLUMNS",
@@ -70,94 +71,6 @@ FAILED, NO_DATA, NOT_ESTIMABLE = "failed", "no data", "not estimable"
 SEP = " | "  # between warnings (the fit's own warnings may contain ';')
 # numerical failures of a fit that are reported in the tables instead of stopping the run
 _FIT_ERRORS = (TimecourseMetaError, np.linalg.LinAlgError, ValueError, ArithmeticError)
-
-MODEL_COLUMNS: tuple[str, ...] = (
-    "outcome",
-    "measure",
-    "timepoint",
-    "hours",
-    "k",
-    "studies",
-    "estimate",
-    "se",
-    "ci_low",
-    "ci_high",
-    "pval",
-    "tau2",
-    "struct",
-    "within",
-    "rho",
-    "method",
-    "converged",
-    "status",
-    "warnings",
-)
-CONTRAST_COLUMNS: tuple[str, ...] = (
-    "outcome",
-    "measure",
-    "contrast",
-    "type",
-    "windows",
-    "k",
-    "estimate",
-    "se",
-    "ci_low",
-    "ci_high",
-    "statistic",
-    "stat_type",
-    "df",
-    "pval",
-    "struct",
-    "within",
-    "rho",
-    "method",
-    "status",
-    "warnings",
-)
-STRUCTURE_COLUMNS: tuple[str, ...] = (
-    "outcome",
-    "measure",
-    "struct",
-    "configured",
-    "status",
-    "converged",
-    "loglik",
-    "n_params",
-    "n_var_params",
-    "resid_df",
-    "AIC",
-    "BIC",
-    "AICc",
-    "delta_AIC",
-    "reduced",
-    "LRT",
-    "df",
-    "pval",
-    "tau2",
-    "G_rho",
-    "within",
-    "rho",
-    "method",
-    "note",
-)
-RHO_COLUMNS: tuple[str, ...] = (
-    "outcome",
-    "measure",
-    "rho",
-    "term_type",
-    "term",
-    "k",
-    "estimate",
-    "se",
-    "ci_low",
-    "ci_high",
-    "pval",
-    "struct",
-    "within",
-    "method",
-    "status",
-    "warnings",
-)
 
 
 # --------------------------------------------------------------------------------------------
