@@ -185,7 +185,8 @@ def fig80():
 def test_forest_builds_small(k: int) -> None:
     df = synth(k, seed=k)
     pooled = pooled_for(df) if k > 1 else None
-    fig = forest_plot(df, pooled, title=f"k = {k}")
+    fav = ("Favours placebo", "Favours ketamine")  # labels are parameters (neutral defaults)
+    fig = forest_plot(df, pooled, title=f"k = {k}", favours=fav)
     fig.canvas.draw()
     labels = [t.get_text() for t in by_gid(fig, "study:").values()]
     assert [s for s in labels if s.startswith("Study")] == list(df["label"])
@@ -321,7 +322,7 @@ def test_forest_axis_contains_ci_or_arrow() -> None:
     for i, (lo, hi) in enumerate(zip(df["ci_low"], df["ci_high"], strict=True)):
         assert (f"arrow:{i}:left" in g) == (lo < xmin)
         assert (f"arrow:{i}:right" in g) == (hi > xmax)
-        arrows += (lo < xmin) + (hi > xmax)
+        arrows += int(lo < xmin) + int(hi > xmax)  # int: numpy bools would add as "or"
     assert arrows >= 2  # row 3 leaves on both sides
     # user-given narrow limits: every CI end outside gets an arrow
     fig2 = forest_plot(df, pooled_for(df), xlim=(-0.5, 1.0))

@@ -1,8 +1,18 @@
 # Stage 5: a forest plot per window and the time-course figure.
 
+def _forest_rob(wildcards):
+    """The risk-of-bias sheet as an input when config `risk_of_bias` names an existing file."""
+    path = config.get("risk_of_bias")
+    return {"rob": path} if path and Path(path).exists() else {}
+
+
 rule forest_plot:
     input:
+        unpack(_forest_rob),
         effects=f"{PROC}/effects.parquet",
+        pooled=f"{PROC}/pooled.parquet",
+        weights=f"{PROC}/study_weights.parquet",
+        arms=f"{PROC}/rows_windowed.parquet",
     output:
         png=report(
             f"{FIGURES}/forest_{{timepoint}}.png",
@@ -15,10 +25,9 @@ rule forest_plot:
     params:
         outcome=config["primary_outcome"],
         measure=config["primary_measure"],
-        method=config["method"],
-        method_fallback=config["method_fallback"],
-        test=config["test"],
         level=config["level"],
+        timepoints=TIMEPOINTS,
+        windows=config["windows"],
     wildcard_constraints:
         timepoint="|".join(TIMEPOINTS),
     conda:
