@@ -35,6 +35,7 @@ PIPELINE_ORDER: tuple[str, ...] = (
     "windows",
     "config",
     "pooling",
+    "forest_data",
     "timecourse_tables",
     "claims",
 )

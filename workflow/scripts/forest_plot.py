@@ -44,8 +44,7 @@ with exit_on_error(smk.log[0], "forest_plot") as log:
         rob = rob_overall(pd.read_csv(smk.input.rob, dtype=str), p.outcome)
     fit = {"outcome": p.outcome, "measure": p.measure, "level": p.level}
     data = {
-        w: forest_data(effects, pooled, weights, w, arms=arms, rob=rob, **fit)
-        for w in p.timepoints
+        w: forest_data(effects, pooled, weights, w, arms=arms, rob=rob, **fit) for w in p.timepoints
     }
     studies, pooled_map = data[tp]
     xlim = None
@@ -76,8 +75,10 @@ with exit_on_error(smk.log[0], "forest_plot") as log:
         title=title,
         measure_label=str(cfg.get("measure_label") or MEASURE_LABELS.get(p.measure, p.measure)),
         favours=(f"Favours {comparator}", f"Favours {intervention}"),
-        group_labels=(intervention[:1].upper() + intervention[1:],
-                      comparator[:1].upper() + comparator[1:]),  # fmt: skip
+        group_labels=(
+            intervention[:1].upper() + intervention[1:],
+            comparator[:1].upper() + comparator[1:],
+        ),  # fmt: skip
         xlim=xlim,
         sort=str(opts.get("sort", "study")),
         width=opts.get("width", "double"),

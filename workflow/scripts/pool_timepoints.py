@@ -39,9 +39,7 @@ with exit_on_error(smk.log[0], "pool_timepoints") as log:
     }
     fit = {"method": p.method, "test": p.test, "level": p.level, "method_fallback": FALLBACK}
     # the study weights come from the same fits as the pooled rows (figures draw, never refit)
-    pooled, weights = pool_by_timepoint_weighted(
-        effects, p.timepoints, subgroups=subgroups, **fit
-    )
+    pooled, weights = pool_by_timepoint_weighted(effects, p.timepoints, subgroups=subgroups, **fit)
     tests = subgroup_tests(effects, pooled, p.timepoints, subgroups, **fit)
     write_parquet(pooled, smk.output.pooled)
     write_parquet(weights, smk.output.weights)

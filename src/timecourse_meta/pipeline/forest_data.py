@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from timecourse_meta.effects.sd_recovery import recover_sd
+
 __all__ = ["forest_data", "pooled_mapping", "rob_overall", "study_label"]
 
 SECONDARY_FLAG = "\u2020"
@@ -118,21 +120,19 @@ def pooled_mapping(row: Mapping[str, object] | pd.Series) -> dict[str, object] |
 
 
 def _sd(arm: pd.Series) -> float:
-    """The arm's SD, or SE x sqrt(n) when only the SE was reported (as effects/sd_recovery)."""
-    sd = pd.to_numeric(pd.Series([arm.get("sd")]), errors="coerce").iloc[0]
-    if pd.notna(sd):
-        return float(sd)
-    se = pd.to_numeric(pd.Series([arm.get("se")]), errors="coerce").iloc[0]
-    n = pd.to_numeric(pd.Series([arm.get("n")]), errors="coerce").iloc[0]
-    return float(se * math.sqrt(n)) if pd.notna(se) and pd.notna(n) else math.nan
+    """The arm's SD as the effect used it: reported, else from SE or CI (`recover_sd`)."""
+    num = [pd.to_numeric(pd.Series([arm.get(c)]), errors="coerce").iloc[0]
+           for c in ("sd", "se", "ci_low", "ci_high", "n", "ci_level")]  # fmt: skip
+    level = num[5] if pd.notna(num[5]) else 0.95
+    return float(recover_sd(*([v] for v in num[:5]), ci_level=[level]).sd[0])
 
 
 def _arm_means(sel: pd.DataFrame, arms: pd.DataFrame | None) -> pd.DataFrame:
     """mean_t, sd_t, mean_c, sd_c of the arm rows an effect was computed from (NaN if none).
 
     An effect row's `row_ids` ("file:row;file:row") name the sheet rows it used; means are
-    shown only when exactly one treatment and one control arm row with mean and SD (or SE and
-    n, SD = SE sqrt(n), Cochrane Handbook 6.5.2.2) were used.
+    shown only when exactly one treatment and one control arm row with a mean and an SD
+    (reported or recovered from SE or CI as the effect sizes were, `recover_sd`) were used.
     """
     out = pd.DataFrame(np.nan, index=sel.index, columns=["mean_t", "sd_t", "mean_c", "sd_c"])
     if arms is None or not len(arms) or "row_ids" not in sel:
@@ -180,7 +180,9 @@ def forest_data(
         & (weights["timepoint"] == timepoint)
         & (weights["subgroup"] == "all")
     ]
-    keys = ["comparison_id", "row_ids"]
+    # an effect row is identified by its comparison, time and source rows (those present)
+    keys = [c for c in ("comparison_id", "time_hours", "row_ids")
+            if c in sel and c in w and w[c].notna().any()] or ["comparison_id"]  # fmt: skip
     w = w.drop_duplicates(keys)[[*keys, "weight"]]
     sel = sel.merge(w, on=keys, how="left", validate="many_to_one").set_axis(sel.index)
     crit = float(stats.norm.isf((1 - level) / 2))
@@ -200,8 +202,10 @@ def forest_data(
         "n_control": sel["n_control"].to_numpy(float),
         "yi": yi, "ci_low": yi - crit * np.sqrt(vi), "ci_high": yi + crit * np.sqrt(vi),
         "weight": sel["weight"].to_numpy(float),
-        "flag": np.where(sel["source_type"].to_numpy() == "secondary", SECONDARY_FLAG, ""),
-        "crossover": (sel["design"].astype(str) == "crossover").to_numpy(),
+        "flag": np.where(sel.get("source_type", pd.Series("", sel.index)).to_numpy()
+                         == "secondary", SECONDARY_FLAG, ""),
+        "crossover": (sel.get("design", pd.Series("", sel.index)).astype(str)
+                      == "crossover").to_numpy(),
         "split_control": flags.str.contains("control_split_").to_numpy(),
     })  # fmt: skip
     dup = studies["label"].duplicated(keep=False).to_numpy()

@@ -34,6 +34,7 @@ from timecourse_meta.plots.forest_draw import (
     draw_panel,
     draw_table,
     new_figure,
+    rob_legend,
 )
 from timecourse_meta.plots.forest_layout import ROW_H, auto_xlim
 from timecourse_meta.plots.forest_rows import (
@@ -61,10 +62,13 @@ __all__ = [
 
 MIN_TEXT_PT = 7.0  # smallest text at the saved size (journal artwork minimum)
 NOTE_SIZE = MIN_TEXT_PT
-# fitting variants, tried in order: (table font pt, mean columns, label chars, N columns)
-_VARIANTS = ((FONT_SIZE, True, None, True), (MIN_TEXT_PT, True, None, True),
-             (MIN_TEXT_PT, False, None, True), (MIN_TEXT_PT, False, 28, True),
-             (MIN_TEXT_PT, False, 20, True), (MIN_TEXT_PT, False, 20, False))  # fmt: skip
+# fitting variants, tried in order: (table font pt, mean columns, label chars, N columns,
+# weight column); the last ones are for a single journal column (weight shown by the squares)
+_VARIANTS = ((FONT_SIZE, True, None, True, True), (MIN_TEXT_PT, True, None, True, True),
+             (FONT_SIZE, False, None, True, True), (MIN_TEXT_PT, False, None, True, True),
+             (MIN_TEXT_PT, False, 28, True, True), (MIN_TEXT_PT, False, 20, True, True),
+             (MIN_TEXT_PT, False, 20, False, True),
+             (MIN_TEXT_PT, False, 14, False, False))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -153,21 +157,30 @@ def _empty_figure(title: str | None, message: str, fig_w: float) -> Figure:
 
 def _table(all_df, blocks, pooled, labels: Labels, variant, max_chars: int):
     """(Table, model notes) for one fitting variant."""
-    size, means_ok, chars, show_n = variant
-    with_means = means_ok and all(c in all_df.columns for c in MEANS) and bool(
-        all_df[list(MEANS)].notna().to_numpy().any()
+    size, means_ok, chars, show_n, show_w = variant
+    with_means = (
+        means_ok
+        and all(c in all_df.columns for c in MEANS)
+        and bool(all_df[list(MEANS)].notna().to_numpy().any())
     )
     limit = max_chars if chars is None else min(chars, max_chars)
     body, footer, model_notes = build_rows(all_df, blocks, pooled, with_means, limit)
     sectioned = blocks[0][0] is not None
     left = ["study", *(["mean_t"] if with_means else []), *(["n_t"] if show_n else [])]
     left += [*(["mean_c"] if with_means else []), *(["n_c"] if show_n else [])]
-    right = ["effect", "weight", *(["rob"] if any(r.rob for r in body) else [])]
+    right = [
+        "effect",
+        *(["weight"] if show_w else []),
+        *(["rob"] if any(r.rob for r in body) else []),
+    ]
     header2 = {"study": "Study or subgroup" if sectioned else "Study", "mean_t": "Mean (SD)",
                "n_t": "N", "mean_c": "Mean (SD)", "n_c": "N", "effect": "[95% CI]",
                "weight": "Weight", "plot": "95% CI", "rob": "RoB"}  # fmt: skip
     header1 = {"effect": labels.measure, "plot": labels.measure}
-    groups = {g: [k for k in left if k.endswith(sfx)] for g, sfx in zip(labels.groups, ("_t", "_c"))}
+    groups = {
+        g: [k for k in left if k.endswith(sfx)]
+        for g, sfx in zip(labels.groups, ("_t", "_c"), strict=True)
+    }
     groups = {g: keys for g, keys in groups.items() if keys}
     lines = [r.cells["span"] for r in footer]
     table = Table(body, lines, left, right, header1, header2, groups, size, max(size - 0.5, 7.0))
@@ -201,8 +214,8 @@ def _fit(all_df, blocks, pooled, labels, max_chars, fig_w, measure):
     the N columns go last. If nothing fits, the figure is widened (with a warning).
     """
     tries = [(_VARIANTS[0], lay.MIN_PLOT_W), (_VARIANTS[1], 1.3)]
-    tries += [(v, lay.MIN_PLOT_W) for v in _VARIANTS[2:] if v[3]]
-    tries += [(v, 0.8) for v in _VARIANTS if v[3]] + [(_VARIANTS[-1], 0.8)]
+    tries += [(v, lay.MIN_PLOT_W) for v in _VARIANTS[2:6]]
+    tries += [(v, 0.8) for v in _VARIANTS[2:]] + [(_VARIANTS[-1], 0.6)]
     for variant, min_w in tries:
         t, notes = _table(all_df, blocks, pooled, labels, variant, max_chars)
         widths, span, groups = _measure_columns(t, measure)
@@ -229,7 +242,9 @@ def _limits(t: Table, xlim, fav_w, cols):
         return xmin, xmax, lay.ticks_for(xmin, xmax, None, nbins)
     side = tuple((w + 0.08) / cols.plot_w for w in fav_w)
     xmin, xmax, step = auto_xlim([r.lo for r in studies], [r.hi for r in studies],
-                                 [r.est for r in est], min_side=side, nbins=nbins)  # fmt: skip
+                                 [r.est for r in est], min_side=side)  # fmt: skip
+    if (xmax - xmin) / step > nbins:  # narrow panel: fewer ticks than grid steps
+        return xmin, xmax, lay.ticks_for(xmin, xmax, None, nbins)
     return xmin, xmax, lay.ticks_for(xmin, xmax, step)
 
 
@@ -242,15 +257,27 @@ def _forest(all_df, blocks, pooled, labels, xlim, flag_notes, pooled_line, max_c
     fav_xs = lay.favours_x(xmin, xmax, fav_w, cols.plot_w)
     text_w = fig_w - lay.LEFT_MARGIN - lay.RIGHT_MARGIN
     left_w = cols.left_block - lay.LEFT_MARGIN
-    footer = [ln for s in t.footer for ln in lay.wrap_text(s, left_w, lambda x: measure(x, t.footer_size))]
+    below = left_w < 0.45 * text_w  # narrow left block: footer lines under the favours labels
+    left_w = text_w if below else left_w
+    footer = [
+        ln for s in t.footer for ln in lay.wrap_text(s, left_w, lambda x: measure(x, t.footer_size))
+    ]
     t = Table(t.body, footer, t.left_keys, t.right_keys, t.header1, t.header2, t.groups,
               t.size, t.footer_size)  # fmt: skip
     notes = footnotes(all_df, t.body, flag_notes, model_notes)
     lines = [ln for s in notes for ln in lay.wrap_text(s, text_w, lambda x: measure(x, NOTE_SIZE))]
     rob = rob_present(t.body)
-    title = lay.wrap_text(labels.title, text_w, lambda x: measure(x, t.size + 1, "bold")) if labels.title else []
+    rob_lines = (
+        rob_legend(rob, NOTE_SIZE, measure, fig_w - lay.RIGHT_MARGIN)[-1][0] + 1 if rob else 0
+    )
+    title = (
+        lay.wrap_text(labels.title, text_w, lambda x: measure(x, t.size + 1, "bold"))
+        if labels.title
+        else []
+    )
     vert = lay.layout_vertical(len(t.body), n_title=len(title), n_footer=len(footer),
-                               n_notes=len(lines) + bool(rob), fav_stacked=fav_xs[2])  # fmt: skip
+                               n_notes=len(lines) + rob_lines, fav_stacked=fav_xs[2],
+                               footer_below=below)  # fmt: skip
     fig = new_figure(fig_w, vert.fig_h)
     ax = fig.add_axes((cols.plot_left / fig_w, vert.ax_bottom / vert.fig_h, cols.plot_w / fig_w,
                        len(t.body) * ROW_H / vert.fig_h))  # fmt: skip

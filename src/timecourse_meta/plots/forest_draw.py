@@ -25,16 +25,16 @@ from matplotlib.ticker import FixedLocator
 from timecourse_meta.plots.figures import DPI, PALETTE
 from timecourse_meta.plots.forest_layout import (
     LEFT_MARGIN,
-    NOTE_LINE,
     RIGHT_MARGIN,
     ROW_H,
     Columns,
     Vertical,
+    flow,
     tick_labels,
 )
 from timecourse_meta.plots.forest_rows import ROB_LABELS, Row
 
-__all__ = ["Measurer", "draw_notes", "draw_panel", "draw_table", "new_figure"]
+__all__ = ["Measurer", "draw_notes", "draw_panel", "draw_table", "new_figure", "rob_legend"]
 
 TEXT_PAD = 1.04  # measured widths padded by 4 % (hinting differs slightly by dpi)
 SQUARE_COLOUR = PALETTE["blue"]
@@ -49,6 +49,7 @@ ROB_COLOURS = {
     "unclear": PALETTE["orange"],
     "high": PALETTE["red"],
 }
+ROB_HEAD = "RoB (overall risk of bias):"
 # arrowheads with the tip at the marker's anchor, so the tip sits exactly on the axis limit
 _ARROW_RIGHT = [(0.0, 0.0), (-1.0, 0.45), (-1.0, -0.45), (0.0, 0.0)]
 _ARROW_LEFT = [(0.0, 0.0), (1.0, 0.45), (1.0, -0.45), (0.0, 0.0)]
@@ -114,7 +115,7 @@ def draw_table(fig: Figure, t: Table, cols: Columns, vert: Vertical, title: list
         if row.rob:
             _rob_dot(fig, cols.xpos["rob"], y, row.rob, f"rob:{i}")
     for j, s in enumerate(t.footer):
-        y = vert.ax_bottom - (0.9 + j) * ROW_H
+        y = vert.footer_y(j)
         _text(fig, LEFT_MARGIN, y, s, f"footer:{j}", fontsize=t.footer_size, ha="left")
     for key in [*t.left_keys, *t.right_keys, "plot"]:
         for line, hdr, dy in ((1, t.header2, 0.22), (2, t.header1, 1.17)):
@@ -147,22 +148,27 @@ def _rob_dot(fig: Figure, x: float, y: float, judgement: str, gid: str) -> None:
     )  # fmt: skip
 
 
+def rob_legend(rob: Sequence[str], size: float, measure, max_x: float) -> list[tuple[int, float]]:
+    """(line, x) of each legend item (dot + label) after the 'RoB' heading."""
+    head = measure(ROB_HEAD, size) + 0.1
+    widths = [0.09 + measure(ROB_LABELS.get(v, v), size) for v in rob]
+    return flow(widths, LEFT_MARGIN + head, max_x, 0.12)
+
+
 def draw_notes(
     fig: Figure, notes: Sequence[str], vert: Vertical, size: float, rob: Sequence[str], measure
 ) -> None:
-    """Footnote lines at the bottom; a risk-of-bias legend (dots) as the first line."""
+    """Footnote lines at the bottom; a risk-of-bias legend (dots) on the first line(s)."""
     line = 0
     if rob:
-        y = vert.note_y(0)
-        head = "RoB (overall risk of bias):"
-        _text(fig, LEFT_MARGIN, y, head, "footnote:rob", fontsize=size, ha="left")
-        x = LEFT_MARGIN + measure(head, size) + 0.1
-        for v in rob:
+        _text(fig, LEFT_MARGIN, vert.note_y(0), ROB_HEAD, "footnote:rob", fontsize=size, ha="left")
+        places = rob_legend(rob, size, measure, fig.get_size_inches()[0] - RIGHT_MARGIN)
+        for v, (ln, x) in zip(rob, places, strict=True):
+            y = vert.note_y(ln)
             _rob_dot(fig, x + 0.03, y, v, f"rob-legend:{v}")
-            label = ROB_LABELS.get(v, v)
-            _text(fig, x + 0.09, y, label, f"footnote:rob:{v}", fontsize=size, ha="left")
-            x += 0.09 + measure(label, size) + 0.12
-        line = 1
+            _text(fig, x + 0.09, y, ROB_LABELS.get(v, v), f"footnote:rob:{v}", fontsize=size,
+                  ha="left")  # fmt: skip
+        line = places[-1][0] + 1
     for j, s in enumerate(notes):
         _text(fig, LEFT_MARGIN, vert.note_y(line + j), s, f"footnote:{j}", fontsize=size,
               ha="left")  # fmt: skip
@@ -186,8 +192,12 @@ def draw_favours(fig: Figure, favours: Sequence[str], xs: tuple[float, float, bo
                  cols: Columns, vert: Vertical, size: float) -> None:  # fmt: skip
     lx, rx, stacked = xs
     fy = vert.ax_bottom - 1.35 * ROW_H
-    for side, s, x, dy, ha in (("left", favours[0], lx, 0.0, "right"),
-                               ("right", favours[1], rx, -ROW_H if stacked else 0.0, "left")):  # fmt: skip
+    if stacked:  # one above the other, centred, the side shown by an arrow
+        left, right = f"\u2190 {favours[0]}", f"{favours[1]} \u2192"
+        rows = (("left", left, lx, 0.0, "center"), ("right", right, rx, -ROW_H, "center"))
+    else:
+        rows = (("left", favours[0], lx, 0.0, "right"), ("right", favours[1], rx, 0.0, "left"))
+    for side, s, x, dy, ha in rows:
         _text(fig, cols.plot_left + x, fy + dy, s, f"favours:{side}", fontsize=size, va="top",
               ha=ha)  # fmt: skip
 

@@ -26,6 +26,7 @@ __all__ = [
     "auto_xlim",
     "favours_x",
     "figure_width",
+    "flow",
     "layout_columns",
     "layout_vertical",
     "tick_labels",
@@ -95,6 +96,20 @@ def wrap_text(text: str, max_w: float, measure: Callable[[str], float]) -> list[
     return lines or [""]
 
 
+def flow(
+    widths: Sequence[float], start: float, max_x: float, gap: float
+) -> list[tuple[int, float]]:
+    """(line, x) of items of the given widths laid left to right from ``start``, wrapping to
+    ``LEFT_MARGIN`` on a new line when an item would pass ``max_x`` (legend rows)."""
+    out, line, x = [], 0, start
+    for w in widths:
+        if x + w > max_x and x > LEFT_MARGIN:
+            line, x = line + 1, LEFT_MARGIN
+        out.append((line, x))
+        x += w + gap
+    return out
+
+
 # ---- axis limits and ticks ---------------------------------------------------------------
 def _locator(nbins: int) -> MaxNLocator:
     return MaxNLocator(nbins=max(2, nbins), steps=[1, 2, 2.5, 5, 10])
@@ -151,9 +166,7 @@ def auto_xlim(
     return xmin, xmax, step
 
 
-def ticks_for(
-    xmin: float, xmax: float, step: float | None = None, nbins: int = 6
-) -> np.ndarray:
+def ticks_for(xmin: float, xmax: float, step: float | None = None, nbins: int = 6) -> np.ndarray:
     """Tick positions: the auto grid (with ``step``) or MaxNLocator ticks inside user limits."""
     if step is not None:
         ticks = np.arange(xmin, xmax + step / 2, step)
@@ -251,7 +264,9 @@ def favours_x(
         if lx - fav_w[0] >= -gap and rx + fav_w[1] <= plot_w + gap:
             return lx, rx, False
     lx, rx = fav_w[0], plot_w - fav_w[1]
-    return lx, rx, lx + 2 * gap > rx
+    if lx + 2 * gap > rx:  # stacked: both centred under the panel (arrows give the side)
+        return plot_w / 2, plot_w / 2, True
+    return lx, rx, False
 
 
 # ---- vertical layout ---------------------------------------------------------------------
@@ -263,6 +278,11 @@ class Vertical:
     ax_bottom: float
     n_body: int
     note_h: float
+    footer_top: float = 0.4
+
+    def footer_y(self, line: int) -> float:
+        """Centre of footer line ``line`` (heterogeneity, tests) under the body."""
+        return self.ax_bottom - (self.footer_top + 0.5 + line) * ROW_H
 
     def row_y(self, row: float) -> float:
         """Inches from the figure bottom of body row ``row`` (0 = first; negative: above)."""
@@ -278,13 +298,25 @@ class Vertical:
 
 
 def layout_vertical(
-    n_body: int, *, n_title: int, n_footer: int, n_notes: int, fav_stacked: bool
+    n_body: int,
+    *,
+    n_title: int,
+    n_footer: int,
+    n_notes: int,
+    fav_stacked: bool,
+    footer_below: bool = False,
 ) -> Vertical:
     """Row-height grid: title lines, two header lines and rules, the body (one row per
-    table row), then tick labels, favours labels and footer lines, then the footnotes."""
+    table row), then tick labels, favours labels and footer lines (beside the axis, or under
+    the favours labels when ``footer_below``), then the footnotes."""
     above = 2.75 + (n_title * TITLE_LINE if n_title else 0.0)
-    below = max(0.9 + n_footer - 0.5, 2.6 + fav_stacked) + 0.3
+    axis_rows = 2.6 + fav_stacked
+    if footer_below:
+        below = axis_rows + n_footer + 0.3
+    else:
+        below = max(0.9 + n_footer - 0.5, axis_rows) + 0.3
     note_h = n_notes * NOTE_LINE * ROW_H
     fig_h = TOP_MARGIN + (above + n_body + below) * ROW_H + note_h + BOTTOM_MARGIN
     ax_bottom = BOTTOM_MARGIN + note_h + below * ROW_H
-    return Vertical(fig_h, ax_bottom, n_body, note_h)
+    footer_top = axis_rows + 0.1 if footer_below else 0.4  # rows below the axis, first line
+    return Vertical(fig_h, ax_bottom, n_body, note_h, footer_top)

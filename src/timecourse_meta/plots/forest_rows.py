@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from timecourse_meta.plots.figures import FONT_SIZE
 from timecourse_meta.plots.forest_text import (
     ci_text,
     greek,
@@ -194,12 +193,13 @@ def pooled_rows(
     overall: bool,
     default_label: str,
     show_weight: bool,
+    max_chars: int = 45,
 ) -> tuple[list[Row], list[Row], list[str]]:
     """(rows inside the table, heterogeneity/test lines, notes) for one pooled block."""
     if pooled is None:
         return [], [], []
     est = to_float(pooled.get("estimate"))
-    cells = {"study": str(pooled.get("label") or default_label)}
+    cells = {"study": truncate(str(pooled.get("label") or default_label), max_chars)}
     for key, col in (("n_t", "n_treatment"), ("n_c", "n_control")):
         n = pd.to_numeric(df[col], errors="coerce") if len(df) else pd.Series(dtype=float)
         if len(n) and n.notna().all():
@@ -253,7 +253,12 @@ def build_rows(
         body.extend(study_rows(df, with_means, digits, max_label_chars))
         if sectioned:
             table, text, sub_notes = pooled_rows(
-                sub_pooled, df, overall=False, default_label="Subtotal", show_weight=True
+                sub_pooled,
+                df,
+                overall=False,
+                default_label="Subtotal",
+                show_weight=True,
+                max_chars=max_label_chars,
             )
             if sub_pooled is None and len(df) == 1:
                 text = [Row("note", {"span": "Single study: no pooled estimate"}, style="italic")]
@@ -267,6 +272,7 @@ def build_rows(
             overall=True,
             default_label="Random-effects model",
             show_weight=not sectioned,
+            max_chars=max_label_chars,
         )
         if not sectioned:
             body.append(Row("blank"))
@@ -310,7 +316,9 @@ def footnotes(
     if any(r.cells.get("mean_t", "").startswith(CHANGE_MARK) for r in body):
         notes.append(f"{CHANGE_MARK}: mean change from baseline (other means: values after dosing)")
     if any(r.kind == "study" and math.isfinite(r.est) and not math.isfinite(r.w) for r in body):
-        warnings.warn("forest_plot: some studies have no weight; drawn at minimum size", stacklevel=4)
+        warnings.warn(
+            "forest_plot: some studies have no weight; drawn at minimum size", stacklevel=4
+        )
         notes.append("\u2013: weight not available (square drawn at minimum size)")
     if "crossover" in all_df and all_df["crossover"].fillna(False).astype(bool).any():
         total = participants_total(all_df)
