@@ -18,7 +18,12 @@ import pytest
 
 from timecourse_meta.diagnostics.subgroups import subgroup_analysis
 from timecourse_meta.models.rma import fit_random_effects
-from timecourse_meta.pipeline.forest_data import forest_data, pooled_mapping, study_label
+from timecourse_meta.pipeline.forest_data import (
+    forest_data,
+    pooled_mapping,
+    rob_overall,
+    study_label,
+)
 from timecourse_meta.pipeline.pooling import (
     POOLED_COLUMNS,
     STUDY_WEIGHT_COLUMNS,
@@ -304,6 +309,29 @@ def test_forest_data_failed_window_keeps_studies(effects: pd.DataFrame) -> None:
     assert pooled_map is not None and "estimate" not in pooled_map
     assert pooled_map["note"] == "not pooled: no tau^2 estimator converged (tried REML then DL)"
     assert pooled_mapping(pd.Series({"k": 1, "estimate": 0.3})) is None
+
+
+def test_rob_overall_as_written_or_by_the_rob1_summary_rule() -> None:
+    sheet = pd.DataFrame(
+        [
+            ("A", "all", "overall", "not_assessed"),
+            ("B", "all", "random_sequence_generation", "low"),
+            ("B", "all", "allocation_concealment", "unclear"),
+            ("B", "all", "other_bias", "not_assessed"),
+            ("C", "all", "random_sequence_generation", "low"),
+            ("C", "all", "selective_reporting", "high"),
+            ("D", "all", "random_sequence_generation", "low"),
+            ("D", "all", "allocation_concealment", "low"),
+            ("E", "all", "overall", "low"),
+            ("E", "score", "overall", "high"),  # outcome-specific row wins
+            ("F", "response", "overall", "high"),  # another outcome: not used
+        ],
+        columns=["study_id", "outcome", "domain", "judgement"],
+    )
+    got = rob_overall(sheet, "score")
+    assert got == {"A": "not_assessed", "B": "unclear", "C": "high", "D": "low", "E": "high"}
+    with pytest.raises(ValueError, match="judgement"):
+        rob_overall(sheet.drop(columns=["judgement"]), "score")
 
 
 @pytest.mark.parametrize(

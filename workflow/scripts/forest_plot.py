@@ -19,6 +19,10 @@ from timecourse_meta.plots.forest_text import title_text, window_text
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 
 OUTCOME_TITLES = {"score": "depression score", "response": "response", "remission": "remission"}
+ROB_NOTE = (
+    "RoB: the sheet's overall judgement, else the worst domain judgement (RoB 1 summary, "
+    "Higgins et al. 2011, BMJ 343:d5928, Table 2)"
+)
 MEASURE_LABELS = {"SMD": "Hedges' g", "OR": "log odds ratio", "RR": "log risk ratio"}
 
 
@@ -82,6 +86,7 @@ with exit_on_error(smk.log[0], "forest_plot") as log:
         xlim=xlim,
         sort=str(opts.get("sort", "study")),
         width=opts.get("width", "double"),
+        notes=[ROB_NOTE] if rob is not None else [],
     )
     save_figure(fig, smk.output.png)
     save_figure(fig, smk.output.pdf)

@@ -66,23 +66,37 @@ def study_label(
     return label, year
 
 
+_ROB_ORDER = {"low": 0, "unclear": 1, "some_concerns": 1, "high": 2}
+
+
 def rob_overall(rob: pd.DataFrame, outcome: str) -> dict[str, str]:
     """study_id -> overall risk-of-bias judgement from a risk_of_bias.csv sheet.
 
-    Rows with domain 'overall' whose `outcome` is the analysed outcome or 'all' (an
-    outcome-specific row wins). Judgements are passed on as written (low, unclear,
-    some_concerns, high, not_assessed).
+    A row with domain 'overall' (outcome = the analysed outcome or 'all'; outcome-specific
+    wins) is used as written. Without one, the overall judgement is derived from the domain
+    judgements by the RoB 1 summary rule (Higgins et al. 2011, BMJ 343:d5928, Table 2): high
+    if any domain is high, unclear if any is unclear (or some_concerns), low if all assessed
+    domains are low; every domain is treated as key and not_assessed domains are ignored;
+    not_assessed when no domain was judged.
     """
     need = {"study_id", "domain", "judgement"}
     if not need <= set(rob.columns):
         missing = sorted(need - set(rob.columns))
         raise ValueError(f"risk-of-bias sheet: missing column(s) {missing}")
-    sel = rob[rob["domain"].astype(str).str.lower() == "overall"].copy()
+    sel = rob
     if "outcome" in sel:
         sel = sel[sel["outcome"].astype(str).isin([outcome, "all"])]
         sel = sel.assign(_spec=(sel["outcome"].astype(str) == outcome).astype(int))
         sel = sel.sort_values(["study_id", "_spec"], kind="mergesort")
-    return {str(s): str(j) for s, j in zip(sel["study_id"], sel["judgement"], strict=True)}
+    out: dict[str, str] = {}
+    for sid, rows in sel.groupby(sel["study_id"].astype(str), sort=True):
+        overall = rows[rows["domain"].astype(str).str.lower() == "overall"]
+        if len(overall):
+            out[sid] = str(overall["judgement"].iloc[-1])
+            continue
+        ranks = [_ROB_ORDER[j] for j in rows["judgement"].astype(str) if j in _ROB_ORDER]
+        out[sid] = ("low", "unclear", "high")[max(ranks)] if ranks else "not_assessed"
+    return out
 
 
 def pooled_mapping(row: Mapping[str, object] | pd.Series) -> dict[str, object] | None:

@@ -77,6 +77,7 @@ class Labels:
     favours: tuple[str, str]
     groups: tuple[str, str]
     title: str | None
+    notes: tuple[str, ...] = ()
 
 
 def data_xlim(
@@ -111,6 +112,7 @@ def forest_plot(
     max_label_chars: int = 45,
     sort: str = "study",
     width: str | float = "double",
+    notes: Sequence[str] = (),
 ) -> Figure:
     """Draw a forest plot and return the (Agg-backed) figure; see module docstring for layout.
 
@@ -124,7 +126,7 @@ def forest_plot(
     pval, k, label, optional ``note`` and ``subgroup_test``; without estimate the pooled row
     says 'Not estimable' and the note says why. ``sections``: (header, studies, pooled) per
     subgroup. ``sort``: study | effect | weight | year. ``width``: 'single' (85 mm), 'double'
-    (174 mm) or mm. Squares have area proportional to weight (side floor 2.5 pt).
+    (174 mm) or mm. ``notes``: extra footnotes (after the generated ones). Squares have area proportional to weight (side floor 2.5 pt).
     """
     pooled = dict(pooled) if pooled is not None else None
     check_studies(studies, "studies")
@@ -137,7 +139,13 @@ def forest_plot(
     raw = sections if sections else [(None, studies, None)]
     blocks: list[Block] = [(n, sort_studies(df, sort), p) for n, df, p in raw]
     all_df = pd.concat([b[1] for b in blocks], ignore_index=True)
-    labels = Labels(measure_label, tuple(favours), tuple(group_labels), title)  # type: ignore[arg-type]
+    labels = Labels(
+        measure_label,
+        tuple(favours),  # type: ignore[arg-type]
+        tuple(group_labels),  # type: ignore[arg-type]
+        title,
+        tuple(str(n) for n in notes),
+    )
     fig_w = lay.figure_width(width)
     notes_map = dict(DEFAULT_FLAG_NOTES if flag_notes is None else flag_notes)
     with style_context():
@@ -264,7 +272,7 @@ def _forest(all_df, blocks, pooled, labels, xlim, flag_notes, pooled_line, max_c
     ]
     t = Table(t.body, footer, t.left_keys, t.right_keys, t.header1, t.header2, t.groups,
               t.size, t.footer_size)  # fmt: skip
-    notes = footnotes(all_df, t.body, flag_notes, model_notes)
+    notes = footnotes(all_df, t.body, flag_notes, model_notes) + list(labels.notes)
     lines = [ln for s in notes for ln in lay.wrap_text(s, text_w, lambda x: measure(x, NOTE_SIZE))]
     rob = rob_present(t.body)
     rob_lines = (
