@@ -126,7 +126,8 @@ def forest_plot(
     pval, k, label, optional ``note`` and ``subgroup_test``; without estimate the pooled row
     says 'Not estimable' and the note says why. ``sections``: (header, studies, pooled) per
     subgroup. ``sort``: study | effect | weight | year. ``width``: 'single' (85 mm), 'double'
-    (174 mm) or mm. ``notes``: extra footnotes (after the generated ones). Squares have area proportional to weight (side floor 2.5 pt).
+    (174 mm) or mm. ``notes``: extra footnotes (after the generated ones).
+    Squares have area proportional to weight (side floor 2.5 pt).
     """
     pooled = dict(pooled) if pooled is not None else None
     check_studies(studies, "studies")
