@@ -181,7 +181,8 @@ def forest_data(
     Study CIs are Wald intervals yi +- z sqrt(vi) at `level` (as metafor's forest). Weights are
     read from `weights` (subgroup 'all'); an effect row without a weight keeps NaN (the plot
     notes it). Optional `arms` (the windowed sheet rows) add arm Mean (SD) columns; `rob` maps
-    study_id to the overall risk-of-bias judgement.
+    study_id to the overall risk-of-bias judgement. When the reported times used differ inside
+    the window, each label names its time ("Lii 2023 (72 h)").
     """
     sel = effects[
         (effects["outcome"] == outcome)
@@ -222,6 +223,10 @@ def forest_data(
                       == "crossover").to_numpy(),
         "split_control": flags.str.contains("control_split_").to_numpy(),
     })  # fmt: skip
+    hours = studies["time_hours"]
+    if hours.nunique() > 1:  # reported times differ inside the window: show the one used
+        studies["label"] = [f"{lab} ({h:g} h)" for lab, h in zip(studies["label"], hours,
+                                                                  strict=True)]  # fmt: skip
     dup = studies["label"].duplicated(keep=False).to_numpy()
     if dup.any():  # same citation label twice: fall back to the comparison id for those rows
         studies.loc[dup, "label"] = sel["comparison_id"].astype(str).to_numpy()[dup]
