@@ -15,7 +15,6 @@ texts, `forest_layout` places columns and rows for a fixed journal width (text n
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -297,11 +296,3 @@ def _forest(all_df, blocks, pooled, labels, xlim, flag_notes, pooled_line, max_c
     draw_notes(fig, lines, vert, NOTE_SIZE, rob, measure)
     draw_panel(ax, t.body, xmin, xmax, pooled_line)
     return fig
-
-
-def min_text_size(fig: Figure) -> float:
-    """Smallest font size (pt) of any drawn text of the figure, tick labels included."""
-    from matplotlib.text import Text
-
-    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_text().strip()]
-    return min(sizes) if sizes else math.inf
