@@ -9,7 +9,12 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from timecourse_meta.pipeline.config import check_config, check_config_files, load_yaml
+from timecourse_meta.pipeline.config import (
+    check_config,
+    check_config_files,
+    input_path,
+    load_yaml,
+)
 from timecourse_meta.errors import ConfigError
 
 
@@ -73,3 +78,12 @@ def final_outputs():
         + [f"{FIGURES}/{f}" for f in figures]
         + [f"{RES}/software_versions.txt"]
     )
+
+
+def _forest_rob(wildcards):
+    """The risk-of-bias sheet as an input when config `risk_of_bias` names an existing file."""
+    path = config.get("risk_of_bias")
+    if not path:
+        return {}
+    path = input_path(path, "risk_of_bias")  # project-relative, no '..'
+    return {"rob": path} if Path(path).exists() else {}

@@ -1,11 +1,5 @@
 # Stage 5: a forest plot per window and the time-course figure.
 
-def _forest_rob(wildcards):
-    """The risk-of-bias sheet as an input when config `risk_of_bias` names an existing file."""
-    path = config.get("risk_of_bias")
-    return {"rob": path} if path and Path(path).exists() else {}
-
-
 rule forest_plot:
     input:
         unpack(_forest_rob),
