@@ -47,6 +47,7 @@ PIPELINE_ORDER: tuple[str, ...] = (
     "small_study_effects",
     "grade",
     "prisma",
+    "forest_data",  # joins effects, pooled fits, weights and RoB judgements for the forest plots
     "changes",  # living review: compares a run with its baseline
     "changes_text",
     "snapshot",

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.collections import PathCollection
+from matplotlib.lines import Line2D
 from matplotlib.patches import Polygon
 from matplotlib.text import Text
 
@@ -29,11 +30,14 @@ from timecourse_meta.plots.figures import DPI, save_figure
 from timecourse_meta.plots.forest import (
     ROW_H,
     auto_xlim,
+    data_xlim,
     forest_plot,
     format_p,
     heterogeneity_text,
     overall_test_text,
 )
+from timecourse_meta.plots.forest_layout import layout_columns, wrap_text
+from timecourse_meta.plots.forest_text import greek
 from timecourse_meta.plots.timecourse_plot import format_timepoint, timecourse_plot
 
 LONG = " \u2013 a very long trial label naming arm, dose, route and population"
@@ -185,7 +189,8 @@ def fig80():
 def test_forest_builds_small(k: int) -> None:
     df = synth(k, seed=k)
     pooled = pooled_for(df) if k > 1 else None
-    fig = forest_plot(df, pooled, title=f"k = {k}")
+    fav = ("Favours placebo", "Favours ketamine")  # labels are parameters (neutral defaults)
+    fig = forest_plot(df, pooled, title=f"k = {k}", favours=fav)
     fig.canvas.draw()
     labels = [t.get_text() for t in by_gid(fig, "study:").values()]
     assert [s for s in labels if s.startswith("Study")] == list(df["label"])
@@ -321,7 +326,7 @@ def test_forest_axis_contains_ci_or_arrow() -> None:
     for i, (lo, hi) in enumerate(zip(df["ci_low"], df["ci_high"], strict=True)):
         assert (f"arrow:{i}:left" in g) == (lo < xmin)
         assert (f"arrow:{i}:right" in g) == (hi > xmax)
-        arrows += (lo < xmin) + (hi > xmax)
+        arrows += int(lo < xmin) + int(hi > xmax)  # int: numpy bools would add as "or"
     assert arrows >= 2  # row 3 leaves on both sides
     # user-given narrow limits: every CI end outside gets an arrow
     fig2 = forest_plot(df, pooled_for(df), xlim=(-0.5, 1.0))
@@ -350,6 +355,193 @@ def test_auto_xlim_contains_moderate_cis_and_null() -> None:
     # favours labels need 30 % of the axis on each side of 0 -> left side widened
     xmin2, xmax2, _ = auto_xlim(lows, highs, centres, min_side=(0.3, 0.3))
     assert -xmin2 >= 0.3 * (xmax2 - xmin2) and xmax2 >= 0.3 * (xmax2 - xmin2)
+
+
+# ---------------------------------------------------------------- forest: review-team layout
+def _study_rows(yi, lo, hi, **extra) -> pd.DataFrame:
+    k = len(yi)
+    df = pd.DataFrame({"label": [f"Trial {chr(65 + i)} {2001 + i}" for i in range(k)],
+                       "n_treatment": [20] * k, "n_control": [20] * k, "yi": yi,
+                       "ci_low": lo, "ci_high": hi, "weight": [100.0 / k] * k})  # fmt: skip
+    for key, val in extra.items():
+        df[key] = val
+    return df
+
+
+def _row_index(fig, text: str) -> int:
+    (gid,) = [g for g, t in by_gid(fig, "study:").items() if t.get_text() == text]
+    return int(gid.split(":")[1])
+
+
+def test_forest_axis_from_study_cis_pooled_arrows_beyond() -> None:
+    """k = 2, Knapp-Hartung on 1 df: the pooled CI (-6.34, 7.34) must not set the axis."""
+    df = _study_rows([1.10, 0.02], [0.16, -0.61], [2.04, 0.65])
+    pooled = dict(pooled_for(df), estimate=0.50, ci_low=-6.34, ci_high=7.34, pi_low=-10.2,
+                  pi_high=11.2, k=2, label="Random-effects model")  # fmt: skip
+    fig = forest_plot(df, pooled)
+    xmin, xmax = forest_axes(fig).get_xlim()
+    assert xmin <= -0.61 and xmax >= 2.04  # every study CI whole on the axis
+    assert xmax - xmin <= 4.0  # ... and the studies fill the axis (was -15...15)
+    i = _row_index(fig, "Random-effects model")
+    g = gids(fig)
+    assert {f"arrow:{i}:left", f"arrow:{i}:right"} <= g
+    assert not any(x.startswith("arrow:") and not x.startswith(f"arrow:{i}:") for x in g)
+    assert not any(x.startswith("pi-") for x in g)  # k = 2: no prediction interval
+
+
+def test_forest_lone_study_ci_not_clipped() -> None:
+    df = _study_rows([-0.06], [-0.70], [0.58])
+    fig = forest_plot(df, None)
+    xmin, xmax = forest_axes(fig).get_xlim()
+    assert xmin <= -0.70 and xmax >= 0.58
+    assert not any(x.startswith("arrow:") for x in gids(fig))
+
+
+@pytest.mark.parametrize(("k", "tau2", "drawn", "text"), [
+    (2, 0.12, False, None),
+    (3, 0.12, True, "[{lo}, {hi}]"),
+    (5, 0.0, False, "= CI (\u03c4\u00b2 = 0)"),
+])  # fmt: skip
+def test_forest_prediction_interval_rules(k, tau2, drawn, text) -> None:
+    df = synth(k, seed=11)
+    pooled = dict(pooled_for(df), tau2=tau2, k=k)
+    fig = forest_plot(df, pooled)
+    g = gids(fig)
+    assert any(x.startswith("pi-bar") for x in g) == drawn
+    effects = [t.get_text() for t in by_gid(fig, "effect:").values()]
+    notes = " ".join(t.get_text() for t in by_gid(fig, "footnote:").values())
+    if text is None:
+        assert "Prediction interval" not in [t.get_text() for t in texts(fig)]
+        assert "No prediction interval for k < 3" in notes
+    else:
+        lo, hi = (f"{v:.2f}".replace("-", "\u2212") for v in (pooled["pi_low"], pooled["pi_high"]))
+        assert text.format(lo=lo, hi=hi) in effects
+
+
+def test_forest_not_pooled_draws_studies_with_reason() -> None:
+    df = synth(4)
+    pooled = {"k": 4, "label": "Random-effects model",
+              "note": "not pooled: no tau^2 estimator converged (tried REML then DL)"}  # fmt: skip
+    fig = forest_plot(df, pooled)
+    assert not any(x.startswith("diamond") for x in gids(fig))
+    assert "Not estimable" in [t.get_text() for t in by_gid(fig, "effect:").values()]
+    notes = [t.get_text() for t in by_gid(fig, "footnote:").values()]
+    assert "not pooled: no \u03c4\u00b2 estimator converged (tried REML then DL)" in notes
+
+
+def _rich(k: int = 8) -> pd.DataFrame:
+    df = synth(k, seed=5)
+    df["crossover"] = [i == 1 for i in range(k)]
+    df["split_control"] = [i in (2, 3) for i in range(k)]
+    df["mean_t"] = [-14.8 + i if i % 2 else np.nan for i in range(k)]
+    df["sd_t"], df["mean_c"], df["sd_c"] = 10.1, -10.0, 9.5
+    df["mean_change"] = [i == 3 for i in range(k)]
+    df["rob"] = (["low", "unclear", "high", "not_assessed"] * k)[:k]
+    df["year"] = [2010 - i for i in range(k)]
+    return df
+
+
+@pytest.mark.parametrize("width", ["single", "double"])
+def test_forest_journal_width_min_7pt_no_overlap(width: str, tmp_path: Path) -> None:
+    df = _rich()
+    fig = forest_plot(df, pooled_for(df), width=width, title="Ketamine vs placebo: depression "
+                      "score, window 24h (18\u201330 h); random effects (REML, Knapp\u2013Hartung)",
+                      favours=("Favours placebo", "Favours ketamine"))  # fmt: skip
+    mm = {"single": 85.0, "double": 174.0}[width]
+    assert fig.get_size_inches()[0] * 25.4 == pytest.approx(mm)
+    fig.canvas.draw()
+    sizes = [t.get_fontsize() for t in texts(fig)]
+    assert min(sizes) >= 7.0  # at the saved size (dpi does not change points)
+    renderer = fig.canvas.get_renderer()
+    boxes = [(t.get_gid() or t.get_text(), t.get_window_extent(renderer)) for t in texts(fig)]
+    clashes = [(a, b) for (a, x), (b, y) in itertools.combinations(boxes, 2) if _overlaps(x, y)]
+    assert clashes == []
+    w, h = fig.get_size_inches() * fig.dpi
+    for gid, b in boxes:
+        assert b.x0 >= 0 and b.y0 >= 0 and b.x1 <= w + 0.5 and b.y1 <= h, gid
+    panel = forest_axes(fig).get_window_extent(renderer)
+    for t in by_gid(fig, "study:").values():
+        assert t.get_window_extent(renderer).x1 < panel.x0, t.get_text()
+    save_figure(fig, tmp_path / f"forest_{width}")
+
+
+def test_forest_markers_totals_means_and_rob() -> None:
+    df = _rich()
+    fig = forest_plot(df, pooled_for(df), width=250)  # wide enough for every column
+    labels = {int(g.split(":")[1]): t.get_text() for g, t in by_gid(fig, "study:").items()}
+    assert labels[1].endswith(" \u00a7") and labels[2].endswith(" \u2016")
+    notes = [t.get_text() for t in by_gid(fig, "footnote:").values()]
+    # participants: crossover row counted once (max of its two condition sizes)
+    nt, nc = df["n_treatment"].to_numpy(), df["n_control"].to_numpy()
+    total = int((nt + nc).sum() - min(nt[1], nc[1]))
+    assert f"Participants: {total} (each crossover participant counted once)" in notes
+    assert any(n.startswith("\u00a7 crossover trial") for n in notes)
+    assert any(n.startswith("\u2016 multi-arm trial") for n in notes)
+    means = by_gid(fig, "mean_t:")
+    assert means["mean_t:1"].get_text() == "\u221213.8 (10.1)"
+    assert means["mean_t:3"].get_text() == "\u0394\u221211.8 (10.1)"  # change from baseline
+    assert means["mean_t:0"].get_text() == "\u2013"
+    dots = {a.get_gid(): a for a in fig.findobj(Line2D) if (a.get_gid() or "").startswith("rob:")}
+    assert len(dots) == len(df)
+    assert dots["rob:0"].get_markerfacecolor() != dots["rob:2"].get_markerfacecolor()
+    assert dots["rob:3"].get_markerfacecolor() == "white"  # not assessed: open dot
+    assert "RoB (overall risk of bias):" in [t.get_text() for t in texts(fig)]
+
+
+@pytest.mark.parametrize("order", ["effect", "weight", "year"])
+def test_forest_sort_orders(order: str) -> None:
+    df = _rich()
+    fig = forest_plot(df, pooled_for(df), sort=order)
+    shown = [by_gid(fig, "study:")[f"study:{i}"].get_text().split(" \u00a7")[0].split(" \u2016")[0]
+             for i in range(len(df))]  # fmt: skip
+    key = {"effect": df["yi"], "weight": -df["weight"], "year": df["year"]}[order]
+    expect = df.assign(_k=key.to_numpy()).sort_values("_k", kind="mergesort")["label"].tolist()
+    assert shown == expect
+    with pytest.raises(ValueError, match="sort"):
+        forest_plot(df, None, sort="alphabet")
+
+
+def test_forest_common_xlim_and_layout_helpers() -> None:
+    a, b = _study_rows([0.2], [-0.5], [0.9]), _study_rows([1.5], [0.8], [2.6])
+    lo, hi = data_xlim([a, b], [0.9])
+    assert lo <= -0.5 and hi >= 2.6
+    fig = forest_plot(a, None, xlim=(lo, hi))
+    assert forest_axes(fig).get_xlim() == (lo, hi)
+    # word wrap keeps 'x = y' together and never exceeds the width (1 unit per character)
+    lines = wrap_text("Q = 9.91 (df = 8, p = 0.27) and more words", 14, len)
+    assert lines == ["Q = 9.91 (df", "= 8, p = 0.27)", "and more words"] or all(
+        len(s) <= 14 or " " not in s for s in lines
+    )
+    assert all(len(s) <= 14 for s in lines)
+    assert "df =" not in [s[-4:] for s in lines]
+    assert greek("tau^2 CI; I^2 = 0; chi^2") == "\u03c4\u00b2 CI; I\u00b2 = 0; \u03c7\u00b2"
+    assert layout_columns({"study": 5.0, "effect": 1.0}, ["study"], ["effect"], 6.85) is None
+
+
+def test_forest_script_does_not_refit() -> None:
+    """The forest rule's script imports no model code: it draws the pooled table it is given."""
+    script = Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "forest_plot.py"
+    mods = sorted({m for _, m, _ in _script_imports(script) if m.startswith("timecourse_meta")})
+    assert "timecourse_meta.pipeline.forest_data" in mods
+    code = (
+        "import sys\n"
+        + "".join(f"import {m}\n" for m in mods)
+        + (
+            "bad = sorted(m for m in sys.modules if m.startswith('timecourse_meta.models')\n"
+            "             or m == 'timecourse_meta.pipeline.pooling')\n"
+            "print(','.join(bad))\n"
+        )
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", out.stdout
+
+
+def _script_imports(path: Path) -> list[tuple[int, str, bool]]:
+    import ast
+
+    tree = ast.parse(path.read_text())
+    return [(n.lineno, n.module, True) for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom) and n.module]  # fmt: skip
 
 
 # ---------------------------------------------------------------- saving: reproducible bytes

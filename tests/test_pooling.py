@@ -18,15 +18,20 @@ import pytest
 
 from timecourse_meta.diagnostics.subgroups import subgroup_analysis
 from timecourse_meta.models.rma import fit_random_effects
-from timecourse_meta.pipeline.pooling import (
+from timecourse_meta.pipeline.forest_data import (
     forest_data,
+    pooled_mapping,
+    study_label,
+)
+from timecourse_meta.pipeline.pooling import (
     pool_by_timepoint,
+    pool_by_timepoint_weighted,
     pool_proportions,
     subgroup_tests,
 )
 from timecourse_meta.pipeline.published import published_alongside
 from timecourse_meta.pipeline.sensitivity import leave_one_out_rows, subset_effects
-from timecourse_meta.schema import POOLED_COLUMNS
+from timecourse_meta.schema import POOLED_COLUMNS, STUDY_WEIGHT_COLUMNS
 
 GOLDEN = json.loads(
     (Path(__file__).parent / "fixtures" / "metafor" / "pooling_golden.json").read_text()
@@ -257,19 +262,71 @@ def test_published_alongside_converts_only_smds() -> None:
     assert math.isnan(out.loc[2, "this_estimate"])
 
 
-def test_forest_data_weights_and_pooled(effects: pd.DataFrame) -> None:
-    studies, pooled_map = forest_data(effects, "24h", outcome="score", measure="SMD")
+def test_forest_data_joins_the_pooled_fit(effects: pd.DataFrame) -> None:
+    """Weights are stored from the pooling fit; forest_data joins, it does not refit.
+
+    (Changed: forest_data used to refit the model from the effects; it now reads the pooled
+    table and the weights table of pool_by_timepoint_weighted.)
+    """
+    table, weights = pool_by_timepoint_weighted(effects, WINDOWS, method="REML", test="knha")
+    assert list(weights.columns) == list(STUDY_WEIGHT_COLUMNS)
+    assert table.equals(pool_by_timepoint(effects, WINDOWS, method="REML", test="knha"))
     sub = effects[effects["timepoint"] == "24h"].sort_values("comparison_id")
     res = fit_random_effects(sub["yi"], sub["vi"], method="REML", test="knha")
+    studies, pooled_map = forest_data(effects, table, weights, "24h", outcome="score",
+                                      measure="SMD")  # fmt: skip
     assert studies["weight"].sum() == pytest.approx(100.0)
     np.testing.assert_allclose(studies["weight"], res.weights)
-    assert pooled_map is not None and pooled_map["estimate"] == res.estimate
-    assert studies["label"].iloc[0] == f"{sub['comparison_id'].iloc[0]} (24 h)"
-    empty, none = forest_data(effects, "14d", outcome="score", measure="SMD")
+    assert pooled_map is not None
+    assert pooled_map["estimate"] == pytest.approx(res.estimate, rel=1e-12)
+    # the test statistic rebuilt as estimate / se is the fit's Knapp-Hartung t on k - 1 df
+    assert pooled_map["stat"] == pytest.approx(res.stat, rel=1e-10)
+    assert pooled_map["df"] == len(sub) - 1 and pooled_map["stat_name"] == "t"
+    # no citation column: labels fall back to the study id
+    assert studies["label"].tolist() == sub["study_id"].tolist()
+    empty, none = forest_data(effects, table, weights, "14d", outcome="score", measure="SMD")
     assert len(empty) == 0 and none is None
-    last, single = forest_data(effects, "7d", outcome="score", measure="SMD")
+    last, single = forest_data(effects, table, weights, "7d", outcome="score", measure="SMD")
     assert last["flag"].tolist() == ["\u2020"]  # the secondary-source row
     assert single is None and last["weight"].tolist() == [100.0]  # k = 1: nothing pooled
+
+
+def test_forest_data_failed_window_keeps_studies(effects: pd.DataFrame) -> None:
+    """A window whose estimator failed: study rows stay, the note gives the table's reason."""
+    table, weights = pool_by_timepoint_weighted(effects, WINDOWS)
+    sel = (table["timepoint"] == "24h") & (table["subgroup"] == "all")
+    failed = table.copy()
+    failed.loc[sel, ["estimate", "se", "ci_low", "ci_high"]] = np.nan
+    failed.loc[sel, "warnings"] = "no tau^2 estimator converged (tried REML then DL)"
+    wfail = weights.copy()
+    wfail.loc[wfail["timepoint"] == "24h", "weight"] = np.nan
+    studies, pooled_map = forest_data(effects, failed, wfail, "24h", outcome="score",
+                                      measure="SMD")  # fmt: skip
+    assert len(studies) == int((effects["timepoint"] == "24h").sum())
+    assert pooled_map is not None and "estimate" not in pooled_map
+    assert pooled_map["note"] == "not pooled: no tau^2 estimator converged (tried REML then DL)"
+    assert pooled_mapping(pd.Series({"k": 1, "estimate": 0.3})) is None
+
+
+@pytest.mark.parametrize(
+    ("citation", "study_id", "comparison_id", "label", "year"),
+    [
+        ("Daly EJ et al. JAMA Psychiatry 2018;75(2):139-148", "Daly2018",
+         "Daly2018 / esketamine 56 mg", "Daly 2018, 56 mg", 2018.0),
+        # the team's study id names the year used (online 2018, printed 2020)
+        ("Fava M et al. Mol Psychiatry 2020;25(7):1592-1603 (online 2018)", "Fava2018",
+         "Fava2018", "Fava 2018", 2018.0),
+        ("Ionescu DF et al. Int J Neuropsychopharmacol 2021;24(1):22-31", "Ionescu2021_ASPIRE2",
+         "Ionescu2021_ASPIRE2", "Ionescu 2021 ASPIRE2", 2021.0),
+        ("Turkoz I et al. J Clin Psychiatry 2021 (pooled post hoc)", "TRANSFORM1_2_pooled",
+         "TRANSFORM1_2_pooled", "Turkoz 2021", 2021.0),
+        (None, "X2001", "X2001 / high dose", "X2001, high dose", math.nan),
+    ],
+)  # fmt: skip
+def test_study_label_citation_style(citation, study_id, comparison_id, label, year) -> None:
+    got, got_year = study_label(citation, study_id, comparison_id)
+    assert got == label
+    assert (math.isnan(got_year) and math.isnan(year)) or got_year == year
 
 
 def test_subset_effects(effects: pd.DataFrame) -> None:

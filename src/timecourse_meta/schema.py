@@ -200,6 +200,20 @@ SENSITIVITY_COLUMNS: tuple[str, ...] = (
     "warnings",
 )
 
+# Study weights of each pooled fit (pipeline.pooling), read by the forest plots.
+WEIGHT_KEYS = ("study_id", "comparison_id", "time_hours", "row_ids")
+#: Columns of the study-weights table written next to the pooled table (`pool_timepoints`).
+STUDY_WEIGHT_COLUMNS: tuple[str, ...] = (
+    "outcome",
+    "measure",
+    "timepoint",
+    "subgroup",
+    "moderator",
+    "level",
+    *WEIGHT_KEYS,
+    "weight",
+)
+
 # --- multivariate time-course model tables (pipeline.timecourse_tables) ------------------------
 MODEL_COLUMNS: tuple[str, ...] = (
     "outcome",

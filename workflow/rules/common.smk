@@ -9,7 +9,12 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from timecourse_meta.pipeline.config import check_config, check_config_files, load_yaml
+from timecourse_meta.pipeline.config import (
+    check_config,
+    check_config_files,
+    input_path,
+    load_yaml,
+)
 from timecourse_meta.errors import ConfigError
 
 
@@ -97,3 +102,8 @@ def final_outputs():
         + [f"{FIGURES}/{f}" for f in figures]
         + [f"{RES}/software_versions.txt"]
     )
+
+
+def _forest_rob(wildcards):
+    """The overall risk-of-bias judgements (rule risk_of_bias) when config `risk_of_bias` is set."""
+    return {"rob": f"{PROC}/risk_of_bias.parquet"} if ROB else {}

@@ -3,7 +3,11 @@
 
 rule forest_plot:
     input:
+        unpack(_forest_rob),
         effects=f"{PROC}/effects.parquet",
+        pooled=f"{PROC}/pooled.parquet",
+        weights=f"{PROC}/study_weights.parquet",
+        arms=f"{PROC}/rows_windowed.parquet",
     output:
         png=report(
             f"{FIGURES}/forest_{{timepoint}}.png",
@@ -24,10 +28,9 @@ rule forest_plot:
     params:
         outcome=config["primary_outcome"],
         measure=config["primary_measure"],
-        method=config["method"],
-        method_fallback=config["method_fallback"],
-        test=config["test"],
         level=config["level"],
+        timepoints=TIMEPOINTS,
+        windows=config["windows"],
     script:
         "../scripts/forest_plot.py"
 

@@ -7,6 +7,7 @@ rule pool_timepoints:
         effects=f"{PROC}/effects.parquet",
     output:
         pooled=f"{PROC}/pooled.parquet",
+        weights=f"{PROC}/study_weights.parquet",
         csv=report(
             f"{TABLES}/pooled_by_timepoint.csv",
             caption="../report/pooled.rst",

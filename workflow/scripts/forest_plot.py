@@ -1,39 +1,95 @@
-"""Stage 5 (rule forest_plot): forest plot of one window (PNG and PDF)."""
+"""Stage 5 (rule forest_plot): forest plot of one window (PNG and PDF).
+
+Draws the pooled result it is given: the pooled table and the study weights written by
+pool_timepoints from the same fits, joined with the effect rows (pipeline.forest_data). No
+model is fitted here, so a window whose estimator failed shows its studies and the pooled
+table's reason instead of failing.
+"""
+
+from pathlib import Path
 
 import pandas as pd
 
 from timecourse_meta.errors import exit_on_error
-from timecourse_meta.pipeline.pooling import forest_data
+from timecourse_meta.pipeline.forest_data import forest_data
+from timecourse_meta.pipeline.risk_of_bias import study_overall
 from timecourse_meta.plots.figures import save_figure
-from timecourse_meta.plots.forest import forest_plot
+from timecourse_meta.plots.forest import data_xlim, forest_plot
+from timecourse_meta.plots.forest_text import title_text, window_text
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 
-OUTCOME_TITLES = {"score": "Depression score", "response": "Response", "remission": "Remission"}
+OUTCOME_TITLES = {"score": "depression score", "response": "response", "remission": "remission"}
+ROB_NOTE = (
+    "RoB: overall judgement as in results/tables/risk_of_bias.csv (RoB 1: Cochrane Handbook "
+    "5.1 section 8.7; RoB 2: Sterne et al. 2019); not assessed where a key domain was not read"
+)
+MEASURE_LABELS = {"SMD": "Hedges' g", "OR": "log odds ratio", "RR": "log risk ratio"}
+
+
+def model_text(pooled_row: pd.Series) -> str:
+    """What was fitted, from the pooled table (the estimator actually used)."""
+    method, k = str(pooled_row["method"]), int(pooled_row["k"])
+    if k <= 1 or method.startswith("none"):
+        return "not pooled" if k > 1 else f"no pooling (k\u00a0=\u00a0{k})"
+    test = ", Knapp\u2013Hartung" if pooled_row["test"] == "knha" else ""
+    return f"random effects ({method}{test})".replace(" (", "\u00a0(")
+
 
 with exit_on_error(smk.log[0], "forest_plot") as log:
-    p = smk.params
+    p, cfg = smk.params, smk.config
     tp = smk.wildcards.timepoint
+    opts = dict(cfg.get("forest") or {})
     effects = pd.read_parquet(smk.input.effects)
-    studies, pooled = forest_data(
-        effects,
-        tp,
-        outcome=p.outcome,
-        measure=p.measure,
-        method=p.method,
-        method_fallback=p.method_fallback,
-        test=p.test,
-        level=p.level,
+    pooled = pd.read_parquet(smk.input.pooled)
+    weights = pd.read_parquet(smk.input.weights)
+    arms = pd.read_parquet(smk.input.arms)
+    rob = None
+    if getattr(smk.input, "rob", None):
+        table = pd.read_parquet(smk.input.rob)  # rule risk_of_bias: one row per study x outcome
+        rob = {s: study_overall(table, s, p.outcome) for s in table["study_id"].unique()}
+    fit = {"outcome": p.outcome, "measure": p.measure, "level": p.level}
+    data = {
+        w: forest_data(effects, pooled, weights, w, arms=arms, rob=rob, **fit) for w in p.timepoints
+    }
+    studies, pooled_map = data[tp]
+    xlim = None
+    if opts.get("common_xlim", False):
+        ests = [m["estimate"] for _, m in data.values() if m and "estimate" in m]
+        xlim = data_xlim([s for s, _ in data.values()], ests)
+    row = pooled[
+        (pooled["outcome"] == p.outcome)
+        & (pooled["measure"] == p.measure)
+        & (pooled["timepoint"] == tp)
+        & (pooled["subgroup"] == "all")
+    ].iloc[0]
+    intervention = str(cfg.get("intervention") or "treatment")
+    comparator = str(cfg.get("comparator") or "control")
+    window = next((w for w in p.windows if str(w["label"]) == tp), {"label": tp})
+    title = title_text(
+        intervention=intervention,
+        comparator=comparator,
+        outcome=str(cfg.get("outcome_label") or OUTCOME_TITLES.get(p.outcome, p.outcome)),
+        window=window_text(
+            tp, window.get("low"), window.get("high"), str(cfg.get("display_time_unit") or "h")
+        ),
+        model=model_text(row),
     )
-    label = "Hedges' g" if p.measure == "SMD" else p.measure
     fig = forest_plot(
         studies,
-        pooled,
-        title=f"{OUTCOME_TITLES.get(p.outcome, p.outcome)}: {label}, {tp} after dose",
-        measure_label=label,
-        favours=("Favours control", "Favours treatment"),
-        group_labels=("Treatment", "Control"),
+        pooled_map,
+        title=title,
+        measure_label=str(cfg.get("measure_label") or MEASURE_LABELS.get(p.measure, p.measure)),
+        favours=(f"Favours {comparator}", f"Favours {intervention}"),
+        group_labels=(
+            intervention[:1].upper() + intervention[1:],
+            comparator[:1].upper() + comparator[1:],
+        ),  # fmt: skip
+        xlim=xlim,
+        sort=str(opts.get("sort", "study")),
+        width=opts.get("width", "double"),
+        notes=[ROB_NOTE] if rob is not None else [],
     )
     save_figure(fig, smk.output.png)
     save_figure(fig, smk.output.pdf)
-    log(f"window {tp}: {len(studies)} studies")
+    log(f"window {tp}: {len(studies)} studies; drawn from {Path(smk.input.pooled).name}")

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from timecourse_meta.errors import exit_on_error
-from timecourse_meta.pipeline.pooling import pool_by_timepoint, subgroup_tests
+from timecourse_meta.pipeline.pooling import pool_by_timepoint_weighted, subgroup_tests
 from timecourse_meta.pipeline.tables import write_csv, write_markdown, write_parquet
 from timecourse_meta.schema import normalise_level
 
@@ -38,9 +38,11 @@ with exit_on_error(smk.log[0], "pool_timepoints") as log:
         for col, levels in (p.subgroups or {}).items()
     }
     fit = {"method": p.method, "test": p.test, "level": p.level, "method_fallback": FALLBACK}
-    pooled = pool_by_timepoint(effects, p.timepoints, subgroups=subgroups, **fit)
+    # the study weights come from the same fits as the pooled rows (figures draw, never refit)
+    pooled, weights = pool_by_timepoint_weighted(effects, p.timepoints, subgroups=subgroups, **fit)
     tests = subgroup_tests(effects, pooled, p.timepoints, subgroups, **fit)
     write_parquet(pooled, smk.output.pooled)
+    write_parquet(weights, smk.output.weights)
     write_csv(pooled, smk.output.csv)
     overall = pooled.loc[pooled["subgroup"] == "all", MD_COLUMNS]
     write_markdown(

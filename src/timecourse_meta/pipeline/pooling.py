@@ -24,19 +24,27 @@ from scipy import stats
 from timecourse_meta.diagnostics.subgroups import subgroup_analysis
 from timecourse_meta.models.rma import fit_random_effects
 from timecourse_meta.models.tau2 import ConvergenceError
-from timecourse_meta.schema import POOLED_COLUMNS, SENSITIVITY_COLUMNS, SUBGROUP_COLUMNS
+from timecourse_meta.schema import (
+    POOLED_COLUMNS,
+    SENSITIVITY_COLUMNS,
+    STUDY_WEIGHT_COLUMNS,
+    SUBGROUP_COLUMNS,
+    WEIGHT_KEYS,
+)
 
 __all__ = [
     "POOLED_COLUMNS",
     "SENSITIVITY_COLUMNS",
     "SUBGROUP_COLUMNS",
     "estimators",
-    "forest_data",
+    "pool_by_timepoint_weighted",
+    "pool_group_weighted",
     "pool_by_timepoint",
     "pool_group",
     "pool_proportions",
     "subgroup_tests",
 ]
+
 
 # The model-result columns of POOLED_COLUMNS (estimate ... pi_high), filled from the fit.
 _RESULT_FIELDS = POOLED_COLUMNS[
@@ -96,6 +104,27 @@ def pool_group(
 ) -> dict[str, object]:
     """Pool one set of effects (`yi`, `vi`, `study_id`, `n_total`); return one table row.
 
+    See `pool_group_weighted`, which also returns the study weights of the same fit.
+    """
+    return pool_group_weighted(
+        group, method=method, test=test, level=level, method_fallback=method_fallback
+    )[0]
+
+
+def pool_group_weighted(
+    group: pd.DataFrame,
+    *,
+    method: str,
+    test: str,
+    level: float,
+    method_fallback: str | None = "DL",
+) -> tuple[dict[str, object], np.ndarray]:
+    """(table row, study weights in percent) for one set of effects, from one fit.
+
+    The weights are metafor's `weights(res)` of the same `fit_random_effects` call as the row
+    (w_i / sum w, w_i = 1 / (v_i + tau^2), Viechtbauer 2010 eq. 4), in the row order of
+    `group`; NaN when nothing was fitted (k = 0 or no estimator converged).
+
     k = 0: a row of NA with the note; k = 1: the study's own estimate and Wald CI, nothing
     pooled (heterogeneity as metafor reports it for k = 1, explained in `warnings`);
     k >= 2: `fit_random_effects(yi, vi, [method, method_fallback], test, level)`. If no
@@ -112,7 +141,7 @@ def pool_group(
         notes.append("k = 0: no study reports this outcome in this window; nothing to pool")
         row["method"] = "none"
         row["warnings"] = "; ".join(notes)
-        return row
+        return row, np.full(0, np.nan)
     try:
         res = fit_random_effects(
             group["yi"].to_numpy(float),
@@ -129,7 +158,7 @@ def pool_group(
         notes.insert(0, f"no tau^2 estimator converged (tried {tried}: {detail}); nothing pooled")
         _explain_missing(row, notes)
         row["warnings"] = "; ".join(notes)
-        return row
+        return row, np.full(k, np.nan)
     row.update({f: float(getattr(res, f)) for f in _RESULT_FIELDS})
     row["method"], row["test"] = res.method, res.test
     if res.method != str(method).upper():
@@ -144,7 +173,7 @@ def pool_group(
     notes = list(res.warnings) + notes
     _explain_missing(row, notes)
     row["warnings"] = "; ".join(notes)
-    return row
+    return row, np.asarray(res.weights, dtype=float)
 
 
 def _levels(effects: pd.DataFrame, column: str, levels: Sequence[str] | None) -> list[str]:
@@ -181,7 +210,36 @@ def pool_by_timepoint(
     levels to pool separately (None: every non-empty level present). Windows and levels with no
     study get a k = 0 row, so the table always has the same shape for the same config.
     """
-    rows = []
+    return pool_by_timepoint_weighted(
+        effects,
+        timepoints,
+        subgroups=subgroups,
+        method=method,
+        test=test,
+        level=level,
+        outcomes=outcomes,
+        method_fallback=method_fallback,
+    )[0]
+
+
+def pool_by_timepoint_weighted(
+    effects: pd.DataFrame,
+    timepoints: Sequence[str],
+    *,
+    subgroups: Mapping[str, Sequence[str] | None] | None = None,
+    method: str = "REML",
+    test: str = "knha",
+    level: float = 0.95,
+    outcomes: Sequence[str] | None = None,
+    method_fallback: str | None = "DL",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(pooled table as `pool_by_timepoint`, study weights table `STUDY_WEIGHT_COLUMNS`).
+
+    The weights table has one row per effect row and pooled row it entered (outcome, measure,
+    timepoint, subgroup, the effect row's keys) with the weight (percent) from the same fit
+    as the pooled row, so that figures draw the fitted result without refitting.
+    """
+    rows, weight_parts = [], []
     specs: list[tuple[str, str | None]] = [("all", None)]
     for column, levels in (subgroups or {}).items():
         specs += [(column, lv) for lv in _levels(effects, column, levels)]
@@ -191,19 +249,32 @@ def pool_by_timepoint(
             in_tp = in_om[in_om["timepoint"] == tp]
             for column, lv in specs:
                 sub = in_tp if lv is None else in_tp[in_tp[column].astype(str) == lv]
-                row = pool_group(
+                row, weights = pool_group_weighted(
                     sub, method=method, test=test, level=level, method_fallback=method_fallback
                 )
-                row.update(
-                    outcome=outcome,
-                    measure=measure,
-                    timepoint=tp,
-                    moderator=column,
-                    level="all" if lv is None else lv,
-                    subgroup="all" if lv is None else f"{column}={lv}",
-                )
+                keys = {
+                    "outcome": outcome,
+                    "measure": measure,
+                    "timepoint": tp,
+                    "moderator": column,
+                    "level": "all" if lv is None else lv,
+                    "subgroup": "all" if lv is None else f"{column}={lv}",
+                }
+                row.update(keys)
                 rows.append(row)
-    return pd.DataFrame(rows, columns=list(POOLED_COLUMNS))
+                if len(sub):
+                    part = sub[[c for c in WEIGHT_KEYS if c in sub]].copy()
+                    for key, value in keys.items():
+                        part[key] = value
+                    part["weight"] = weights
+                    weight_parts.append(part)
+    weights_table = (
+        pd.concat(weight_parts, ignore_index=True)
+        if weight_parts
+        else pd.DataFrame(columns=list(STUDY_WEIGHT_COLUMNS))
+    )
+    weights_table = weights_table.reindex(columns=list(STUDY_WEIGHT_COLUMNS))
+    return pd.DataFrame(rows, columns=list(POOLED_COLUMNS)), weights_table
 
 
 def _estimates_text(pooled: pd.DataFrame) -> str:
@@ -370,60 +441,3 @@ def pool_proportions(
         "warnings",
     ]
     return pd.DataFrame(rows, columns=cols)
-
-
-# Measures reported on the standardised-mean-difference scale (can sit beside pooled g).
-def forest_data(
-    effects: pd.DataFrame,
-    timepoint: str,
-    *,
-    outcome: str,
-    measure: str,
-    method: str = "REML",
-    test: str = "knha",
-    level: float = 0.95,
-    method_fallback: str | None = "DL",
-) -> tuple[pd.DataFrame, dict[str, object] | None]:
-    """Study rows and pooled mapping for `forest.forest_plot` for one window.
-
-    Study weights (percent) and the pooled numbers come from the same `fit_random_effects` call
-    as the pooled table; with a single study the mapping is None (no diamond, no prediction
-    interval: nothing is pooled). Labels show the comparison and the reported time used in the
-    window; secondary-source rows are flagged with a dagger.
-    """
-    sel = effects[
-        (effects["outcome"] == outcome)
-        & (effects["measure"] == measure)
-        & (effects["timepoint"] == timepoint)
-    ]
-    sel = sel.sort_values(["comparison_id", "time_hours"], kind="mergesort")
-    crit = float(stats.norm.isf((1 - level) / 2))
-    yi, vi = sel["yi"].to_numpy(float), sel["vi"].to_numpy(float)
-    studies = pd.DataFrame({
-        "label": [f"{c} ({t:g} h)" for c, t in zip(sel["comparison_id"], sel["time_hours"],
-                                                    strict=True)],
-        "n_treatment": sel["n_treatment"].to_numpy(float),
-        "n_control": sel["n_control"].to_numpy(float),
-        "yi": yi, "ci_low": yi - crit * np.sqrt(vi), "ci_high": yi + crit * np.sqrt(vi),
-        "flag": np.where(sel["source_type"].to_numpy() == "secondary", "\u2020", ""),
-    })  # fmt: skip
-    if len(sel) == 0:
-        studies["weight"] = np.array([], dtype=float)
-        return studies, None
-    if len(sel) == 1:  # nothing pooled: forest_plot shows "Single study: no pooled estimate"
-        studies["weight"] = np.array([100.0])
-        return studies, None
-    res = fit_random_effects(
-        yi, vi, method=estimators(method, method_fallback), test=test, level=level
-    )
-    studies["weight"] = np.asarray(res.weights, dtype=float)
-    pooled: dict[str, object] = {
-        "estimate": res.estimate, "ci_low": res.ci_low, "ci_high": res.ci_high,
-        "pi_low": res.pi_low, "pi_high": res.pi_high, "tau2": res.tau2, "I2": res.I2,
-        "Q": res.Q, "Q_df": res.Q_df, "Q_p": res.Q_p, "stat": res.stat,
-        "stat_name": res.stat_name, "df": res.df, "pval": res.pval,
-        "label": f"RE model ({res.method}, {'Knapp-Hartung' if res.test == 'knha' else 'z'})",
-    }  # fmt: skip
-    if res.warnings:
-        pooled["note"] = "; ".join(res.warnings)
-    return studies, pooled
