@@ -29,12 +29,23 @@ rule forest_plot:
         "../scripts/forest_plot.py"
 
 
+def timecourse_figure_inputs(wildcards):
+    """Per-window and per-study results; the time-response model's when it is configured."""
+    inputs = {
+        "pooled": f"{PROC}/pooled.parquet",
+        "published": f"{PROC}/published_comparison.parquet",
+        "effects": f"{PROC}/effects.parquet",
+    }
+    if "time_response" in config:
+        inputs["curve"] = f"{PROC}/time_response.parquet"
+        inputs["summary"] = f"{TABLES}/time_response_summary.csv"
+        inputs["effects_all_times"] = f"{PROC}/effects_all_times.parquet"
+    return inputs
+
+
 rule timecourse_figure:
     input:
-        pooled=f"{PROC}/pooled.parquet",
-        published=f"{PROC}/published_comparison.parquet",
-        claims=f"{TABLES}/claims.csv",
-        multivariate=f"{PROC}/timecourse_model.parquet",
+        unpack(timecourse_figure_inputs),
     output:
         png=report(
             f"{FIGURES}/timecourse.png",
@@ -44,10 +55,11 @@ rule timecourse_figure:
         ),
         pdf=f"{FIGURES}/timecourse.pdf",
     params:
-        timepoints=TIMEPOINTS,
         windows=config["windows"],
         outcome=config["primary_outcome"],
         measure=config["primary_measure"],
+        level=config["level"],
+        figure=config.get("figure", {}),
     conda:
         "../envs/timecourse_meta.yaml"
     log:
