@@ -377,3 +377,71 @@ def test_mark_times_beyond_axis_are_arrowed() -> None:
     assert arrow.get_marker() == ">"
     marks = {t.get_gid(): t.get_text() for t in gid_objects(fig, "mark-label")}
     assert marks["mark-label:duration"] == "lasts to 5 d"  # no finite interval to print
+
+
+# ---------------------------------------------------------------- the workflow script
+def run_figure_script(tmp_path: Path, with_time_response: bool) -> str:
+    """Run workflow/scripts/timecourse_figure.py as Snakemake would (injected `snakemake`)."""
+    iocontainers = pytest.importorskip("snakemake.iocontainers", reason="needs snakemake")
+    import runpy
+
+    windows = [{"label": tp, "low": h * 0.75, "high": h * 1.25, "nominal": h}
+               for tp, h in zip(TP, HOURS, strict=True)]  # fmt: skip
+    pooled = (
+        pooled_frame().drop(columns="hours").assign(outcome="score", measure="SMD", subgroup="all")
+    )
+    other = pooled.assign(outcome="response", measure="OR")  # must be filtered out
+    pd.concat([pooled, other]).to_parquet(tmp_path / "pooled.parquet")
+    pub = published_frame()
+    pd.DataFrame(
+        {"time_window": ["24h", "24h", "4h", "7d"], "review": [*pub["label"], "Review C"],
+         "comparable": ["yes", "yes", "yes", "no"],
+         "g_benefit": [*pub["estimate"], np.nan], "g_benefit_ci_low": [*pub["ci_low"], np.nan],
+         "g_benefit_ci_high": [*pub["ci_high"], np.nan]}
+    ).to_parquet(tmp_path / "published.parquet")  # fmt: skip
+    st = studies_frame().assign(outcome="score", measure="SMD")
+    st.iloc[::2].to_parquet(tmp_path / "effects.parquet")  # one time per window only
+    inputs = {
+        "pooled": str(tmp_path / "pooled.parquet"),
+        "published": str(tmp_path / "published.parquet"),
+        "effects": str(tmp_path / "effects.parquet"),
+    }
+    if with_time_response:
+        st.to_parquet(tmp_path / "all_times.parquet")
+        pd.concat([curve_frame("spline"), curve_frame("emax")]).to_parquet(tmp_path / "tr.parquet")
+        pd.concat([summary_frame("spline"), summary_frame("emax")]).to_csv(
+            tmp_path / "summary.csv", index=False
+        )
+        inputs |= {
+            "curve": str(tmp_path / "tr.parquet"),
+            "summary": str(tmp_path / "summary.csv"),
+            "effects_all_times": str(tmp_path / "all_times.parquet"),
+        }
+    nl = iocontainers.Namedlist
+    smk = type("Smk", (), {})()
+    smk.input = nl(fromdict=inputs)
+    smk.output = nl(fromdict={"png": str(tmp_path / "tc.png"), "pdf": str(tmp_path / "tc.pdf")})
+    smk.log = nl(fromdict={"log": str(tmp_path / "tc.log")})
+    smk.params = nl(
+        fromdict={
+            "windows": windows, "outcome": "score", "measure": "SMD", "level": 0.95,
+            "figure": {"title": "T", "intervention": "drug A", "comparator": "placebo",
+                       "time_unit": "days", "curve_model": "emax" if with_time_response else None},
+        }
+    )  # fmt: skip
+    script = Path(__file__).parents[1] / "workflow" / "scripts" / "timecourse_figure.py"
+    runpy.run_path(str(script), init_globals={"snakemake": smk})
+    assert (tmp_path / "tc.png").stat().st_size > 0 and (tmp_path / "tc.pdf").stat().st_size > 0
+    return (tmp_path / "tc.log").read_text()
+
+
+def test_workflow_script_without_time_response(tmp_path: Path) -> None:
+    log = run_figure_script(tmp_path, with_time_response=False)
+    assert "5 windows, 5 study estimates" in log  # rows 0, 2, 4, 6, 8 of the nine
+    assert "3 published results" in log and "no time-response model" in log
+
+
+def test_workflow_script_with_time_response(tmp_path: Path) -> None:
+    log = run_figure_script(tmp_path, with_time_response=True)
+    assert "9 study estimates from" in log and "all_times.parquet" in log
+    assert "time-response model 'emax'" in log
