@@ -30,6 +30,7 @@ from timecourse_meta.plots.timecourse_layout import (
     format_time,
     marker_areas,
     place_labels,
+    room_around,
     text_box,
     time_axis_label,
     time_ticks,
@@ -220,6 +221,17 @@ def test_y_limits_cap_and_band() -> None:
     # moderate CIs are all shown (nothing cut): [-0.1, 0.9] padded by 0.06
     ymin2, ymax2, _ = y_limits([0.3, 0.5], [-0.1, 0.9])
     assert (ymin2, ymax2) == pytest.approx((-0.16, 0.96))
+
+
+def test_room_around_null_for_favours_labels() -> None:
+    # 60 pt of a 200 pt axis below the null: (0 - ymin) / (1 - ymin) = 0.3 -> ymin = -0.3 / 0.7
+    assert room_around(-0.1, 1.0, 0.0, 200.0, 60.0, 60.0) == pytest.approx((-0.3 / 0.7, 1.0))
+    assert room_around(-1.0, 1.0, 0.0, 200.0, 60.0, 60.0) == (-1.0, 1.0)  # room on both sides
+    # both sides short: -0.05 .. 0.05 needs 30 % each -> unchanged ratio 50/50 already fits
+    assert room_around(-0.05, 0.05, 0.0, 200.0, 60.0, 60.0) == (-0.05, 0.05)
+    lo, hi = room_around(0.0, 1.0, 0.0, 200.0, 50.0, 50.0)  # null at the bottom edge
+    assert (0.0 - lo) / (hi - lo) == pytest.approx(0.25) and hi == 1.0
+    assert room_around(0.0, 1.0, 0.0, 100.0, 60.0, 60.0) == (0.0, 1.0)  # cannot fit: as is
 
 
 def test_marker_areas_proportional_to_weight() -> None:

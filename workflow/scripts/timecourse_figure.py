@@ -39,6 +39,9 @@ with exit_on_error(smk.log[0], "timecourse_figure") as log:
             "label": published["review"].to_numpy(),
         }
     ).dropna(subset=["hours"])
+    if p.measure != "SMD":  # published results are converted to Hedges' g only
+        log(f"published results not drawn: they are on the SMD scale, this figure on {p.measure}")
+        published = published.iloc[:0]
     # every reported time when the time-response stage wrote them, else one per window
     studies_file = smk.input.get("effects_all_times", smk.input.effects)
     studies = ours(pd.read_parquet(studies_file))

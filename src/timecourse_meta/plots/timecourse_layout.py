@@ -32,6 +32,7 @@ __all__ = [
     "log_x_pt",
     "marker_areas",
     "place_labels",
+    "room_around",
     "text_box",
     "time_axis_label",
     "time_ticks",
@@ -220,6 +221,27 @@ def y_limits(
     data_low = lo - pad
     total = (top - data_low) / (1.0 - bottom_band)
     return top - total, top, data_low
+
+
+def room_around(
+    ymin: float, ymax: float, null: float, height_pt: float, up_pt: float, down_pt: float
+) -> tuple[float, float]:
+    """Widen (ymin, ymax) until ``up_pt`` points fit above ``null`` and ``down_pt`` below it.
+
+    The 'favours' labels run along the y axis from the null line outwards; each side of the
+    null must be at least as tall as its label. Solving (ymax - null) / (ymax - ymin) >= a with
+    a = up_pt / height_pt for ymax gives ymax = (null - a ymin) / (1 - a), likewise for ymin;
+    a few alternating passes settle both. Unchanged if the labels cannot fit (a + b >= 1).
+    """
+    a, b = up_pt / height_pt, down_pt / height_pt
+    if a + b >= 1.0:
+        return ymin, ymax
+    for _ in range(20):
+        if (ymax - null) < a * (ymax - ymin) - 1e-12:
+            ymax = (null - a * ymin) / (1.0 - a)
+        if (null - ymin) < b * (ymax - ymin) - 1e-12:
+            ymin = (null - b * ymax) / (1.0 - b)
+    return ymin, ymax
 
 
 def marker_areas(

@@ -26,6 +26,7 @@ from timecourse_meta.plots.timecourse_layout import (
     geometry,
     log_x_pt,
     place_labels,
+    room_around,
     text_width_pt,
     time_axis_label,
     time_ticks,
@@ -305,13 +306,10 @@ def layout_timecourse(
         "down": f"\u2190 {labels.favours.format(arm=labels.comparator)}",
     }
     gap = 3.0
-    need = {s: text_width_pt(t, SMALL) + gap for s, t in fav.items()}
-    per_pt = (ymax - ymin) / ax_h
-    ymax = max(ymax, null + need["up"] * per_pt * 1.02)
-    low_room = (null - ymin) * (1 - 0) / per_pt
-    if low_room < need["down"]:
-        ymin = null - need["down"] * per_pt * 1.02
-    yticks = [float(t) for t in MaxNLocator(nbins=6).tick_values(ymin, ymax) if ymin <= t <= ymax]
+    need = [text_width_pt(fav[s], SMALL) + gap for s in ("up", "down")]
+    ymin, ymax = room_around(ymin, ymax, null, ax_h, *need)
+    locator = MaxNLocator(nbins=9, steps=[1, 2, 2.5, 5, 10])
+    yticks = [float(t) for t in locator.tick_values(ymin, ymax) if ymin <= t <= ymax]
     tick_w = max(text_width_pt(f"{t:g}".replace("-", "\u2212"), FONT_SIZE) for t in yticks)
     fav_x = ax_x0 - 3.5 - 3.5 - tick_w - 3.0  # tick length, pad, labels, gap
     null_y = ax_y0 + (null - ymin) / (ymax - ymin) * ax_h
