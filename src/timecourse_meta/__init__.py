@@ -46,6 +46,7 @@ _EXPORTS: dict[str, str] = {
     "subgroup_analysis": "diagnostics.subgroups",
     "save_figure": "plots.figures",
     "forest_plot": "plots.forest",
+    "FigureLabels": "plots.timecourse_plot",
     "timecourse_plot": "plots.timecourse_plot",
 }
 
