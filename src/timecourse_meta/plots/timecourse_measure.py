@@ -358,29 +358,32 @@ def _to_pt(h, y, xlim, ylim, ax_pt) -> tuple[float, float]:
 
 
 def _obstacles(inp: Inputs, marks, xlim, ylim, ax_pt) -> list[Box]:
-    """What a mark label must not cover: markers, the curve, pooled CIs, the time bars."""
+    """What a mark label must not cover: markers, pooled CIs, the curve and the time bars."""
     boxes: list[Box] = []
 
-    def dot(h: float, y: float, r: float) -> None:
-        if math.isfinite(y) and ylim[0] <= y <= ylim[1]:
-            x, yy = _to_pt(h, y, xlim, ylim, ax_pt)
-            boxes.append(Box(x - r, yy - r, x + r, yy + r))
+    def box(h0: float, h1: float, y0: float, y1: float, r: float) -> None:
+        """Box around the data span [h0, h1] x [y0, y1] (cut at the axes), r points wider."""
+        y0, y1 = max(y0, ylim[0]), min(y1, ylim[1])
+        h0, h1 = max(h0, xlim[0]), min(h1, xlim[1])
+        if math.isfinite(y0) and math.isfinite(y1) and y0 <= y1 and h0 <= h1:
+            x0, yy0 = _to_pt(h0, y0, xlim, ylim, ax_pt)
+            x1, yy1 = _to_pt(h1, y1, xlim, ylim, ax_pt)
+            boxes.append(Box(x0 - r, yy0 - r, x1 + r, yy1 + r))
 
     for h, y in zip(marks["time_hours"], marks["y"], strict=True):
-        dot(h, y, 5.0)
-    for h, y, lo, hi in zip(
-        *(inp.pooled[c] for c in ("hours", "estimate", "ci_low", "ci_high")), strict=True
+        box(h, h, y, y, 5.0)
+    for h, y, k, lo, hi in zip(
+        *(inp.pooled[c] for c in ("hours", "estimate", "k", "ci_low", "ci_high")), strict=True
     ):
-        dot(h, y, 4.0)
-        for v in np.linspace(max(lo, ylim[0]), min(hi, ylim[1]), 8) if np.isfinite(lo) else []:
-            dot(h, v, 2.5)
+        box(h, h, y, y, 4.0)
+        if k >= 2:
+            box(h, h, lo, hi, 1.5)  # the CI bar, as drawn
     if inp.curve is not None:
         hs = np.geomspace(*xlim, 60)
         for h, y in zip(hs, _curve_at(inp.curve, hs), strict=True):
-            dot(h, y, 1.5)
+            box(h, h, y, y, 1.5)
     for _, r in marks.iterrows():
         lo = r["time_hours"] if math.isnan(r["time_ci_low"]) else r["time_ci_low"]
         hi = r["time_hours"] if math.isnan(r["time_ci_high"]) else r["time_ci_high"]
-        for h in np.geomspace(min(max(lo, xlim[0]), xlim[1]), max(min(hi, xlim[1]), xlim[0]), 12):
-            dot(h, r["y"], 2.0)
+        box(lo, hi, r["y"], r["y"], 1.5)
     return boxes
