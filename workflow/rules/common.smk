@@ -73,3 +73,17 @@ def final_outputs():
         + [f"{FIGURES}/{f}" for f in figures]
         + [f"{RES}/software_versions.txt"]
     )
+
+
+def timecourse_figure_inputs(wildcards):
+    """Per-window and per-study results; the time-response model's when it is configured."""
+    inputs = {
+        "pooled": f"{PROC}/pooled.parquet",
+        "published": f"{PROC}/published_comparison.parquet",
+        "effects": f"{PROC}/effects.parquet",
+    }
+    if "time_response" in config:
+        inputs["curve"] = f"{PROC}/time_response.parquet"
+        inputs["summary"] = f"{TABLES}/time_response_summary.csv"
+        inputs["effects_all_times"] = f"{PROC}/effects_all_times.parquet"
+    return inputs
