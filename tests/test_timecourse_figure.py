@@ -373,6 +373,13 @@ def test_missing_values_and_bad_inputs() -> None:
         timecourse_plot(pooled_frame(), curve=two)
     fig = timecourse_plot(pooled_frame(), curve=two, summary=summary_frame("emax"), model="emax")
     assert len(gid_objects(fig, "mark-label")) == 3
+    with pytest.raises(ValueError, match="model 'logistic' not among"):
+        timecourse_plot(pooled_frame(), curve=two, model="logistic")
+    st = studies_frame()
+    st.loc[0, "yi"] = np.nan
+    with pytest.warns(UserWarning, match="1 study row"):
+        fig = timecourse_plot(pooled_frame(), studies=st)
+    assert len(gid_objects(fig, "study-points")[0].get_offsets()) == 8
     with pytest.raises(ValueError, match="missing column"):
         timecourse_plot(pooled_frame(), studies=studies_frame().drop(columns=["vi"]))
     with pytest.raises(ValueError, match="time_unit"):

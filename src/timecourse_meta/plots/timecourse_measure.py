@@ -44,6 +44,10 @@ _PUBLISHED_COLS = ("hours", "estimate", "ci_low", "ci_high", "label")
 _STUDY_COLS = ("comparison_id", "time_hours", "yi", "vi")
 _CURVE_COLS = ("time_hours", "estimate", "ci_low", "ci_high")
 _SUMMARY_COLS = ("quantity", "time_hours", "time_ci_low", "time_ci_high")
+_NUMERIC = frozenset(
+    ("estimate", "ci_low", "ci_high", "pi_low", "pi_high", "yi", "vi", "k")
+    + ("time_ci_low", "time_ci_high")
+)
 
 
 @dataclass(frozen=True)
@@ -86,19 +90,7 @@ def _placeable(df: pd.DataFrame, time_col: str, what: str) -> pd.DataFrame:
         )
     out = df.loc[ok].copy()
     for c in out.columns:
-        if c in (
-            time_col,
-            "estimate",
-            "ci_low",
-            "ci_high",
-            "pi_low",
-            "pi_high",
-            "yi",
-            "vi",
-            "time_ci_low",
-            "time_ci_high",
-            "k",
-        ):
+        if c == time_col or c in _NUMERIC:
             out[c] = pd.to_numeric(out[c], errors="coerce").astype(float)
     return out.reset_index(drop=True)
 
@@ -106,9 +98,11 @@ def _placeable(df: pd.DataFrame, time_col: str, what: str) -> pd.DataFrame:
 def _one_model(df: pd.DataFrame | None, model: str | None, what: str) -> pd.DataFrame | None:
     if df is None or "model" not in df.columns:
         return df
-    if model is not None:
-        return df[df["model"].astype(str) == model].reset_index(drop=True)
     models = list(dict.fromkeys(df["model"].astype(str)))
+    if model is not None:
+        if model not in models:
+            raise ValueError(f"{what}: model {model!r} not among {models}")
+        return df[df["model"].astype(str) == model].reset_index(drop=True)
     if len(models) > 1:
         raise ValueError(f"{what}: several models {models}; pass model= to choose one")
     return df
@@ -133,12 +127,24 @@ def clean_inputs(
     published: pd.DataFrame | None,
     model: str | None,
 ) -> Inputs:
+    """Check the columns and keep the drawable rows (see :func:`timecourse_plot` for shapes).
+
+    Raises ValueError for a missing column or an ambiguous model; warns about every row left
+    out (no positive time, no estimate) so that nothing disappears silently.
+    """
     _require(pooled, _POOLED_COLS, "pooled")
     pooled = _placeable(pooled, "hours", "pooled")
     if studies is not None:
         _require(studies, _STUDY_COLS, "studies")
         studies = _placeable(studies, "time_hours", "study")
-        studies = studies[np.isfinite(studies["yi"])].reset_index(drop=True)
+        bad = ~np.isfinite(studies["yi"].to_numpy())
+        if bad.any():
+            warnings.warn(
+                f"timecourse_plot: {int(bad.sum())} study row(s) without an estimate (yi) "
+                "are not drawn",
+                stacklevel=3,
+            )
+            studies = studies[~bad].reset_index(drop=True)
     curve = _one_model(curve, model, "curve")
     if curve is not None:
         _require(curve, _CURVE_COLS, "curve")
