@@ -36,7 +36,7 @@ rule timecourse_figure:
         png=report(
             f"{FIGURES}/timecourse.png",
             caption="../report/timecourse.rst",
-            category="3. Figures",
+            category="0. Overview",
             subcategory="Time course",
         ),
         pdf=f"{FIGURES}/timecourse.pdf",
