@@ -28,6 +28,7 @@ from timecourse_meta.plots.figures import save_figure
 from timecourse_meta.plots.timecourse_layout import (
     Box,
     format_time,
+    leader,
     marker_areas,
     place_labels,
     room_around,
@@ -255,6 +256,13 @@ def test_place_labels_avoid_each_other_and_obstacles() -> None:
     assert pos[2][2] == "right"  # at the right edge the label goes left of its anchor
 
 
+def test_leader_lines_only_for_far_labels() -> None:
+    # nearest point of the box [20, 40] x [0, 10] to (0, 0) is (20, 0): 20 pt away > 9 pt
+    assert leader((0.0, 0.0), Box(20, 0, 40, 10), 9.0) == (0.0, 0.0, 20, 0)
+    assert leader((0.0, 0.0), Box(5, 5, 30, 12), 9.0) is None  # sqrt(50) = 7.1 pt: close
+    assert leader((50.0, 50.0), Box(0, 0, 30, 20), 9.0) == (50.0, 50.0, 30, 20)
+
+
 # ---------------------------------------------------------------- the drawn figure
 def test_full_figure_elements_and_styles() -> None:
     fig = full_figure()
@@ -294,6 +302,19 @@ def test_full_figure_elements_and_styles() -> None:
         "mark-label:peak": "peak 20 h (10\u201340 h)",
         "mark-label:duration": "lasts to 5 d (2.5\u201312 d)",  # 120 h, 60 h, 300 h
     }
+    # a label pushed away from its marker is tied to it by a leader line (ends at the marker)
+    r = fig.canvas.get_renderer()
+    assert gid_objects(fig, "mark-leader:")  # here the duration label sits off its marker
+    for ln in gid_objects(fig, "mark-leader:"):
+        q = ln.get_gid().split(":")[1]
+        (mk,) = gid_objects(fig, f"mark:{q}")
+        start = fig.dpi_scale_trans.transform((ln.get_xdata()[0], ln.get_ydata()[0]))
+        at = ax.transData.transform((mk.get_xdata()[0], mk.get_ydata()[0]))
+        assert start == pytest.approx(at, abs=1.0)
+        (label,) = gid_objects(fig, f"mark-label:{q}")
+        end = fig.dpi_scale_trans.transform((ln.get_xdata()[1], ln.get_ydata()[1]))
+        box = label.get_window_extent(r)
+        assert box.x0 - 3 <= end[0] <= box.x1 + 3 and box.y0 - 3 <= end[1] <= box.y1 + 3
     (bar,) = gid_objects(fig, "mark-bar:peak")
     assert list(bar.get_xdata()) == [10.0, 40.0]
     leg = legend_texts(fig)

@@ -26,9 +26,11 @@ __all__ = [
     "UNIT_HOURS",
     "Box",
     "Geometry",
+    "dodged",
     "format_time",
     "format_timepoint",
     "geometry",
+    "leader",
     "log_x_pt",
     "marker_areas",
     "place_labels",
@@ -55,6 +57,7 @@ TIME_UNITS = ("auto", *UNIT_HOURS)
 CHAR_EM = 0.6  # mean advance of a DejaVu Sans character, in em (estimate for layout)
 CAP_WIDTHS = 1.0  # y axis cap: this many estimate ranges beyond the estimates
 X_MARGIN = 1.6  # the time axis runs from the first time / X_MARGIN to the last * X_MARGIN
+DODGE = 0.014  # horizontal dodge between series drawn at one time, fraction of the log range
 
 # Candidate tick values per unit with a rank (1 = always preferred, 3 = only if room).
 _NICE: dict[str, dict[float, int]] = {
@@ -192,6 +195,24 @@ def x_limits(hours: Sequence[float] | np.ndarray) -> tuple[float, float]:
     return float(h.min()) / X_MARGIN, float(h.max()) * X_MARGIN
 
 
+def dodged(
+    hours: Sequence[float] | np.ndarray, xlim: tuple[float, float], *, direction: int = -1
+) -> np.ndarray:
+    """Positions that keep series at the same time apart: the n-th at one time moves n steps.
+
+    One step is :data:`DODGE` of the log10 time range; ``direction`` -1 moves left. The first
+    series at a time moves one step too (the pooled estimate itself stays on the time).
+    """
+    h = np.asarray(hours, dtype=float)
+    slot = np.zeros(h.size)
+    seen: dict[float, int] = {}
+    for i, v in enumerate(h):
+        seen[v] = seen.get(v, 0) + 1
+        slot[i] = seen[v]
+    step = DODGE * math.log10(xlim[1] / xlim[0])
+    return h * 10.0 ** (direction * step * slot)
+
+
 def y_limits(
     core: Sequence[float] | np.ndarray,
     extent: Sequence[float] | np.ndarray,
@@ -316,14 +337,14 @@ def place_labels(
     """Positions (x, y, ha, va), in points, for labels next to their anchor points.
 
     Greedy, in the given order: the first spot of :data:`_SPOTS` (at ``distance`` and, failing
-    that, twice and three times as far) whose box stays within ``bounds`` and overlaps neither an
+    that, 2, 3, 4.5 and 6 times as far) whose box stays within ``bounds`` and overlaps neither an
     obstacle nor a label placed before. If none is free, the spot with the least overlap.
     """
     placed: list[Box] = []
     out: list[tuple[float, float, str, str]] = []
     for (ax, ay), text in zip(anchors, texts, strict=True):
         best: tuple[float, tuple[float, float, str, str], Box] | None = None
-        for mult in (1.0, 2.0, 3.0):
+        for mult in (1.0, 2.0, 3.0, 4.5, 6.0):
             for dx, dy, ha, va in _SPOTS:
                 x, y = ax + dx * distance * mult, ay + dy * distance * mult
                 b = text_box(x, y, text, size_pt, ha, va)
@@ -342,6 +363,21 @@ def place_labels(
         out.append(best[1])
         placed.append(best[2])
     return out
+
+
+def leader(
+    anchor: tuple[float, float], box: Box, min_length: float
+) -> tuple[float, float, float, float] | None:
+    """Line (x0, y0, x1, y1) from ``anchor`` to the nearest point of ``box``, if that is far.
+
+    A label pushed away from its marker by obstacles is tied back to it; labels within
+    ``min_length`` points need no line (None).
+    """
+    ax, ay = anchor
+    nx, ny = min(max(ax, box.x0), box.x1), min(max(ay, box.y0), box.y1)
+    if math.hypot(nx - ax, ny - ay) <= min_length:
+        return None
+    return (ax, ay, nx, ny)
 
 
 def _overlap_area(a: Box, b: Box) -> float:

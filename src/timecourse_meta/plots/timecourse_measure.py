@@ -22,11 +22,14 @@ from timecourse_meta.plots.figures import FONT_SIZE
 from timecourse_meta.plots.timecourse_layout import (
     Box,
     Geometry,
+    dodged,
     format_time,
     geometry,
+    leader,
     log_x_pt,
     place_labels,
     room_around,
+    text_box,
     text_width_pt,
     time_axis_label,
     time_ticks,
@@ -37,6 +40,7 @@ from timecourse_meta.plots.timecourse_layout import (
 __all__ = ["QUANTITIES", "FigureLabels", "Inputs", "Layout", "clean_inputs", "layout_timecourse"]
 
 SMALL = FONT_SIZE - 1.0  # 7 pt: the smallest text of the figure
+LEADER_FROM = 9.0  # a label farther than this (points) from its marker gets a leader line
 K_BAND = 0.08  # fraction of the axes height kept free at the bottom for the 'k = n' labels
 QUANTITIES = ("onset", "peak", "duration")
 _POOLED_COLS = ("timepoint", "hours", "k", "estimate", "ci_low", "ci_high")
@@ -214,10 +218,12 @@ class Layout:
     marks: pd.DataFrame | None
     mark_text: list[str]
     mark_pos: list[tuple[float, float, str, str]]  # figure points
+    mark_leaders: list[tuple[float, float, float, float] | None]  # marker -> far label, points
     favours_pos: dict[str, tuple[float, float, str]]  # side -> (x pt, y pt, va)
     favours_text: dict[str, str]
     ylabel_x_pt: float
     k_text: list[str]
+    published_x: np.ndarray  # published results' positions, dodged left of their time
 
 
 def _y_values(inp: Inputs) -> tuple[np.ndarray, np.ndarray]:
@@ -303,6 +309,7 @@ def layout_timecourse(
     ax_w, ax_h = geom.ax_width * 72, geom.ax_height * 72
     xlim = x_limits(all_times(inp))
     xticks = time_ticks(*xlim, time_unit, axis_width_pt=ax_w, font_pt=FONT_SIZE)
+    pub_x = np.empty(0) if inp.published is None else dodged(inp.published["hours"], xlim)
     core, ext = _y_values(inp)
     ymin, ymax, data_low = y_limits(core, ext, null=null, bottom_band=K_BAND)
 
@@ -321,7 +328,7 @@ def layout_timecourse(
     null_y = ax_y0 + (null - ymin) / (ymax - ymin) * ax_h
     fav_pos = {"up": (fav_x, null_y + gap, "bottom"), "down": (fav_x, null_y - gap, "top")}
 
-    mark_text, mark_pos = [], []
+    mark_text, mark_pos, mark_leaders = [], [], []
     if marks is not None and len(marks):
         mark_text = [_mark_label(r, labels, time_unit) for _, r in marks.iterrows()]
         ax_pt = (ax_x0, ax_y0, ax_w, ax_h)
@@ -334,8 +341,12 @@ def layout_timecourse(
             mark_text,
             size_pt=SMALL,
             bounds=Box(ax_x0 + 2, ax_y0 + K_BAND * ax_h, ax_x0 + ax_w - 2, ax_y0 + ax_h - 2),
-            obstacles=_obstacles(inp, marks, xlim, (ymin, ymax), ax_pt),
+            obstacles=_obstacles(inp, marks, pub_x, xlim, (ymin, ymax), ax_pt),
         )
+        mark_leaders = [
+            leader(a, text_box(x, y, t, SMALL, ha, va), LEADER_FROM)
+            for a, t, (x, y, ha, va) in zip(anchors, mark_text, mark_pos, strict=True)
+        ]
     return Layout(
         geom=geom,
         xlim=xlim,
@@ -348,10 +359,12 @@ def layout_timecourse(
         marks=marks,
         mark_text=mark_text,
         mark_pos=mark_pos,
+        mark_leaders=mark_leaders,
         favours_pos=fav_pos,
         favours_text=fav,
         ylabel_x_pt=fav_x - SMALL * 1.25 - 3.0,
         k_text=_k_text(inp.pooled),
+        published_x=pub_x,
     )
 
 
@@ -363,7 +376,7 @@ def _to_pt(h, y, xlim, ylim, ax_pt) -> tuple[float, float]:
     )
 
 
-def _obstacles(inp: Inputs, marks, xlim, ylim, ax_pt) -> list[Box]:
+def _obstacles(inp: Inputs, marks, pub_x, xlim, ylim, ax_pt) -> list[Box]:
     """What a mark label must not cover: markers, pooled CIs, the curve and the time bars."""
     boxes: list[Box] = []
 
@@ -384,6 +397,11 @@ def _obstacles(inp: Inputs, marks, xlim, ylim, ax_pt) -> list[Box]:
         box(h, h, y, y, 4.0)
         if k >= 2:
             box(h, h, lo, hi, 1.5)  # the CI bar, as drawn
+    if inp.published is not None:
+        for h, y, lo, hi in zip(
+            pub_x, *(inp.published[c] for c in ("estimate", "ci_low", "ci_high")), strict=True
+        ):
+            box(h, h, lo if np.isfinite(lo) else y, hi if np.isfinite(hi) else y, 3.0)
     if inp.curve is not None:
         hs = np.geomspace(*xlim, 60)
         for h, y in zip(hs, _curve_at(inp.curve, hs), strict=True):

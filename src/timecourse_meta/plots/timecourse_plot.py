@@ -54,7 +54,6 @@ MARK_COLOUR = "0.1"
 PUBLISHED_COLOURS = [PALETTE["purple"], PALETTE["brown"], "0.2", PALETTE["cyan"], PALETTE["grey"]]
 PUBLISHED_MARKERS = ["D", "^", "v", "P", "X", "h"]
 QUANTITY_MARKERS = {"onset": ">", "peak": "*", "duration": "<"}
-DODGE = 0.014  # horizontal dodge of published results, fraction of the log-time range
 
 
 # ----------------------------------------------------------------------------- draw
@@ -306,9 +305,7 @@ def _draw_pooled(ax: Axes, p: pd.DataFrame, clip: tuple[float, float]) -> list[o
 
 
 def _draw_published(ax: Axes, pub: pd.DataFrame, lay: Layout) -> list[object]:
-    dodge = DODGE * math.log10(lay.xlim[1] / lay.xlim[0])
-    slot = pub.groupby("hours", sort=False).cumcount().to_numpy() + 1
-    x_all = pub["hours"].to_numpy() * 10.0 ** (-dodge * slot)
+    x_all = lay.published_x
     out = []
     for j, lab in enumerate(dict.fromkeys(pub["label"])):
         sel = (pub["label"] == lab).to_numpy()
@@ -370,8 +367,22 @@ def _mark_clipped(ax: Axes, inp: Inputs, lay: Layout) -> bool:
 def _draw_marks(fig: Figure, ax: Axes, lay: Layout) -> object:
     m = lay.marks
     lo_x, hi_x = lay.xlim
-    for (_, r), txt, (x, y, ha, va) in zip(m.iterrows(), lay.mark_text, lay.mark_pos, strict=True):
+    for (_, r), txt, (x, y, ha, va), lead in zip(
+        m.iterrows(), lay.mark_text, lay.mark_pos, lay.mark_leaders, strict=True
+    ):
         q = r["quantity"]
+        if lead is not None:  # label pushed away by obstacles: a thin line back to its marker
+            fig.add_artist(
+                Line2D(
+                    [lead[0] / 72, lead[2] / 72],
+                    [lead[1] / 72, lead[3] / 72],
+                    transform=fig.dpi_scale_trans,
+                    color="0.35",
+                    lw=0.5,
+                    zorder=7.5,
+                    gid=f"mark-leader:{q}",
+                )
+            )
         lo = r["time_hours"] if math.isnan(r["time_ci_low"]) else r["time_ci_low"]
         hi = r["time_hours"] if math.isnan(r["time_ci_high"]) else r["time_ci_high"]
         ax.plot(
