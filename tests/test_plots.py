@@ -1,4 +1,4 @@
-"""Tests of the plotting layer: forest plot, time-course plot, reproducible saving.
+"""Tests of the plotting layer: forest plot, reproducible saving (time course: own test file).
 
 Inputs are synthetic (seeded RNG; the numbers are arbitrary plot inputs, not data claims).
 Layout checks are geometric: text bounding boxes come from the Agg renderer of the figure.
@@ -11,7 +11,6 @@ import os
 import struct
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import matplotlib
@@ -38,7 +37,7 @@ from timecourse_meta.plots.forest import (
 )
 from timecourse_meta.plots.forest_layout import layout_columns, wrap_text
 from timecourse_meta.plots.forest_text import greek
-from timecourse_meta.plots.timecourse_plot import format_timepoint, timecourse_plot
+from timecourse_meta.plots.timecourse_plot import format_timepoint
 
 LONG = " \u2013 a very long trial label naming arm, dose, route and population"
 
@@ -603,125 +602,3 @@ def test_save_figure_identical_across_processes(tmp_path: Path) -> None:
 def test_save_figure_rejects_unknown_format(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unsupported"):
         save_figure(forest_plot(synth(2), None), tmp_path / "x", formats=("jpg",))
-
-
-# ---------------------------------------------------------------- time-course plot
-TP = ["4h", "24h", "3d", "7d", "14d"]
-HOURS = [4.0, 24.0, 72.0, 168.0, 336.0]
-
-
-def tc_pooled() -> pd.DataFrame:
-    est = np.array([0.9, 0.75, 0.5, 0.3, 0.1])
-    return pd.DataFrame(
-        {
-            "timepoint": TP,
-            "hours": HOURS,
-            "k": [6, 12, 8, 5, 2],
-            "estimate": est,
-            "ci_low": est - 0.3,
-            "ci_high": est + 0.3,
-            "pi_low": est - 0.7,
-            "pi_high": [*(est[:4] + 0.7), np.nan],
-        }
-    )
-
-
-def _legend_texts(fig) -> list[str]:
-    return [t.get_text() for leg in fig.legends for t in leg.get_texts()]
-
-
-def test_timecourse_full() -> None:
-    pooled = tc_pooled()
-    mv = pooled.drop(columns=["pi_low", "pi_high"]).assign(estimate=pooled["estimate"] - 0.05)
-    pub = pd.DataFrame(
-        {
-            "hours": [24.0, 24.0, 4.0],
-            "estimate": [0.87, 0.7, 0.6],
-            "ci_low": [0.48, 0.3, 0.4],
-            "ci_high": [1.26, 1.1, 0.8],
-            "label": ["Review A", "Review B", "Review A"],
-        }
-    )
-    claims = pd.DataFrame(
-        {
-            "hours": [4.0, 24.0, 24.0],
-            "label": ["fast", "large", "day 1"],
-            "verdict": ["supported", "not supported", "not testable"],
-        }
-    )
-    fig = timecourse_plot(pooled, published=pub, multivariate=mv, claims=claims)
-    fig.canvas.draw()
-    ax = next(a for a in fig.axes if a.get_gid() == "timecourse-axes")
-    assert ax.get_xscale() == "log"
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["4 h", "24 h", "3 d", "7 d", "14 d"]
-    ks = [t.get_text() for t in ax.texts if (t.get_gid() or "").startswith("k-label")]
-    assert ks == ["k = 6", "k = 12", "k = 8", "k = 5", "k = 2"]
-    leg = _legend_texts(fig)
-    assert "per time point (univariate), 95% CI" in leg
-    assert "multivariate model, 95% CI" in leg and "95% prediction interval" in leg
-    assert "published: Review A" in leg and "published: Review B" in leg
-    assert "1. fast (supported)" in leg and "2. large (not supported)" in leg
-    # dodge: multivariate right of, published left of, the univariate point at 24 h
-    x = {c.get_label(): c.lines[0].get_xdata() for c in ax.containers}
-    uni = x["per time point (univariate), 95% CI"]
-    assert np.all(x["multivariate model, 95% CI"] > uni)
-    assert np.all(x["published: Review A"] < np.array([24.0, 4.0]))  # rows at 24 h, 4 h
-    assert x["published: Review B"][0] < x["published: Review A"][0] < 24.0  # 2nd slot further
-    # nothing drawn overlaps in text: tick labels, k labels, claim numbers
-    renderer = fig.canvas.get_renderer()
-    boxes = [t.get_window_extent(renderer) for t in texts(fig)]
-    assert not any(_overlaps(a, b) for a, b in itertools.combinations(boxes, 2))
-
-
-def test_timecourse_missing_values() -> None:
-    pooled = tc_pooled()
-    pooled.loc[3, ["estimate", "ci_low", "ci_high", "pi_low", "pi_high"]] = np.nan
-    pooled.loc[3, "k"] = 1
-    pooled.loc[4, "hours"] = np.nan
-    with pytest.warns(UserWarning, match="1 pooled row"):
-        fig = timecourse_plot(pooled)
-    ax = fig.axes[0]
-    ks = [t.get_text() for t in ax.texts if (t.get_gid() or "").startswith("k-label")]
-    assert ks == ["k = 6", "k = 12", "k = 8", "k = 1, n.e."]
-    assert "n.e.: no pooled estimate" in _legend_texts(fig)
-    (container,) = ax.containers
-    assert len(container.lines[0].get_xdata()) == 3  # only the finite estimates are points
-
-
-def test_timecourse_empty_and_bad_verdict() -> None:
-    empty = tc_pooled().iloc[:0]
-    fig = timecourse_plot(empty)
-    assert [t.get_text() for t in texts(fig)] == ["No time points to show"]
-    bad = pd.DataFrame({"hours": [4.0], "label": ["x"], "verdict": ["maybe"]})
-    with pytest.raises(ValueError, match="unknown verdict"):
-        timecourse_plot(tc_pooled(), claims=bad)
-
-
-def test_timecourse_save_reproducible(tmp_path: Path) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        a = save_figure(timecourse_plot(tc_pooled()), tmp_path / "a" / "tc")
-        b = save_figure(timecourse_plot(tc_pooled()), tmp_path / "b" / "tc")
-    assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
-
-
-def test_timecourse_caps_axis_and_marks_clipped_intervals() -> None:
-    # Windows 1-3 have estimates 0.6, 0.5, 0.2 (range 0.6, so the cap is 2 x 0.6 beyond them:
-    # [0 - 1.2, 0.6 + 1.2] = [-1.2, 1.8] before padding); window 2 has k = 2 and a CI/PI of
-    # +/- 8, which must not stretch the axis and must be marked at both ends.
-    pooled = pd.DataFrame({
-        "timepoint": ["4h", "3d", "7d"], "hours": [4.0, 72.0, 168.0], "k": [5, 2, 1],
-        "estimate": [0.6, 0.5, 0.2], "ci_low": [0.2, -7.5, -0.3], "ci_high": [1.0, 8.5, 0.7],
-        "pi_low": [0.0, -9.0, -0.3], "pi_high": [1.2, 10.0, 0.7],
-    })  # fmt: skip
-    fig = timecourse_plot(pooled)
-    ax = next(a for a in fig.axes if a.get_gid() == "timecourse-axes")
-    lo, hi = ax.get_ylim()
-    # pad = 0.06 x 3.0 = 0.18: top = 1.98; bottom = 1.98 - (1.98 + 1.38) / (1 - 0.09) = -1.712
-    assert hi == pytest.approx(1.98) and lo == pytest.approx(-1.712, abs=1e-3)
-    marks = [ln for ln in ax.get_lines() if ln.get_gid() == "clipped"]
-    assert sorted(m.get_marker() for m in marks) == ["^", "v"]
-    assert all(np.allclose(m.get_xdata(), [72.0]) for m in marks)
-    # PI bars: drawn for k >= 2 only (the k = 1 window gets none)
-    bars = [c for c in ax.collections if c.get_gid() == "pi-bars"]
-    assert len(bars) == 1 and len(bars[0].get_segments()) == 2

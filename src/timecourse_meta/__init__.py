@@ -59,6 +59,7 @@ _EXPORTS: dict[str, str] = {
     "funnel_plot": "plots.funnel",
     "prisma_plot": "plots.prisma",
     "traffic_light_plot": "plots.robvis",
+    "FigureLabels": "plots.timecourse_plot",
     "timecourse_plot": "plots.timecourse_plot",
 }
 

@@ -107,3 +107,17 @@ def final_outputs():
 def _forest_rob(wildcards):
     """The overall risk-of-bias judgements (rule risk_of_bias) when config `risk_of_bias` is set."""
     return {"rob": f"{PROC}/risk_of_bias.parquet"} if ROB else {}
+
+
+def timecourse_figure_inputs(wildcards):
+    """Per-window and per-study results; the time-response model's when it is configured."""
+    inputs = {
+        "pooled": f"{PROC}/pooled.parquet",
+        "published": f"{PROC}/published_comparison.parquet",
+        "effects": f"{PROC}/effects.parquet",
+    }
+    if "time_response" in config:
+        inputs["curve"] = f"{PROC}/time_response.parquet"
+        inputs["summary"] = f"{TABLES}/time_response_summary.csv"
+        inputs["effects_all_times"] = f"{PROC}/effects_all_times.parquet"
+    return inputs

@@ -37,15 +37,12 @@ rule forest_plot:
 
 rule timecourse_figure:
     input:
-        pooled=f"{PROC}/pooled.parquet",
-        published=f"{PROC}/published_comparison.parquet",
-        claims=f"{TABLES}/claims.csv",
-        multivariate=f"{PROC}/timecourse_model.parquet",
+        unpack(timecourse_figure_inputs),
     output:
         png=report(
             f"{FIGURES}/timecourse.png",
             caption="../report/timecourse.rst",
-            category="3. Figures",
+            category="0. Overview",
             subcategory="Time course",
         ),
         pdf=f"{FIGURES}/timecourse.pdf",
@@ -56,9 +53,10 @@ rule timecourse_figure:
     conda:
         "../envs/timecourse_meta.yaml"
     params:
-        timepoints=TIMEPOINTS,
         windows=config["windows"],
         outcome=config["primary_outcome"],
         measure=config["primary_measure"],
+        level=config["level"],
+        figure=config.get("figure", {}),
     script:
         "../scripts/timecourse_figure.py"

@@ -1,23 +1,32 @@
-"""Stage 5 (rule timecourse_figure): pooled effect by window with published results beside it."""
+"""Stage 5 (rule timecourse_figure): the effect over time, onset and duration marked.
+
+Draws the per-window pooled estimates, every study's estimates and the published results;
+with the time-response model's outputs among the inputs (config key `time_response`), also the
+fitted curve with its CI and PI bands and the estimated onset, peak and duration.
+"""
 
 import pandas as pd
 
 from timecourse_meta.errors import exit_on_error
 from timecourse_meta.pipeline.windows import parse_windows
 from timecourse_meta.plots.figures import save_figure
-from timecourse_meta.plots.timecourse_plot import timecourse_plot
+from timecourse_meta.plots.timecourse_plot import FigureLabels, timecourse_plot
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 
+MEASURE_LABELS = {"SMD": "Hedges' g", "OR": "log odds ratio", "RR": "log risk ratio"}
+
 with exit_on_error(smk.log[0], "timecourse_figure") as log:
     p = smk.params
+    cfg = dict(p.figure or {})
     hours = parse_windows(p.windows).set_index("label")["nominal"]
-    pooled = pd.read_parquet(smk.input.pooled)
-    pooled = pooled[
-        (pooled["subgroup"] == "all")
-        & (pooled["outcome"] == p.outcome)
-        & (pooled["measure"] == p.measure)
-    ]
+
+    def ours(df: pd.DataFrame) -> pd.DataFrame:
+        """Rows of the primary outcome and measure."""
+        return df[(df["outcome"] == p.outcome) & (df["measure"] == p.measure)]
+
+    pooled = ours(pd.read_parquet(smk.input.pooled))
+    pooled = pooled[pooled["subgroup"] == "all"]
     pooled = pooled.assign(hours=pooled["timepoint"].map(hours))
     published = pd.read_parquet(smk.input.published)
     published = published[published["comparable"] == "yes"]
@@ -30,26 +39,44 @@ with exit_on_error(smk.log[0], "timecourse_figure") as log:
             "label": published["review"].to_numpy(),
         }
     ).dropna(subset=["hours"])
-    claims = pd.read_csv(smk.input.claims, keep_default_na=False)
-    # one marker per claim at its (first) window
-    first = claims["windows"].str.split(";").str[0]
-    claims = pd.DataFrame(
-        {
-            "hours": first.map(hours).to_numpy(),
-            "label": claims["id"].to_numpy(),
-            "verdict": claims["verdict"].to_numpy(),
-        }
-    ).dropna(subset=["hours"])
-    # multivariate model: only windows it estimated with status ok are drawn (others logged)
-    mv = pd.read_parquet(smk.input.multivariate)
-    drawn = mv["status"] == "ok"
-    for r in mv[~drawn].itertuples(index=False):
-        log(f"multivariate {r.timepoint} not drawn: status {r.status} ({r.warnings})")
-    multivariate = mv.loc[drawn, ["timepoint", "hours", "k", "estimate", "ci_low", "ci_high"]]
-    fig = timecourse_plot(pooled, published=published, multivariate=multivariate, claims=claims)
+    if p.measure != "SMD":  # published results are converted to Hedges' g only
+        log(f"published results not drawn: they are on the SMD scale, this figure on {p.measure}")
+        published = published.iloc[:0]
+    # every reported time when the time-response stage wrote them, else one per window
+    studies_file = smk.input.get("effects_all_times", smk.input.effects)
+    studies = ours(pd.read_parquet(studies_file))
+    curve = summary = None
+    model = cfg.get("curve_model")
+    if "curve" in smk.input.keys():
+        curve = ours(pd.read_parquet(smk.input.curve))
+        summary = ours(pd.read_csv(smk.input.summary))
+        models = list(dict.fromkeys(curve["model"].astype(str)))
+        if model is None and models:
+            model = models[0]
+            log(f"time-response models {models}: drawing {model!r} (config figure.curve_model)")
+    labels = FigureLabels(
+        title=cfg.get("title"),
+        outcome_label=cfg.get("outcome_label") or p.outcome,
+        measure_label=cfg.get("measure_label") or MEASURE_LABELS.get(p.measure, p.measure),
+        favours=cfg.get("favours", "Favours {arm}"),
+        intervention=cfg.get("intervention", "intervention"),
+        comparator=cfg.get("comparator", "control"),
+    )
+    fig = timecourse_plot(
+        pooled,
+        studies=studies,
+        curve=curve,
+        summary=summary,
+        published=published,
+        labels=labels,
+        time_unit=cfg.get("time_unit", "auto"),
+        model=model,
+        level=p.level,
+    )
     save_figure(fig, smk.output.png)
     save_figure(fig, smk.output.pdf)
     log(
-        f"{len(pooled)} windows, {int(drawn.sum())} multivariate estimates "
-        f"({mv['struct'].iloc[0]}), {len(published)} published results, {len(claims)} claims"
+        f"{len(pooled)} windows, {len(studies)} study estimates from {studies_file}, "
+        f"{len(published)} published results, "
+        + (f"time-response model {model!r}" if curve is not None else "no time-response model")
     )

@@ -66,8 +66,6 @@ def study_label(
     return label, year
 
 
-
-
 def pooled_mapping(row: Mapping[str, object] | pd.Series) -> dict[str, object] | None:
     """The pooled-table row as the mapping `forest_plot` draws; None when nothing was pooled.
 

@@ -1,401 +1,140 @@
-"""Time-course plot: pooled effect per time point against time after dose (log scale).
+"""Time-course figure: the effect against time after dose (log scale), onset and duration marked.
 
-Each time point shows the pooled estimate with its 95% CI (error bar) and, where available,
-its 95% prediction interval as a lighter, thicker bar behind it (Riley et al. 2011, BMJ
-342:d549: the PI shows where the effect of a new study is expected). The number of studies
-(k) is printed under each time point. Optional overlays, shifted by a small horizontal dodge
-so that nothing hides anything else: a multivariate (all time points jointly) model, results
-published by earlier meta-analyses (hollow markers), and the verdicts on published claims in
-a strip above the plot, numbered and listed in a legend below it.
+What is drawn (each layer optional except the per-window estimates):
 
-Inputs are plain data frames; rows that cannot be drawn (missing or non-positive time) are
-reported through :func:`warnings.warn`, never silently dropped.
+* the fitted time-response curve with its CI band and, lighter, its prediction-interval band
+  (Riley et al. 2011, BMJ 342:d549: the PI shows where the effect of a new study is expected);
+* every study's estimates as faint points, area proportional to the inverse-variance weight
+  1/vi, joined per comparison across its reported times;
+* the pooled estimate per time window with its CI and k written under it; a window with a single
+  study (k = 1) is an open marker without a CI bar (nothing was pooled there);
+* results published by earlier meta-analyses, hollow markers dodged to the left;
+* the estimated onset, peak and end of the effect on the curve, each with its time interval as a
+  horizontal bar and a label placed where it collides with nothing;
+* the null line and 'favours' labels either side of it.
+
+The figure draws the tables it is given and never fits a model. Layout is computed first by
+the pure functions of :mod:`timecourse_meta.plots.timecourse_layout` (fixed geometry, ticks,
+limits, label positions); the draw step only renders them. Rows that cannot be drawn (missing
+or non-positive time) are reported with :func:`warnings.warn`, never silently dropped.
 """
 
 from __future__ import annotations
 
 import math
-import re
 import textwrap
-import warnings
-from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, NullLocator
 from matplotlib.transforms import blended_transform_factory
 
 from timecourse_meta.plots.figures import DPI, FONT_SIZE, PALETTE, style_context
+from timecourse_meta.plots.timecourse_layout import format_timepoint, marker_areas
+from timecourse_meta.plots.timecourse_measure import (
+    SMALL,
+    FigureLabels,
+    Inputs,
+    Layout,
+    all_times,
+    clean_inputs,
+    layout_timecourse,
+)
 
-__all__ = ["timecourse_plot", "format_timepoint", "VERDICT_STYLE"]
+__all__ = ["FigureLabels", "format_timepoint", "timecourse_plot"]
 
-UNIVARIATE_COLOUR = PALETTE["blue"]
-MULTIVARIATE_COLOUR = PALETTE["orange"]
+CURVE_COLOUR = PALETTE["blue"]
+POOLED_COLOUR = PALETTE["orange"]
+STUDY_COLOUR = "0.45"
+MARK_COLOUR = "0.1"
 PUBLISHED_COLOURS = [PALETTE["purple"], PALETTE["brown"], "0.2", PALETTE["cyan"], PALETTE["grey"]]
 PUBLISHED_MARKERS = ["D", "^", "v", "P", "X", "h"]
-#: marker, colour and legend word for each claim verdict (colour-blind safe, shape-coded too)
-VERDICT_STYLE: dict[str, tuple[str, tuple[float, float, float] | str, str]] = {
-    "supported": ("o", PALETTE["green"], "supported"),
-    "not supported": ("X", PALETTE["red"], "not supported"),
-    "not testable": ("s", "0.55", "not testable"),
-}
-DODGE_FRACTION = 0.022  # horizontal dodge between series, as a fraction of the log-x range
-CAP_WIDTHS = 2.0  # axis cap: this many estimate ranges beyond the estimates
-K_BAND = 0.09  # fraction of the axes height reserved at the bottom for the 'k = n' labels
-WRAP = 42  # legend entries are wrapped at this many characters
-
-_POOLED_COLS = ("timepoint", "hours", "k", "estimate", "ci_low", "ci_high")
-_PUBLISHED_COLS = ("hours", "estimate", "ci_low", "ci_high", "label")
-_CLAIM_COLS = ("hours", "label", "verdict")
+QUANTITY_MARKERS = {"onset": ">", "peak": "*", "duration": "<"}
 
 
-def format_timepoint(label: object, hours: float | None = None) -> str:
-    """'4h' -> '4 h', '3d' -> '3 d', '14 d' stays; unlabelled hours: '< 48 h' in h, else d."""
-    if isinstance(label, str) and label.strip():
-        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]+)\s*", label)
-        return f"{m.group(1)} {m.group(2)}" if m else label.strip()
-    if hours is None or not math.isfinite(hours):
-        return "?"
-    return f"{hours:g} h" if hours < 48 else f"{hours / 24:g} d"
-
-
-def _require(df: pd.DataFrame, cols: Sequence[str], what: str) -> None:
-    missing = [c for c in cols if c not in df.columns]
-    if missing:
-        raise ValueError(f"{what}: missing column(s) {missing}")
-
-
-def _placeable(df: pd.DataFrame, what: str) -> pd.DataFrame:
-    """Rows with a finite, positive time (log axis); warn about the others."""
-    hours = pd.to_numeric(df["hours"], errors="coerce")
-    ok = np.isfinite(hours.to_numpy(dtype=float)) & (hours.to_numpy(dtype=float) > 0)
-    if not ok.all():
-        warnings.warn(
-            f"timecourse_plot: {int((~ok).sum())} {what} row(s) without a positive time "
-            "cannot be placed on the log time axis and are not drawn",
-            stacklevel=3,
-        )
-    out = df.loc[ok].copy()
-    out["hours"] = hours[ok].astype(float)
-    for c in ("estimate", "ci_low", "ci_high", "pi_low", "pi_high"):
-        if c in out.columns:
-            out[c] = pd.to_numeric(out[c], errors="coerce").astype(float)
-    return out.reset_index(drop=True)
-
-
-def _dodged(hours: np.ndarray, offset_dec: float) -> np.ndarray:
-    return hours * 10.0**offset_dec
-
-
-def _errorbar(
-    ax: Axes,
-    x: np.ndarray,
-    df: pd.DataFrame,
-    colour: object,
-    marker: str,
-    label: str,
-    hollow: bool = False,
-    zorder: int = 3,
-    clip: tuple[float, float] = (-np.inf, np.inf),
-) -> ErrorbarContainer:
-    """Points with 95% CI bars; rows without an estimate are skipped (shown by their k label).
-
-    Bars are cut at ``clip`` (the data area); :func:`_mark_clipped` marks the cut ends.
-    """
-    est = df["estimate"].to_numpy(dtype=float)
-    lo = np.clip(df["ci_low"].to_numpy(dtype=float), *clip)
-    hi = np.clip(df["ci_high"].to_numpy(dtype=float), *clip)
-    keep = np.isfinite(est)
-    yerr = np.vstack([est - lo, hi - est])[:, keep]
-    yerr = np.where(np.isfinite(yerr), yerr, 0.0)  # missing CI: marker only
-    return ax.errorbar(
-        x[keep],
-        est[keep],
-        yerr=yerr,
-        fmt=marker,
-        color=colour,
-        markerfacecolor="white" if hollow else colour,
-        markeredgecolor=colour,
-        markeredgewidth=1.1,
-        markersize=5.5,
-        elinewidth=1.1,
-        capsize=2.5,
-        capthick=1.1,
-        label=label,
-        zorder=zorder,
-    )
-
-
-def _pi_bars(
-    ax: Axes,
-    x: np.ndarray,
-    df: pd.DataFrame,
-    colour: object,
-    zorder: int = 1,
-    clip: tuple[float, float] = (-np.inf, np.inf),
-) -> bool:
-    """Prediction intervals as light thick bars behind the points; True if any was drawn."""
-    if not {"pi_low", "pi_high"} <= set(df.columns):
-        return False
-    lo = np.clip(df["pi_low"].to_numpy(dtype=float), *clip)
-    hi = np.clip(df["pi_high"].to_numpy(dtype=float), *clip)
-    keep = np.isfinite(lo) & np.isfinite(hi)
-    if "k" in df.columns:  # a single study has no between-study spread to predict
-        keep &= pd.to_numeric(df["k"], errors="coerce").fillna(0).to_numpy() >= 2
-    if keep.any():
-        ax.vlines(
-            x[keep],
-            lo[keep],
-            hi[keep],
-            colors=[colour],
-            linewidths=7.0,
-            alpha=0.28,
-            zorder=zorder,
-            gid="pi-bars",
-        )
-    return bool(keep.any())
-
-
-def _mark_clipped(
-    ax: Axes, series: list[tuple[np.ndarray, pd.DataFrame]], lo: float, hi: float
-) -> bool:
-    """Arrowheads at the axis edge where a CI or PI runs past it; True if any was drawn."""
-    drawn = False
-    for x, df in series:
-        cols = [c for c in ("ci_low", "pi_low") if c in df.columns]
-        lows = np.nanmin(df[cols].to_numpy(dtype=float), axis=1, initial=np.inf)
-        cols = [c for c in ("ci_high", "pi_high") if c in df.columns]
-        highs = np.nanmax(df[cols].to_numpy(dtype=float), axis=1, initial=-np.inf)
-        for xs, ys, sel, marker in ((x, hi, highs > hi, "^"), (x, lo, lows < lo, "v")):
-            if sel.any():
-                ax.plot(
-                    xs[sel],
-                    np.full(int(sel.sum()), ys),
-                    linestyle="none",
-                    marker=marker,
-                    color="0.3",
-                    markersize=5,
-                    clip_on=False,
-                    zorder=5,
-                    gid="clipped",
-                )
-                drawn = True
-    return drawn
-
-
+# ----------------------------------------------------------------------------- draw
 def timecourse_plot(
     pooled: pd.DataFrame,
     *,
+    studies: pd.DataFrame | None = None,
+    curve: pd.DataFrame | None = None,
+    summary: pd.DataFrame | None = None,
     published: pd.DataFrame | None = None,
-    multivariate: pd.DataFrame | None = None,
-    claims: pd.DataFrame | None = None,
-    measure_label: str = "Hedges' g (positive = benefit)",
-    title: str | None = None,
+    labels: FigureLabels | None = None,
+    time_unit: str = "auto",
+    model: str | None = None,
+    null: float = 0.0,
+    level: float = 0.95,
 ) -> Figure:
-    """Pooled effect by time point on a log time axis; returns an Agg-backed figure.
+    """The effect over time after dose on a log time axis; returns an Agg-backed figure.
 
-    ``pooled``: timepoint (label such as '4h'), hours, k, estimate, ci_low, ci_high and
-    optionally pi_low, pi_high (NaN where not available). ``multivariate``: same columns.
-    ``published``: hours, estimate, ci_low, ci_high, label (already on this plot's scale and
-    sign). ``claims``: hours, label, verdict in {'supported', 'not supported',
-    'not testable'}. Rows with NaN estimate are shown only by their k label with 'n.e.'.
+    ``pooled``: timepoint, hours, k, estimate, ci_low, ci_high (one row per window; NaN
+    estimate: shown only by its 'k = n, n.e.' label). ``studies``: comparison_id, time_hours,
+    yi, vi (one row per comparison and reported time). ``curve``: time_hours, estimate, ci_low,
+    ci_high and optionally pi_low, pi_high (a grid). ``summary``: quantity, time_hours,
+    time_ci_low, time_ci_high (and estimate); rows with quantity onset, peak or duration are
+    marked, where duration's time_hours is the time after dose the effect lasts to. Both
+    curve and summary may carry a ``model`` column: one model is drawn (``model=`` chooses).
+    ``published``: hours, estimate, ci_low, ci_high, label on this plot's scale and sign.
+    ``time_unit``: 'auto' (hours and days), minutes, hours, days, weeks or months, for tick
+    labels and axis title only; all times are in hours.
     """
-    _require(pooled, _POOLED_COLS, "pooled")
-    if multivariate is not None:
-        _require(multivariate, ("hours", "estimate", "ci_low", "ci_high"), "multivariate")
-    if published is not None:
-        _require(published, _PUBLISHED_COLS, "published")
-    if claims is not None:
-        _require(claims, _CLAIM_COLS, "claims")
-        bad = sorted(set(claims["verdict"].astype(str)) - set(VERDICT_STYLE))
-        if bad:
-            raise ValueError(f"claims: unknown verdict(s) {bad}; use {sorted(VERDICT_STYLE)}")
+    labels = labels or FigureLabels()
+    inp = clean_inputs(pooled, studies, curve, summary, published, model)
     with style_context():
-        return _draw(pooled, published, multivariate, claims, measure_label, title)
+        if not len(all_times(inp)):
+            return _empty()
+        lay = layout_timecourse(inp, labels, time_unit=time_unit, null=null, level=level)
+        return _draw(inp, lay, labels, null)
 
 
-def _draw(
-    pooled: pd.DataFrame,
-    published: pd.DataFrame | None,
-    multivariate: pd.DataFrame | None,
-    claims: pd.DataFrame | None,
-    measure_label: str,
-    title: str | None,
-) -> Figure:
-    uni = _placeable(pooled, "pooled")
-    mv = _placeable(multivariate, "multivariate") if multivariate is not None else None
-    pub = _placeable(published, "published") if published is not None else None
-    cl = _placeable(claims, "claims") if claims is not None else None
-    if pub is not None and pub["estimate"].isna().any():
-        warnings.warn(
-            f"timecourse_plot: {int(pub['estimate'].isna().sum())} published row(s) without "
-            "an estimate are not drawn",
-            stacklevel=3,
-        )
-        pub = pub[pub["estimate"].notna()].reset_index(drop=True)
-
-    all_hours = np.concatenate(
-        [d["hours"].to_numpy(dtype=float) for d in (uni, mv, pub, cl) if d is not None]
-    )
-    fig = Figure(figsize=(8.0, 4.4), dpi=DPI, layout="constrained")
+def _empty() -> Figure:
+    fig = Figure(figsize=(6.0, 1.2), dpi=DPI)
     FigureCanvasAgg(fig)
-    if all_hours.size == 0:
-        fig.set_size_inches(6.0, 1.2)
-        fig.text(
-            0.5,
-            0.5,
-            "No time points to show",
-            ha="center",
-            va="center",
-            fontsize=FONT_SIZE + 1,
-            gid="message",
-        )
-        return fig
+    fig.text(0.5, 0.5, "No time points to show", ha="center", va="center", gid="message")
+    return fig
 
-    # claims strip above the main axes (stacked where several claims share a time)
-    stack = None
-    if cl is not None and len(cl):
-        cl = cl.sort_values("hours", kind="stable").reset_index(drop=True)
-        cl["number"] = np.arange(1, len(cl) + 1)
-        stack = cl.groupby("hours", sort=False).cumcount().to_numpy()
-        n_stack = int(stack.max()) + 1
-        strip_h = 0.22 + 0.17 * n_stack
-        fig.set_size_inches(8.0, 4.4 + strip_h)
-        ax_c, ax = fig.subplots(2, 1, sharex=True, height_ratios=[strip_h, 3.6])
-    else:
-        ax = fig.subplots(1, 1)
-        ax_c = None
-    ax.set_gid("timecourse-axes")
 
-    # x axis: log hours, ticks at the observed times labelled like the time points
-    lo_h, hi_h = float(all_hours.min()) / 1.6, float(all_hours.max()) * 1.6
-    ax.set_xscale("log")
-    ax.set_xlim(lo_h, hi_h)
-    dodge = DODGE_FRACTION * math.log10(hi_h / lo_h)
-    tick_lab: dict[float, str] = {}
-    for h, tp in zip(uni["hours"], uni["timepoint"], strict=True):
-        tick_lab.setdefault(float(h), format_timepoint(tp, float(h)))
-    if mv is not None and "timepoint" in mv.columns:
-        for h, tp in zip(mv["hours"], mv["timepoint"], strict=True):
-            tick_lab.setdefault(float(h), format_timepoint(tp, float(h)))
-    for h in all_hours:
-        tick_lab.setdefault(float(h), format_timepoint(None, float(h)))
-    ticks = sorted(tick_lab)
-    ax.xaxis.set_major_locator(FixedLocator(ticks))
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xticklabels([tick_lab[t] for t in ticks])
-    ax.set_xlabel("Time after dose (log scale)")
-    ax.set_ylabel(measure_label)
-    ax.axhline(0.0, color="black", lw=0.8, zorder=0, gid="null-line")
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-
-    # y range: everything drawn plus 0, and a band at the bottom for the k labels
-    ys = [np.zeros(1)]
-    for d in (uni, mv, pub):
-        if d is not None:
-            for c in ("estimate", "ci_low", "ci_high", "pi_low", "pi_high"):
-                if c in d.columns:
-                    ys.append(d[c].to_numpy(dtype=float))
-    yv = np.concatenate(ys)
-    yv = yv[np.isfinite(yv)]
-    y_lo, y_hi = float(yv.min()), float(yv.max())
-    # An interval from very few studies (e.g. Knapp-Hartung with k = 2) can be many times wider
-    # than everything else; cap the axis around the estimates and mark what runs beyond it.
-    core = np.concatenate(
-        [np.zeros(1)]
-        + [d["estimate"].to_numpy(dtype=float) for d in (uni, mv, pub) if d is not None]
-    )
-    core = core[np.isfinite(core)]
-    width = max(float(core.max() - core.min()), 0.5)
-    y_lo = max(y_lo, float(core.min()) - CAP_WIDTHS * width)
-    y_hi = min(y_hi, float(core.max()) + CAP_WIDTHS * width)
-    pad = 0.06 * max(y_hi - y_lo, 0.5)
-    top = y_hi + pad
-    total = (top - (y_lo - pad)) / (1.0 - K_BAND)
-    ax.set_ylim(top - total, top)
-    clip = (y_lo - pad, top)
-
-    handles: list[object] = []
-    x_uni = uni["hours"].to_numpy(dtype=float)
-    if _pi_bars(ax, x_uni, uni, UNIVARIATE_COLOUR, clip=clip):
-        handles.append(
-            Patch(facecolor=UNIVARIATE_COLOUR, alpha=0.28, label="95% prediction interval")
-        )
-    handles.insert(
-        0,
-        _errorbar(
-            ax, x_uni, uni, UNIVARIATE_COLOUR, "o", "per time point (univariate), 95% CI", clip=clip
-        ),
-    )
-    if mv is not None and len(mv):
-        x_mv = _dodged(mv["hours"].to_numpy(dtype=float), dodge)
-        _pi_bars(ax, x_mv, mv, MULTIVARIATE_COLOUR, clip=clip)
-        handles.append(
-            _errorbar(
-                ax, x_mv, mv, MULTIVARIATE_COLOUR, "s", "multivariate model, 95% CI", clip=clip
-            )
-        )
-    if pub is not None and len(pub):
-        pub["label"] = pub["label"].astype(str)
-        labels = list(dict.fromkeys(pub["label"]))
-        # slot = position among the published series present at that time (1, 2, ... leftwards)
-        slot = pub.groupby("hours", sort=False).cumcount().to_numpy() + 1
-        x_all = _dodged(pub["hours"].to_numpy(dtype=float), -dodge * slot)
-        for j, lab in enumerate(labels):
-            sel = (pub["label"] == lab).to_numpy()
-            sub, x_p = pub[sel], x_all[sel]
-            handles.append(
-                _errorbar(
-                    ax,
-                    x_p,
-                    sub,
-                    PUBLISHED_COLOURS[j % len(PUBLISHED_COLOURS)],
-                    PUBLISHED_MARKERS[j % len(PUBLISHED_MARKERS)],
-                    textwrap.fill(f"published: {lab}", WRAP),
-                    hollow=True,
-                    zorder=4,
-                    clip=clip,
-                )
-            )
-
-    clipped = _mark_clipped(
-        ax, [(x_uni, uni)] + ([(x_mv, mv)] if mv is not None and len(mv) else []), y_lo - pad, top
-    )
-
-    # k under each time point
-    kx = blended_transform_factory(ax.transData, ax.transAxes)
-    any_ne = False
-    for h, k, est in zip(x_uni, uni["k"], uni["estimate"], strict=True):
-        kv = pd.to_numeric(pd.Series([k]), errors="coerce").iloc[0]
-        txt = f"k = {kv:.0f}" if pd.notna(kv) else "k = NA"
-        if not math.isfinite(float(est)):
-            txt += ", n.e."
-            any_ne = True
+def _draw(inp: Inputs, lay: Layout, labels: FigureLabels, null: float) -> Figure:
+    g = lay.geom
+    fig = Figure(figsize=(g.width, g.height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes(g.axes_rect, gid="timecourse-axes")
+    _axes(fig, ax, lay, labels, null)
+    handles = []
+    if inp.curve is not None and len(inp.curve):
+        handles += _draw_curve(ax, inp.curve)
+    if inp.studies is not None and len(inp.studies):
+        handles.append(_draw_studies(ax, inp.studies))
+    handles += _draw_pooled(ax, inp.pooled, lay.clip)
+    if inp.published is not None and len(inp.published):
+        handles += _draw_published(ax, inp.published, lay)
+    clipped = _mark_clipped(ax, inp, lay)
+    if lay.marks is not None and len(lay.marks):
+        handles.append(_draw_marks(fig, ax, lay))
+    for h, txt in zip(inp.pooled["hours"], lay.k_text, strict=True):
         ax.text(
             h,
-            0.015,
+            0.012,
             txt,
-            transform=kx,
+            transform=blended_transform_factory(ax.transData, ax.transAxes),
             ha="center",
             va="bottom",
-            fontsize=FONT_SIZE - 1,
+            fontsize=SMALL,
             color="0.25",
             gid=f"k-label:{h:g}",
         )
-
-    legend_kw = dict(fontsize=FONT_SIZE - 0.5, handlelength=1.8, borderaxespad=0.2)
-    extra = []
-    if any_ne:
-        extra.append(Line2D([], [], linestyle="none", label="n.e.: no pooled estimate"))
+    for hd, lab in zip(handles, lay.legend, strict=True):
+        hd.set_label(textwrap.fill(lab, g.legend_wrap))
+    if any("n.e." in t for t in lay.k_text):
+        handles.append(Line2D([], [], linestyle="none", label="n.e.: no pooled estimate"))
     if clipped:
-        extra.append(
+        note = "interval continues beyond the axis (see the pooled table)"
+        handles.append(
             Line2D(
                 [],
                 [],
@@ -403,68 +142,292 @@ def _draw(
                 marker="^",
                 color="0.3",
                 markersize=4,
-                label="interval continues beyond the axis\n(see the pooled table)",
+                label=textwrap.fill(note, g.legend_wrap),
             )
         )
-    fig.legend(handles=handles + extra, loc="outside right upper", **legend_kw)
-
-    if ax_c is not None and cl is not None and stack is not None:
-        _claims_strip(fig, ax_c, cl, stack, legend_kw)
-    if title:
-        fig.suptitle(title, x=0.01, ha="left", fontsize=FONT_SIZE + 1, fontweight="bold")
+    fig.legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(g.legend_left / g.width, (g.ax_bottom + g.ax_height) / g.height),
+        borderaxespad=0.0,
+        borderpad=0.0,
+        handlelength=1.8,
+        fontsize=FONT_SIZE - 0.5,
+    )
+    if g.title_lines:
+        fig.text(
+            0.08 / g.width,
+            1 - 0.1 / g.height,
+            "\n".join(g.title_lines),
+            ha="left",
+            va="top",
+            fontsize=FONT_SIZE + 1,
+            fontweight="bold",
+            gid="title",
+        )
     return fig
 
 
-def _claims_strip(
-    fig: Figure, ax_c: Axes, cl: pd.DataFrame, stack: np.ndarray, legend_kw: dict[str, object]
-) -> None:
-    """Verdict markers (numbered) along the top; the numbered claim texts in a legend below."""
-    ax_c.set_gid("claims-axes")
-    for side in ("top", "right", "left", "bottom"):
-        ax_c.spines[side].set_visible(False)
-    ax_c.tick_params(axis="both", length=0, labelbottom=False, labelleft=False)
-    ax_c.set_ylim(-0.7, int(stack.max()) + 0.7)
-    ax_c.set_ylabel("Claims", rotation=0, ha="right", va="center", fontsize=FONT_SIZE)
-    handles = []
-    for (_, row), level in zip(cl.iterrows(), stack, strict=True):
-        marker, colour, word = VERDICT_STYLE[str(row["verdict"])]
-        ax_c.plot(
-            [row["hours"]],
-            [level],
-            marker=marker,
-            color=colour,
-            markersize=5.5,
-            linestyle="none",
-            gid=f"claim:{row['number']}",
+def _axes(fig: Figure, ax: Axes, lay: Layout, labels: FigureLabels, null: float) -> None:
+    ax.set_xscale("log")
+    ax.set_xlim(*lay.xlim)
+    ax.set_ylim(*lay.ylim)
+    ax.xaxis.set_major_locator(FixedLocator([h for h, _ in lay.xticks]))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([s for _, s in lay.xticks])
+    ax.yaxis.set_major_locator(FixedLocator(lay.yticks))
+    ax.set_xlabel(lay.xlabel)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.axhline(null, color="black", lw=0.8, zorder=1, gid="null-line")
+    ax.set_ylabel(f"{labels.measure_label} ({labels.outcome_label})")
+    g = lay.geom
+    ax.yaxis.set_label_coords(
+        (lay.ylabel_x_pt / 72 - g.ax_left) / g.ax_width, 0.5, transform=ax.transAxes
+    )
+    ax.yaxis.label.set_gid("ylabel")
+    for side, (x, y, va) in lay.favours_pos.items():
+        fig.text(
+            x / 72 / g.width,
+            y / 72 / g.height,
+            lay.favours_text[side],
+            rotation=90,
+            ha="right",
+            va=va,
+            fontsize=SMALL,
+            color="0.25",
+            gid=f"favours:{side}",
         )
-        ax_c.annotate(
-            str(row["number"]),
-            (row["hours"], level),
-            xytext=(4.5, 0),
-            textcoords="offset points",
-            va="center",
-            ha="left",
-            fontsize=FONT_SIZE - 1.5,
-            gid=f"claim-number:{row['number']}",
-        )
-        handles.append(
-            Line2D(
-                [],
-                [],
-                marker=marker,
-                color=colour,
-                linestyle="none",
-                markersize=5.5,
-                label=textwrap.fill(f"{row['number']}. {row['label']} ({word})", WRAP + 30),
+
+
+def _draw_curve(ax: Axes, c: pd.DataFrame) -> list[object]:
+    t = c["time_hours"].to_numpy()
+    out: list[object] = [
+        ax.plot(t, c["estimate"], color=CURVE_COLOUR, lw=1.6, zorder=4, gid="curve")[0],
+        ax.fill_between(
+            t,
+            c["ci_low"],
+            c["ci_high"],
+            color=CURVE_COLOUR,
+            alpha=0.28,
+            lw=0,
+            zorder=2,
+            gid="curve-ci",
+        ),
+    ]
+    if {"pi_low", "pi_high"} <= set(c.columns) and c["pi_low"].notna().any():
+        out.append(
+            ax.fill_between(
+                t,
+                c["pi_low"],
+                c["pi_high"],
+                color=CURVE_COLOUR,
+                alpha=0.1,
+                lw=0,
+                zorder=1.5,
+                gid="curve-pi",
             )
         )
-    ncol = 1 if len(handles) <= 3 else 2
-    fig.legend(
-        handles=handles,
-        loc="outside lower left",
-        ncols=ncol,
-        title="Claims (verdict from this analysis)",
-        title_fontsize=FONT_SIZE - 0.5,
-        alignment="left",
-        **legend_kw,
+    return out
+
+
+def _draw_studies(ax: Axes, s: pd.DataFrame) -> object:
+    area = marker_areas(s["vi"].to_numpy())
+    for _, grp in s.sort_values("time_hours", kind="stable").groupby("comparison_id", sort=True):
+        if len(grp) > 1:
+            ax.plot(
+                grp["time_hours"],
+                grp["yi"],
+                color=STUDY_COLOUR,
+                lw=0.6,
+                alpha=0.35,
+                zorder=2.5,
+                gid="study-line",
+            )
+    ax.scatter(
+        s["time_hours"],
+        s["yi"],
+        s=np.nan_to_num(area, nan=4.0),
+        color=STUDY_COLOUR,
+        alpha=0.45,
+        lw=0,
+        zorder=2.6,
+        gid="study-points",
     )
+    return Line2D(
+        [], [], color=STUDY_COLOUR, alpha=0.6, lw=0.6, marker="o", markersize=4, markeredgewidth=0
+    )
+
+
+def _draw_pooled(ax: Axes, p: pd.DataFrame, clip: tuple[float, float]) -> list[object]:
+    """k >= 2: filled circles with CI bars; k = 1: open circles without a bar (not pooled)."""
+    est, k = p["estimate"].to_numpy(), p["k"].to_numpy()
+    out: list[object] = []
+    pooled = np.isfinite(est) & (k >= 2)
+    if pooled.any():
+        lo = np.clip(p["ci_low"].to_numpy(), *clip)[pooled]
+        hi = np.clip(p["ci_high"].to_numpy(), *clip)[pooled]
+        yerr = np.nan_to_num(np.vstack([est[pooled] - lo, hi - est[pooled]]))
+        out.append(
+            ax.errorbar(
+                p["hours"].to_numpy()[pooled],
+                est[pooled],
+                yerr=yerr,
+                fmt="o",
+                color=POOLED_COLOUR,
+                markeredgecolor="white",
+                markeredgewidth=0.6,
+                markersize=6,
+                elinewidth=1.3,
+                capsize=2.5,
+                capthick=1.3,
+                zorder=5,
+                gid="pooled",
+            )
+        )
+    single = np.isfinite(est) & (k == 1)
+    if single.any():
+        out.append(
+            ax.plot(
+                p["hours"].to_numpy()[single],
+                est[single],
+                linestyle="none",
+                marker="o",
+                markersize=7,
+                markerfacecolor="none",
+                markeredgecolor=POOLED_COLOUR,
+                markeredgewidth=1.3,
+                zorder=5,
+                gid="single-study",
+            )[0]
+        )
+    return out
+
+
+def _draw_published(ax: Axes, pub: pd.DataFrame, lay: Layout) -> list[object]:
+    x_all = lay.published_x
+    out = []
+    for j, lab in enumerate(dict.fromkeys(pub["label"])):
+        sel = (pub["label"] == lab).to_numpy()
+        sub = pub[sel]
+        est = sub["estimate"].to_numpy()
+        lo, hi = (np.clip(sub[c].to_numpy(), *lay.clip) for c in ("ci_low", "ci_high"))
+        colour = PUBLISHED_COLOURS[j % len(PUBLISHED_COLOURS)]
+        out.append(
+            ax.errorbar(
+                x_all[sel],
+                est,
+                yerr=np.nan_to_num(np.vstack([est - lo, hi - est])),
+                fmt=PUBLISHED_MARKERS[j % len(PUBLISHED_MARKERS)],
+                color=colour,
+                markerfacecolor="white",
+                markeredgecolor=colour,
+                markeredgewidth=1.0,
+                markersize=5,
+                elinewidth=1.0,
+                capsize=2,
+                zorder=5,
+                gid=f"published:{j}",
+            )
+        )
+    return out
+
+
+def _mark_clipped(ax: Axes, inp: Inputs, lay: Layout) -> bool:
+    """Arrowheads at the data-area edge where a CI runs past it; True if any was drawn."""
+    lo_lim, hi_lim = lay.clip
+    frames = [(inp.pooled["hours"].to_numpy(), inp.pooled)]
+    if inp.published is not None and len(inp.published):
+        frames.append((inp.published["hours"].to_numpy(), inp.published))
+    drawn = False
+    for x, df in frames:
+        ok = np.isfinite(df["estimate"].to_numpy())
+        if "k" in df.columns:
+            ok &= df["k"].to_numpy() >= 2  # a k = 1 window draws no interval
+        for y, sel, marker in (
+            (hi_lim, ok & (df["ci_high"].to_numpy() > hi_lim), "^"),
+            (lo_lim, ok & (df["ci_low"].to_numpy() < lo_lim), "v"),
+        ):
+            if sel.any():
+                ax.plot(
+                    x[sel],
+                    np.full(int(sel.sum()), y),
+                    linestyle="none",
+                    marker=marker,
+                    color="0.3",
+                    markersize=5,
+                    clip_on=False,
+                    zorder=6,
+                    gid="clipped",
+                )
+                drawn = True
+    return drawn
+
+
+def _draw_marks(fig: Figure, ax: Axes, lay: Layout) -> object:
+    m = lay.marks
+    lo_x, hi_x = lay.xlim
+    for (_, r), txt, (x, y, ha, va), lead in zip(
+        m.iterrows(), lay.mark_text, lay.mark_pos, lay.mark_leaders, strict=True
+    ):
+        q = r["quantity"]
+        if lead is not None:  # label pushed away by obstacles: a thin line back to its marker
+            fig.add_artist(
+                Line2D(
+                    [lead[0] / 72, lead[2] / 72],
+                    [lead[1] / 72, lead[3] / 72],
+                    transform=fig.dpi_scale_trans,
+                    color="0.35",
+                    lw=0.5,
+                    zorder=7.5,
+                    gid=f"mark-leader:{q}",
+                )
+            )
+        lo = r["time_hours"] if math.isnan(r["time_ci_low"]) else r["time_ci_low"]
+        hi = r["time_hours"] if math.isnan(r["time_ci_high"]) else r["time_ci_high"]
+        ax.plot(
+            [max(lo, lo_x), min(hi, hi_x)],
+            [r["y"]] * 2,
+            color=MARK_COLOUR,
+            lw=1.2,
+            solid_capstyle="butt",
+            zorder=6,
+            gid=f"mark-bar:{q}",
+        )
+        for end, edge, mk in ((lo, lo_x, "<"), (hi, hi_x, ">")):
+            if (end < edge) if mk == "<" else (end > edge):
+                ax.plot(
+                    [edge],
+                    [r["y"]],
+                    marker=mk,
+                    color=MARK_COLOUR,
+                    markersize=4,
+                    clip_on=False,
+                    zorder=6,
+                    gid=f"mark-clipped:{q}",
+                )
+        ax.plot(
+            [r["time_hours"]],
+            [r["y"]],
+            marker=QUANTITY_MARKERS.get(q, "o"),
+            color=MARK_COLOUR,
+            markeredgecolor="white",
+            markeredgewidth=0.6,
+            markersize=8 if q == "peak" else 6.5,
+            linestyle="none",
+            zorder=7,
+            gid=f"mark:{q}",
+        )
+        fig.text(
+            x / 72 / lay.geom.width,
+            y / 72 / lay.geom.height,
+            txt,
+            ha=ha,
+            va=va,
+            fontsize=SMALL,
+            color=MARK_COLOUR,
+            zorder=8,
+            gid=f"mark-label:{q}",
+            bbox=dict(boxstyle="square,pad=0.1", fc="white", ec="none", alpha=0.75),
+        )
+    return Line2D([], [], color=MARK_COLOUR, lw=1.2, marker=">", markersize=5)
