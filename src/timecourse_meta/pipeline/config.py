@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from timecourse_meta.errors import ConfigError
+from timecourse_meta.errors import ConfigError, excerpt
 from timecourse_meta.pipeline.windows import parse_windows
 
 __all__ = [
@@ -54,6 +54,41 @@ def _shown(path: str | Path) -> str:
         return str(path)
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key: object, first: yaml.Mark, second: yaml.Mark) -> None:
+        self.key, self.first, self.second = key, first, second
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses a key given twice in one mapping.
+
+    PyYAML (like Snakemake's own loader) silently keeps the last value of a repeated key, so a
+    setting written twice would be half-ignored; here it is an error naming both lines.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[object, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            try:
+                hash(key)
+            except TypeError:
+                continue  # unhashable keys are reported by the base constructor
+            if key in seen:
+                raise _DuplicateKey(key, seen[key], key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_unique(text: str) -> object:
+    """Parse one YAML document with `_UniqueKeyLoader` (a SafeLoader: plain data only)."""
+    loader = _UniqueKeyLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()  # type: ignore[no-untyped-call]
+
+
 def load_yaml(path: str | Path) -> object:
     """Parse a YAML file with `yaml.safe_load` (no Python object tags); errors as ConfigError.
 
@@ -68,7 +103,13 @@ def load_yaml(path: str | Path) -> object:
     except UnicodeDecodeError:
         raise ConfigError(f"{shown} is not UTF-8 text") from None
     try:
-        return yaml.safe_load(text)
+        return _load_unique(text)
+    except _DuplicateKey as dup:
+        raise ConfigError(
+            f"{shown}: key {excerpt(dup.key)} is given twice in one mapping, on line "
+            f"{dup.first.line + 1} and on line {dup.second.line + 1}; YAML would silently keep "
+            "only the last one: delete or merge one of them"
+        ) from None
     except yaml.constructor.ConstructorError as err:
         found = _TAG.search(str(err.problem or ""))
         tag = found.group(1).replace("tag:yaml.org,2002:", "!!") if found else "?"
@@ -100,6 +141,49 @@ def _key(path: Iterable[object]) -> str:
     return ".".join(str(p) for p in path) or "(top level)"
 
 
+_KIND_WORDS = {
+    "array": "a list",
+    "null": "null (nothing: `null` or `~` in a YAML file)",
+    "object": "a mapping (key: value)",
+    "string": "text",
+    "number": "a number",
+    "integer": "a whole number",
+    "boolean": "true or false",
+}
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+def _found(instance: object, kinds: Iterable[str]) -> str:
+    """How a wrong value is shown: its kind and value; text that YAML would have read as one of
+    the expected kinds (e.g. 'null', '0.5') gets a hint about Snakemake's --config, which reads
+    values inside {...} or [...] as text."""
+    if not isinstance(instance, str):
+        return repr(instance)
+    shown = f"the text {excerpt(instance)}"
+    try:
+        parsed = yaml.safe_load(instance)
+    except yaml.YAMLError:
+        return shown
+    as_kind = {type(None): "null", list: "array", dict: "object", bool: "boolean",
+               int: "number", float: "number", str: "string"}.get(type(parsed))  # fmt: skip
+    wanted = set(kinds) | ({"number"} if "integer" in kinds else set())
+    if as_kind in wanted and as_kind != "string":
+        shown += (
+            " (if given with --config: Snakemake reads values inside {...} or [...] as text: give this "
+            "setting in a --configfile YAML file instead)"
+        )
+    return shown
+
+
+def _bounds_text(schema: Mapping[str, object]) -> str:
+    parts = []
+    for name, sign in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="),
+                       ("exclusiveMaximum", "<")):  # fmt: skip
+        if name in schema:
+            parts.append(f"{sign} {schema[name]}")
+    return "a number " + " and ".join(parts)
+
+
 def validate_config(config: object, schema: Mapping[str, object]) -> None:
     """Check `config` against the JSON schema; raise ConfigError for the first problem.
 
@@ -125,7 +209,8 @@ def validate_config(config: object, schema: Mapping[str, object]) -> None:
         else:
             kinds = sorted({str(e.validator_value) for e in first.context})
             raise ConfigError(
-                f"{first.instance!r} is not one of the accepted kinds ({', '.join(kinds)})",
+                f"expected {' or '.join(_KIND_WORDS.get(k, k) for k in kinds)}, found "
+                f"{_found(first.instance, kinds)}",
                 key=_key(first.absolute_path),
             )
     if first.validator == "additionalProperties" and isinstance(first.instance, Mapping):
@@ -136,6 +221,20 @@ def validate_config(config: object, schema: Mapping[str, object]) -> None:
             hint = f"; did you mean '{close[0]}'?" if close else f"; allowed: {', '.join(allowed)}"
             raise ConfigError(f"unknown key{hint}", key=_key([*first.absolute_path, extra[0]]))
     message = first.message
+    if first.validator in _BOUNDS:
+        message = f"expected {_bounds_text(first.schema)} (found {first.instance!r})"
+        if first.schema.get("description"):
+            message += f": {' '.join(str(first.schema['description']).split())}"
+    elif first.validator == "type":
+        kinds = (
+            first.validator_value
+            if isinstance(first.validator_value, list)
+            else [first.validator_value]
+        )
+        message = (
+            f"expected {' or '.join(_KIND_WORDS.get(str(k), str(k)) for k in kinds)}, found "
+            f"{_found(first.instance, [str(k) for k in kinds])}"
+        )
     if first.validator == "minItems":
         count = first.validator_value
         message = (
