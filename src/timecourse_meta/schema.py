@@ -45,6 +45,10 @@ EFFECT_COLUMNS: tuple[str, ...] = (
     *ATTRIBUTE_COLUMNS,
     "stat_kind",
 )
+# Structured provenance of an effect row: a list of {"source_file", "source_row"} records (the
+# input rows it was computed from). Kept beside EFFECT_COLUMNS in the parquet tables; `row_ids`
+# is only its readable rendering ("file:line;file:line") for CSV and is never parsed back.
+SOURCE_ROWS = "source_rows"
 EXCLUSION_COLUMNS: tuple[str, ...] = (
     "source_file",
     "source_row",

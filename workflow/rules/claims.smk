@@ -4,6 +4,7 @@
 rule check_claims:
     input:
         claims=CLAIMS_FILE,
+        schema=workflow.source_path("../../config/schema/claims.schema.yaml"),
         pooled=f"{PROC}/pooled.parquet",
         proportions=f"{PROC}/pooled_proportions.parquet",
         multivariate=f"{PROC}/timecourse_model.parquet",
@@ -18,6 +19,7 @@ rule check_claims:
         timepoints=TIMEPOINTS,
         outcome=config["primary_outcome"],
         measure=config["primary_measure"],
+        subgroups=config.get("subgroups") or {},
     conda:
         "../envs/timecourse_meta.yaml"
     log:

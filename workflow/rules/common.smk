@@ -9,6 +9,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+from timecourse_meta.pipeline.claims import load_claims
 from timecourse_meta.pipeline.config import check_config, check_config_files, load_yaml
 from timecourse_meta.errors import ConfigError
 
@@ -41,6 +42,14 @@ TABLES = f"{RES}/tables"
 FIGURES = f"{RES}/figures"
 LOGS = "logs"
 TIMEPOINTS = list(WINDOWS["label"])
+# the claims file is checked now (schema, checks, windows, subgroups), not after the pooling
+stop_on_config_error(
+    load_claims,
+    CLAIMS_FILE,
+    load_yaml(workflow.source_path("../../config/schema/claims.schema.yaml")),
+    TIMEPOINTS,
+    list(config.get("subgroups") or {}),
+)
 
 
 def final_outputs():

@@ -17,6 +17,8 @@ rule select_windows:
         rule=config["window_choice"],
         include=config["include"],
         exclude_studies=config["exclude_studies"],
+        subgroups=config["subgroups"],
+        sensitivity=config["sensitivity"],
     conda:
         "../envs/timecourse_meta.yaml"
     log:

@@ -6,6 +6,7 @@ from timecourse_meta.effects.comparisons import compute_effects
 from timecourse_meta.errors import exit_on_error
 from timecourse_meta.pipeline.ingest import precomputed_effects
 from timecourse_meta.pipeline.tables import row_accounting, sort_effects, write_csv, write_parquet
+from timecourse_meta.schema import SOURCE_ROWS
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 
@@ -25,7 +26,7 @@ with exit_on_error(smk.log[0], "effect_sizes") as log:
     exclusions = exclusions.sort_values(["source_file", "source_row"], kind="mergesort")
     accounting = row_accounting(rows, effects, exclusions)
     write_parquet(effects, smk.output.effects)
-    write_csv(effects, smk.output.effects_csv)
+    write_csv(effects.drop(columns=SOURCE_ROWS), smk.output.effects_csv)  # row_ids: readable
     write_csv(exclusions.reset_index(drop=True), smk.output.exclusions)
     write_csv(accounting, smk.output.accounting)
     total = accounting.iloc[-1]

@@ -23,11 +23,13 @@ converged, over-parameterised) makes every applicable check "not testable".
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from timecourse_meta.errors import ConfigError
+from timecourse_meta.errors import ConfigError, excerpt
+from timecourse_meta.pipeline.config import load_yaml, schema_problems
 from timecourse_meta.schema import (
     CHECKS,
     CLAIM_COLUMNS,
@@ -47,6 +49,7 @@ __all__ = [
     "CLAIM_COLUMNS",
     "MV_CLAIM_COLUMNS",
     "check_claims",
+    "load_claims",
     "validate_claims",
 ]
 
@@ -60,6 +63,60 @@ def _conditions(claim: Mapping[str, object]) -> list[Mapping[str, object]]:
             )
         return list(items)  # type: ignore[arg-type]
     return [claim]
+
+
+def _claim_where(claims: object, path: str) -> str:
+    """'claim 3 (id 'x')' for a schema key path such as 'claims.2.all_of.0.window'."""
+    parts = path.split(".")
+    if len(parts) < 2 or parts[0] != "claims" or not parts[1].isdigit():
+        return path
+    index = int(parts[1])
+    where = f"claim {index + 1}"
+    item = claims[index] if isinstance(claims, list) and index < len(claims) else None
+    if isinstance(item, Mapping) and isinstance(item.get("id"), str):
+        where += f" (id {excerpt(item['id'])})"
+    rest = ".".join(parts[2:])
+    return where + (f", {rest}" if rest else "")
+
+
+def load_claims(
+    path: str | Path,
+    schema: Mapping[str, object],
+    windows: Sequence[str],
+    subgroups: Sequence[str] = (),
+    *,
+    shown: str | None = None,
+) -> list[Mapping[str, object]]:
+    """Read the claims file and check it before any rule runs; return its list of claims.
+
+    Plain YAML only (`config.load_yaml`: no Python tags, no key given twice), the JSON schema
+    `config/schema/claims.schema.yaml` (a claim that is a plain string, an `all_of` entry that
+    is not a condition, `levels: true` ...), then `validate_claims` (known checks, configured
+    windows and subgroups). Raises ConfigError (key `claims_file`) naming the file and the claim;
+    when there are several problems the first is shown with the number of others.
+    """
+    name = shown or Path(path).as_posix()
+    if not Path(path).is_file():
+        what = "is not a file" if Path(path).exists() else "not found"
+        raise ConfigError(f"{name} {what}", key="claims_file")
+    data = load_yaml(path)
+    if data is None:
+        data = {}
+    problems = schema_problems(data, schema)
+    if problems:
+        where, message = problems[0]
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        claims = data.get("claims") if isinstance(data, Mapping) else None
+        where = _claim_where(claims, where) if where != "(top level)" else "top level"
+        raise ConfigError(f"{name}, {where}: {message}{more}", key="claims_file")
+    claims = list(data["claims"])  # type: ignore[index]
+    try:
+        validate_claims(claims, windows, subgroups)
+    except ConfigError as err:
+        raise ConfigError(
+            f"{name}: {str(err).removeprefix('config ' + repr('claims') + ': ')}", key="claims_file"
+        ) from None
+    return claims
 
 
 def validate_claims(
@@ -98,6 +155,15 @@ def validate_claims(
             if sub is not None and sub not in subgroups:
                 raise ConfigError(
                     f"claim '{cid}': subgroup '{sub}' is not a configured subgroup", key="claims"
+                )
+            if (
+                check in ("ci_excludes_0", "ci_includes_0")
+                and sub is not None
+                and len(cond.get("levels") or []) != 1  # type: ignore[arg-type]
+            ):
+                raise ConfigError(
+                    f"claim '{cid}': {check} with a subgroup needs exactly one level in levels",
+                    key="claims",
                 )
             if check == "all_ci_exclude_0" and (sub is None or not cond.get("levels")):
                 raise ConfigError(
@@ -299,17 +365,21 @@ def check_claims(
     outcome: str = "score",
     measure: str = "SMD",
     multivariate: pd.DataFrame | None = None,
+    subgroups: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Evaluate each claim on the pooled table (and pooled proportions); one row per claim.
 
     `pooled` has the `pooling.POOLED_COLUMNS`; `outcome`/`measure` are the defaults a condition
     uses when it names none. `k` is the smallest k among the claim's conditions.
     `multivariate` (outcome, measure, timepoint, k, estimate, ci_low, ci_high, status; one row
-    per window) adds the `MV_CLAIM_COLUMNS` (see the module docstring).
+    per window) adds the `MV_CLAIM_COLUMNS` (see the module docstring). `subgroups`: the
+    configured subgroup columns (a configured subgroup with no rows, e.g. when every study was
+    excluded, makes its conditions "not testable"); default: those present in `pooled`.
     """
-    subgroups = sorted(set(pooled["moderator"]) - {"all"})
-    if proportions is not None and "moderator" in proportions:
-        subgroups = sorted(set(subgroups) | (set(proportions["moderator"]) - {"all"}))
+    if subgroups is None:  # the configured subgroups; else those present in the tables
+        subgroups = sorted(set(pooled["moderator"]) - {"all"})
+        if proportions is not None and "moderator" in proportions:
+            subgroups = sorted(set(subgroups) | (set(proportions["moderator"]) - {"all"}))
     validate_claims(claims, windows, subgroups)
     defaults = {"outcome": outcome, "measure": measure}
     mv = None

@@ -31,6 +31,7 @@ __all__ = [
     "input_path",
     "load_yaml",
     "output_dir",
+    "schema_problems",
     "validate_config",
 ]
 
@@ -80,6 +81,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _line(mark: yaml.Mark, other: yaml.Mark) -> str:
+    if mark.line == other.line:
+        return f"line {mark.line + 1} column {mark.column + 1}"
+    return f"line {mark.line + 1}"
+
+
 def _load_unique(text: str) -> object:
     """Parse one YAML document with `_UniqueKeyLoader` (a SafeLoader: plain data only)."""
     loader = _UniqueKeyLoader(text)
@@ -106,9 +113,9 @@ def load_yaml(path: str | Path) -> object:
         return _load_unique(text)
     except _DuplicateKey as dup:
         raise ConfigError(
-            f"{shown}: key {excerpt(dup.key)} is given twice in one mapping, on line "
-            f"{dup.first.line + 1} and on line {dup.second.line + 1}; YAML would silently keep "
-            "only the last one: delete or merge one of them"
+            f"{shown}: key {excerpt(dup.key)} is given twice in one mapping, on "
+            f"{_line(dup.first, dup.second)} and on {_line(dup.second, dup.first)}; YAML would "
+            "silently keep only the last one: delete or merge one of them"
         ) from None
     except yaml.constructor.ConstructorError as err:
         found = _TAG.search(str(err.problem or ""))
@@ -169,8 +176,8 @@ def _found(instance: object, kinds: Iterable[str]) -> str:
     wanted = set(kinds) | ({"number"} if "integer" in kinds else set())
     if as_kind in wanted and as_kind != "string":
         shown += (
-            " (if given with --config: Snakemake reads values inside {...} or [...] as text: give this "
-            "setting in a --configfile YAML file instead)"
+            " (if given with --config: Snakemake reads values inside {...} or [...] as text; "
+            "give this setting in a --configfile YAML file instead)"
         )
     return shown
 
@@ -184,34 +191,34 @@ def _bounds_text(schema: Mapping[str, object]) -> str:
     return "a number " + " and ".join(parts)
 
 
-def validate_config(config: object, schema: Mapping[str, object]) -> None:
-    """Check `config` against the JSON schema; raise ConfigError for the first problem.
+def schema_problems(instance: object, schema: Mapping[str, object]) -> list[tuple[str, str]]:
+    """Every problem of `instance` against the JSON `schema`, as (key path, one-line message).
 
-    Errors are ordered by key so the same config always reports the same first problem. An
-    unknown key is reported with the closest allowed key ("did you mean").
+    Ordered by key so the same input always reports the same first problem. An unknown key is
+    reported with the closest allowed key ("did you mean"); oneOf/anyOf problems with the branch
+    that came closest; a wrong kind with what was expected and what was found.
     """
     import jsonschema
 
-    if not isinstance(config, Mapping):
-        raise ConfigError("the top level must be a mapping of keys (key: value)")
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(
-        validator.iter_errors(dict(config)),
+        validator.iter_errors(instance),
         key=lambda e: ([str(p) for p in e.absolute_path], e.validator != "additionalProperties"),
     )
-    if not errors:
-        return
-    first = errors[0]
+    return [_problem(e) for e in errors if e.validator not in ("if", "then", "else")]
+
+
+def _problem(first: object) -> tuple[str, str]:
+    """(key path, message) of one jsonschema ValidationError."""
     if first.context:  # oneOf / anyOf: the branch whose type matched, i.e. came closest
         closer = [e for e in first.context if e.validator != "type"]
         if closer:
             first = max(closer, key=lambda e: len(e.absolute_path))
         else:
             kinds = sorted({str(e.validator_value) for e in first.context})
-            raise ConfigError(
+            return _key(first.absolute_path), (
                 f"expected {' or '.join(_KIND_WORDS.get(k, k) for k in kinds)}, found "
-                f"{_found(first.instance, kinds)}",
-                key=_key(first.absolute_path),
+                f"{_found(first.instance, kinds)}"
             )
     if first.validator == "additionalProperties" and isinstance(first.instance, Mapping):
         allowed = sorted((first.schema.get("properties") or {}).keys())
@@ -219,28 +226,35 @@ def validate_config(config: object, schema: Mapping[str, object]) -> None:
         if extra:
             close = difflib.get_close_matches(extra[0], allowed, n=1, cutoff=0.6)
             hint = f"; did you mean '{close[0]}'?" if close else f"; allowed: {', '.join(allowed)}"
-            raise ConfigError(f"unknown key{hint}", key=_key([*first.absolute_path, extra[0]]))
+            return _key([*first.absolute_path, extra[0]]), f"unknown key{hint}"
     message = first.message
     if first.validator in _BOUNDS:
         message = f"expected {_bounds_text(first.schema)} (found {first.instance!r})"
         if first.schema.get("description"):
             message += f": {' '.join(str(first.schema['description']).split())}"
     elif first.validator == "type":
-        kinds = (
-            first.validator_value
-            if isinstance(first.validator_value, list)
-            else [first.validator_value]
-        )
+        value = first.validator_value
+        kinds = [str(k) for k in (value if isinstance(value, list) else [value])]
         message = (
-            f"expected {' or '.join(_KIND_WORDS.get(str(k), str(k)) for k in kinds)}, found "
-            f"{_found(first.instance, [str(k) for k in kinds])}"
+            f"expected {' or '.join(_KIND_WORDS.get(k, k) for k in kinds)}, found "
+            f"{_found(first.instance, kinds)}"
         )
-    if first.validator == "minItems":
+    elif first.validator == "minItems":
         count = first.validator_value
         message = (
             f"needs at least {count} entr{'y' if count == 1 else 'ies'} (found {first.instance!r})"
         )
-    raise ConfigError(message, key=_key(first.absolute_path))
+    return _key(first.absolute_path), message
+
+
+def validate_config(config: object, schema: Mapping[str, object]) -> None:
+    """Check `config` against the JSON schema; raise ConfigError for the first problem."""
+    if not isinstance(config, Mapping):
+        raise ConfigError("the top level must be a mapping of keys (key: value)")
+    problems = schema_problems(dict(config), schema)
+    if problems:
+        key, message = problems[0]
+        raise ConfigError(message, key=key)
 
 
 def input_path(value: object, key: str) -> str:

@@ -41,7 +41,7 @@ from timecourse_meta.pipeline.sheet_checks import (
     validate_extraction,
     validate_precomputed,
 )
-from timecourse_meta.schema import EFFECT_COLUMNS
+from timecourse_meta.schema import EFFECT_COLUMNS, SOURCE_ROWS
 
 __all__ = [
     "ENUMS",
@@ -339,5 +339,9 @@ def precomputed_effects(rows: pd.DataFrame, *, measure_default: str = "SMD") -> 
     out["source_type"] = sub["source_type"].where(sub["source_type"] != "", "unspecified")
     out["derivation"] = np.where(from_se, "precomputed yi; vi = sei^2", "precomputed yi, vi")
     out["flags"] = "precomputed"
-    out["row_ids"] = sub["source_file"] + ":" + sub["source_row"].astype(str)
+    out["row_ids"] = sub["source_file"] + ":" + sub["source_row"].astype(str)  # readable only
+    out[SOURCE_ROWS] = [
+        [{"source_file": str(f), "source_row": int(r)}]
+        for f, r in zip(sub["source_file"], sub["source_row"], strict=True)
+    ]
     return out.reset_index(drop=True)
