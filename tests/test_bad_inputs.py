@@ -21,13 +21,15 @@ import yaml
 from pipeline_helpers import run_pipeline
 
 from timecourse_meta.errors import ConfigError, SheetError
+from timecourse_meta.pipeline.claims import load_claims
 from timecourse_meta.pipeline.config import (
     check_config,
     check_config_files,
     load_yaml,
     output_dir,
 )
-from timecourse_meta.pipeline.tables import to_csv_text, to_markdown_text
+from timecourse_meta.pipeline.tables import provenance_table, to_csv_text, to_markdown_text
+from timecourse_meta.pipeline.windows import check_effect_columns
 
 ROOT = Path(__file__).resolve().parents[1]
 BAD = ROOT / "tests" / "data" / "bad"
@@ -51,7 +53,8 @@ def test_manifest_covers_the_corpus() -> None:
     assert set(listed) == files
     errors = [c for c in MANIFEST if c["kind"] in ("sheet", "config")]
     assert len(errors) >= 40
-    assert {c["kind"] for c in MANIFEST} == {"sheet", "config", "exclusion", "accept"}
+    kinds = {"sheet", "config", "exclusion", "accept", "claims", "stage_config"}
+    assert {c["kind"] for c in MANIFEST} == kinds
 
 
 @pytest.mark.parametrize("case", cases("sheet"))
@@ -124,6 +127,91 @@ def test_config_error_names_key(case: dict) -> None:
     assert message.startswith(prefix), message
     assert case["message"] in message, message
     assert info.value.key == case["key"]
+
+
+CLAIMS_SCHEMA = load_yaml(ROOT / "config" / "schema" / "claims.schema.yaml")
+WINDOW_LABELS = [w["label"] for w in BASE_CONFIG["windows"]]
+
+
+@pytest.mark.parametrize("case", cases("claims"))
+def test_claims_file_error_is_one_line(case: dict) -> None:
+    """The claims file is checked against claims.schema.yaml and the configured windows and
+    subgroups before any rule runs; a wrong shape is one line naming the claim, not a crash."""
+    with pytest.raises(ConfigError) as info:
+        load_claims(
+            BAD / case["file"],
+            CLAIMS_SCHEMA,
+            WINDOW_LABELS,
+            list(BASE_CONFIG["subgroups"]),
+            shown=label(case["file"]),
+        )
+    message = str(info.value)
+    prefix = f"config '{case['key']}': " if case["key"] else "config: "
+    assert "\n" not in message and message.startswith(prefix), message
+    assert case["message"] in message, message
+
+
+def test_shipped_claims_pass() -> None:
+    claims = load_claims(
+        ROOT / "config" / "claims.yaml",
+        CLAIMS_SCHEMA,
+        WINDOW_LABELS,
+        list(BASE_CONFIG["subgroups"]),
+    )
+    assert len(claims) >= 5
+
+
+@pytest.mark.parametrize("case", cases("stage_config"))
+def test_subset_and_subgroup_columns_checked_early(case: dict, tmp_path: Path) -> None:
+    """Columns named by subgroups / sensitivity subsets are checked at the windows stage against
+    the sheets' columns (as `include` is), not by a KeyError in pooling minutes later."""
+    sheet = BAD / "ok_bom.csv"
+    if case.get("sheet_column"):  # a column only the sheet has (e.g. a risk-of-bias rating)
+        lines = sheet.read_text(encoding="utf-8-sig").splitlines()
+        lines = [lines[0] + "," + case["sheet_column"]] + [ln + ",low" for ln in lines[1:]]
+        sheet = tmp_path / "with_column.csv"
+        sheet.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    settings = {**BASE_CONFIG, **load_yaml(BAD / case["file"])}
+    rows = run_pipeline([sheet]).rows
+    with pytest.raises(ConfigError) as info:
+        check_effect_columns(
+            rows, settings["subgroups"], (settings.get("sensitivity") or {}).get("subsets")
+        )
+    assert str(info.value).startswith(f"config '{case['key']}': "), str(info.value)
+    assert case["message"] in str(info.value)
+
+
+def test_shipped_subsets_and_subgroups_pass() -> None:
+    rows = run_pipeline([BAD / "ok_bom.csv"]).rows
+    check_effect_columns(rows, BASE_CONFIG["subgroups"], BASE_CONFIG["sensitivity"]["subsets"])
+
+
+def test_semicolon_file_name_keeps_structured_provenance() -> None:
+    """Row ids are (source_file, source_row) pairs: a ';' or ':' in a file name is harmless."""
+    name = label("ok_semi;colon name.csv")
+    run = run_pipeline([name], ROOT)
+    _accounted(run)
+    table = provenance_table(run.effects, run.rows)
+    assert set(table["note"]) == {""}
+    assert sorted(table["row_id"]) == sorted(f"{name}:{line}" for line in (2, 3, 4, 5))
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_special_files_are_one_line(kind: str, tmp_path: Path) -> None:
+    """A directory or a named pipe given as a sheet: one line, and a FIFO is never opened."""
+    import os
+
+    path = tmp_path / "sheet.csv"
+    if kind == "directory":
+        path.mkdir()
+        expected = "is a directory, not a sheet file (a CSV file)"
+    else:
+        os.mkfifo(path)
+        expected = "is a named pipe (FIFO), not a sheet file (a CSV file)"
+    with pytest.raises(SheetError, match=re.escape(expected)):
+        run_pipeline([path])
+    with pytest.raises(ConfigError, match=re.escape(f"'sheet.csv' {expected}")):
+        check_config({**BASE_CONFIG, "studies": "sheet.csv"}, SCHEMA, tmp_path)
 
 
 def test_shipped_config_passes() -> None:

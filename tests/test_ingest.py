@@ -215,7 +215,8 @@ def test_duplicate_rows_across_sheets(tmp_path: Path) -> None:
     b = write(tmp_path, sheet_text(two_arms()[:1]), "b.csv")
     with pytest.raises(SheetError) as info:
         read_sheets([a, b], root=None)
-    assert f"{b.as_posix()}, line 2: duplicate: identical to {a.as_posix()} line 2" in str(info.value)
+    expected = f"{b.as_posix()}, line 2: duplicate: identical to {a.as_posix()} line 2"
+    assert expected in str(info.value)
 
 
 def test_read_sheets_keeps_relative_labels(tmp_path: Path) -> None:

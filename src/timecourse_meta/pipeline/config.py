@@ -32,6 +32,7 @@ __all__ = [
     "load_yaml",
     "output_dir",
     "schema_problems",
+    "special_file_kind",
     "validate_config",
 ]
 
@@ -300,6 +301,31 @@ def output_dir(value: object, key: str, root: str | Path) -> str:
     )
 
 
+def special_file_kind(path: str | Path) -> str:
+    """"" for a regular file (after symbolic links), "missing", or what else it is ("a
+    directory", "a named pipe (FIFO)", "a device", "a socket"): reading a FIFO or a device would
+    block or never end, so such paths are refused before anything opens them."""
+    import stat
+
+    try:
+        mode = Path(path).stat().st_mode
+    except FileNotFoundError:
+        return "missing"
+    except OSError as err:
+        return f"unreadable ({err.strerror})"
+    if stat.S_ISREG(mode):
+        return ""
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
 def _default(schema: Mapping[str, object], key: str) -> object:
     props = schema.get("properties") or {}
     return (props.get(key) or {}).get("default")  # type: ignore[union-attr]
@@ -323,10 +349,13 @@ def check_config(
 
     def existing(value: object, key: str) -> str:
         clean = input_path(value, key)
-        if not (Path(root) / clean).is_file():
+        kind = special_file_kind(Path(root) / clean)
+        if kind == "missing":
             raise ConfigError(
                 f"file '{clean}' not found (paths are relative to the project folder)", key=key
             )
+        if kind:
+            raise ConfigError(f"'{clean}' is {kind}, not a sheet file (a CSV file)", key=key)
         return clean
 
     studies = get("studies")

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from timecourse_meta.errors import SheetError
+from timecourse_meta.pipeline.config import special_file_kind
 from timecourse_meta.pipeline.sheet_checks import (
     ENUMS,
     EXTRACTION_REQUIRED,
@@ -262,6 +263,9 @@ def read_sheet(path: str | Path, *, label: str | None = None) -> pd.DataFrame:
     Text cells are stripped strings ("" = not reported); numeric cells are float (NaN = empty).
     """
     name = label if label is not None else Path(path).as_posix()
+    kind = special_file_kind(path)
+    if kind and kind != "missing":  # never open a FIFO or a device: it would block or not end
+        raise SheetError(name, f"is {kind}, not a sheet file (a CSV file)")
     try:
         raw = Path(path).read_bytes()
     except OSError as err:
