@@ -86,6 +86,7 @@ def load_claims(
     subgroups: Sequence[str] = (),
     *,
     shown: str | None = None,
+    strict_windows: bool = True,
 ) -> list[Mapping[str, object]]:
     """Read the claims file and check it before any rule runs; return its list of claims.
 
@@ -111,7 +112,7 @@ def load_claims(
         raise ConfigError(f"{name}, {where}: {message}{more}", key="claims_file")
     claims = list(data["claims"])  # type: ignore[index]
     try:
-        validate_claims(claims, windows, subgroups)
+        validate_claims(claims, windows, subgroups, strict_windows=strict_windows)
     except ConfigError as err:
         raise ConfigError(
             f"{name}: {str(err).removeprefix('config ' + repr('claims') + ': ')}", key="claims_file"
@@ -123,8 +124,15 @@ def validate_claims(
     claims: Sequence[Mapping[str, object]],
     windows: Sequence[str],
     subgroups: Sequence[str] = (),
+    *,
+    strict_windows: bool = True,
 ) -> None:
-    """Raise `ConfigError` for an unknown check, window, direction or unconfigured subgroup."""
+    """Raise `ConfigError` for an unknown check, window, direction or unconfigured subgroup.
+
+    `strict_windows=False`: a window that is not configured is allowed (its conditions are
+    "not testable", see `check_claims`), so the shipped claims do not stop a run whose windows
+    were changed on the command line.
+    """
     seen: set[str] = set()
     for claim in claims:
         cid = str(claim.get("id", "")).strip()
@@ -141,7 +149,7 @@ def validate_claims(
                     f"claim '{cid}': unknown check {check!r} (expected one of {', '.join(CHECKS)})",
                     key="claims",
                 )
-            if str(cond.get("window")) not in windows:
+            if strict_windows and str(cond.get("window")) not in windows:
                 raise ConfigError(
                     f"claim '{cid}': window {cond.get('window')!r} is not a "
                     f"configured window ({', '.join(windows)})",
@@ -344,6 +352,24 @@ def _check_mv(
     return _check_one(cond, mv, None, windows, defaults)
 
 
+def _unconfigured(cond: Mapping[str, object], windows: Sequence[str]) -> _Outcome | None:
+    """A condition at a window that is not configured is "not testable" (with the reason)."""
+    if str(cond["window"]) in windows:
+        return None
+    why = f"window '{cond['window']}' is not a configured window ({', '.join(windows)})"
+    return _Outcome(NOT_TESTABLE, 0, [why])
+
+
+def _checked(
+    cond: Mapping[str, object],
+    pooled: pd.DataFrame,
+    proportions: pd.DataFrame | None,
+    windows: Sequence[str],
+    defaults: Mapping[str, str],
+) -> _Outcome:
+    return _unconfigured(cond, windows) or _check_one(cond, pooled, proportions, windows, defaults)
+
+
 def _describe(cond: Mapping[str, object]) -> str:
     parts = [str(cond["check"]), f"window={cond['window']}"]
     for field in ("direction", "outcome", "measure", "subgroup", "arm_role"):
@@ -366,6 +392,7 @@ def check_claims(
     measure: str = "SMD",
     multivariate: pd.DataFrame | None = None,
     subgroups: Sequence[str] | None = None,
+    strict_windows: bool = True,
 ) -> pd.DataFrame:
     """Evaluate each claim on the pooled table (and pooled proportions); one row per claim.
 
@@ -380,7 +407,7 @@ def check_claims(
         subgroups = sorted(set(pooled["moderator"]) - {"all"})
         if proportions is not None and "moderator" in proportions:
             subgroups = sorted(set(subgroups) | (set(proportions["moderator"]) - {"all"}))
-    validate_claims(claims, windows, subgroups)
+    validate_claims(claims, windows, subgroups, strict_windows=strict_windows)
     defaults = {"outcome": outcome, "measure": measure}
     mv = None
     if multivariate is not None:  # one "all studies" row per window, as _select expects
@@ -388,7 +415,7 @@ def check_claims(
     rows = []
     for claim in claims:
         conds = _conditions(claim)
-        result = _combine([_check_one(c, pooled, proportions, windows, defaults) for c in conds])
+        result = _combine([_checked(c, pooled, proportions, windows, defaults) for c in conds])
         est, lo, hi = result.numbers
         rows.append({
             "id": str(claim["id"]), "claim": str(claim["claim"]), "source": str(claim["source"]),
@@ -399,7 +426,9 @@ def check_claims(
             "details": "; ".join(result.details),
         })  # fmt: skip
         if mv is not None:
-            res_mv = _combine([_check_mv(c, mv, windows, defaults) for c in conds])
+            res_mv = _combine(
+                [_unconfigured(c, windows) or _check_mv(c, mv, windows, defaults) for c in conds]
+            )
             est, lo, hi = res_mv.numbers
             rows[-1].update({
                 "verdict_multivariate": res_mv.verdict, "k_mv": res_mv.k,

@@ -302,7 +302,7 @@ def output_dir(value: object, key: str, root: str | Path) -> str:
 
 
 def special_file_kind(path: str | Path) -> str:
-    """"" for a regular file (after symbolic links), "missing", or what else it is ("a
+    """ "" for a regular file (after symbolic links), "missing", or what else it is ("a
     directory", "a named pipe (FIFO)", "a device", "a socket"): reading a FIFO or a device would
     block or never end, so such paths are refused before anything opens them."""
     import stat

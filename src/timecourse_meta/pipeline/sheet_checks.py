@@ -477,6 +477,14 @@ def check_study_consistency(frame: pd.DataFrame) -> None:
             )
 
 
+def _number_text(value: float) -> str:
+    """A parsed number as the shortest text that reads back as the same float ('' = NaN)."""
+    if math.isnan(value):
+        return ""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
+
+
 def _key_text(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """Key columns as plain strings, missing = "" (pandas' string dtype keeps NaN, and NaN never
     compares equal, so `astype(str)` alone would find a duplicate but not its partner)."""
@@ -484,7 +492,7 @@ def _key_text(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     for column in columns:
         values = frame[column]
         if values.dtype.kind == "f":
-            out[column] = [("" if math.isnan(v) else f"{v:.17g}") for v in values]
+            out[column] = [_number_text(v) for v in values]
         else:
             out[column] = values.fillna("").astype(object).map(str)
     return out
