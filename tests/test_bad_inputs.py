@@ -26,6 +26,7 @@ from timecourse_meta.pipeline.config import (
     check_config,
     check_config_files,
     load_yaml,
+    normalise_command_line,
     output_dir,
 )
 from timecourse_meta.pipeline.tables import provenance_table, to_csv_text, to_markdown_text
@@ -381,4 +382,95 @@ def test_cli_python_tags_are_refused(project: Path) -> None:
     assert proc.stderr.splitlines() == [
         "Error: config: name.yaml, line 1, column 9: YAML tag '!!python/name:os.system' is not "
         "allowed; the configuration must be plain YAML (keys, lists, text, numbers, true/false)"
+    ]
+
+
+# ---- round two through the real command line (slow: one snakemake run each) ------------------
+CLI_SHEETS = [  # (corpus file, stage that refuses it)
+    ("pre_duplicate_other_numbers.csv", "ingest_sheets"),
+    ("pre_vi_1e-300.csv", "ingest_sheets"),
+    ("mean_huge.csv", "ingest_sheets"),
+    ("r_within_one.csv", "ingest_sheets"),
+    ("binary_bytes.csv", "ingest_sheets"),
+]
+
+
+def _case(name: str) -> dict:
+    return next(c for c in MANIFEST if c["file"] == name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "stage"), CLI_SHEETS)
+def test_cli_round_two_sheet_errors(project: Path, name: str, stage: str) -> None:
+    shutil.copy2(BAD / name, project / "data" / "raw" / name)
+    proc = snakemake(project, "data/processed/rows.parquet", "--config", f"studies=data/raw/{name}")
+    assert proc.returncode != 0
+    assert "unexpected error" not in proc.stderr and "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ": ERROR: " in ln]
+    case = _case(name)
+    where = f"{stage}: ERROR: data/raw/{name}, line {case['line']}"
+    assert len(errors) == 1 and errors[0].startswith(where), proc.stderr
+    assert case["message"] in errors[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "files", "expected"),
+    [
+        (["--config", "crossover_r=1"], {}, "Error: config 'crossover_r': expected a number > -1 "
+         "and < 1 (found 1): within-person correlation assumed for crossover trials"),
+        (["--configfile", "dk.yaml"], {"dk.yaml": "config_duplicate_key.yaml"},
+         "Error: config: dk.yaml: key 'method' is given twice in one mapping, on line 1 and on "
+         "line 3; YAML would silently keep only the last one: delete or merge one of them"),
+        (["--config", "claims_file=config/c.yaml"], {"config/c.yaml": "claims_plain_string.yaml"},
+         "Error: config 'claims_file': config/c.yaml, claim 1: expected a mapping (key: value), "
+         "found the text 'Ketamine works at 24 h'"),
+        (["--config", "claims_file=config/c.yaml"], {"config/c.yaml": "claims_levels_true.yaml"},
+         "Error: config 'claims_file': config/c.yaml, claim 1 (id 'a'), levels: expected a "
+         "list, found True"),
+    ],
+)  # fmt: skip
+def test_cli_round_two_config_errors(
+    project: Path, args: list[str], files: dict[str, str], expected: str
+) -> None:
+    for dest, name in files.items():
+        shutil.copy2(BAD / name, project / dest)
+    proc = snakemake(project, "-n", *args)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [expected]
+
+
+@pytest.mark.slow
+def test_cli_directory_as_sheet(project: Path) -> None:
+    (project / "data" / "raw" / "folder.csv").mkdir(exist_ok=True)
+    proc = snakemake(project, "-n", "--config", "studies=data/raw/folder.csv")
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "Error: config 'studies': 'data/raw/folder.csv' is a directory, not a sheet file "
+        "(a CSV file)"
+    ]
+
+
+@pytest.mark.slow
+def test_cli_subgroup_null_on_the_command_line(project: Path) -> None:
+    """Snakemake reads `--config subgroups="{trd: null}"` as the text 'null': taken as null."""
+    proc = snakemake(project, "-n", "--config", "subgroups={trd: null}")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_command_line_null_text_is_null() -> None:
+    config = {"subgroups": {"trd": "null", "drug": ["ketamine", "esketamine"], "x": "~"}}
+    normalise_command_line(config)
+    assert config["subgroups"] == {"trd": None, "drug": ["ketamine", "esketamine"], "x": None}
+
+
+@pytest.mark.slow
+def test_cli_subset_on_unknown_column_fails_early(project: Path) -> None:
+    shutil.copy2(BAD / "config_subset_misspelt_column.yaml", project / "s.yaml")
+    proc = snakemake(project, "data/processed/rows_windowed.parquet", "--configfile", "s.yaml")
+    assert proc.returncode != 0
+    errors = [ln for ln in proc.stderr.splitlines() if ": ERROR: " in ln]
+    assert errors == [
+        "select_windows: ERROR: config 'sensitivity.subsets.0.exclude.contrl': unknown column "
+        "'contrl' (not in the sheets); did you mean 'control'?"
     ]

@@ -10,7 +10,12 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from timecourse_meta.pipeline.claims import load_claims
-from timecourse_meta.pipeline.config import check_config, check_config_files, load_yaml
+from timecourse_meta.pipeline.config import (
+    check_config,
+    check_config_files,
+    load_yaml,
+    normalise_command_line,
+)
 from timecourse_meta.errors import ConfigError
 
 
@@ -26,6 +31,7 @@ def stop_on_config_error(func, *args, **kwargs):
 def _checked_config():
     schema_file = workflow.source_path("../../config/schema/config.schema.yaml")
     check_config_files(workflow.configfiles)  # safe_load: !!python/... tags are refused
+    normalise_command_line(config)  # --config subgroups="{trd: null}" arrives as text 'null'
     settings = check_config(config, load_yaml(schema_file), Path.cwd())  # cwd = the project
     validate(config, schema=schema_file)  # fills in the schema's defaults
     return settings

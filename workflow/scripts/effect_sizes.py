@@ -1,5 +1,7 @@
 """Stage 3 (rule effect_sizes): effect sizes, exclusions, and the row accounting check."""
 
+import sys
+
 import pandas as pd
 
 from timecourse_meta.effects.comparisons import compute_effects
@@ -30,6 +32,13 @@ with exit_on_error(smk.log[0], "effect_sizes") as log:
     write_csv(exclusions.reset_index(drop=True), smk.output.exclusions)
     write_csv(accounting, smk.output.accounting)
     total = accounting.iloc[-1]
+    if effects.empty:  # the run goes on: empty tables and "not testable" verdicts
+        warning = (
+            f"WARNING: no effect sizes: all {total['rows_in']} input rows were excluded (reasons "
+            "in exclusions.csv); pooled tables will be empty and claims not testable"
+        )
+        log(warning)
+        print(f"effect_sizes: {warning}", file=sys.stderr)
     log(
         f"rows in {total['rows_in']} = used {total['rows_used']} + excluded "
         f"{total['rows_excluded']}; {len(effects)} effects"

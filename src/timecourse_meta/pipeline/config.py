@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 import yaml
 
 from timecourse_meta.errors import ConfigError, excerpt
+from timecourse_meta.pipeline.sheet_checks import special_file_kind
 from timecourse_meta.pipeline.windows import parse_windows
 
 __all__ = [
@@ -30,9 +31,9 @@ __all__ = [
     "check_config_files",
     "input_path",
     "load_yaml",
+    "normalise_command_line",
     "output_dir",
     "schema_problems",
-    "special_file_kind",
     "validate_config",
 ]
 
@@ -301,29 +302,19 @@ def output_dir(value: object, key: str, root: str | Path) -> str:
     )
 
 
-def special_file_kind(path: str | Path) -> str:
-    """ "" for a regular file (after symbolic links), "missing", or what else it is ("a
-    directory", "a named pipe (FIFO)", "a device", "a socket"): reading a FIFO or a device would
-    block or never end, so such paths are refused before anything opens them."""
-    import stat
+_NULL_TEXT = ("null", "~", "none")
 
-    try:
-        mode = Path(path).stat().st_mode
-    except FileNotFoundError:
-        return "missing"
-    except OSError as err:
-        return f"unreadable ({err.strerror})"
-    if stat.S_ISREG(mode):
-        return ""
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a named pipe (FIFO)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
+
+def normalise_command_line(config: dict) -> None:
+    """Undo what Snakemake's --config does to nested values it reads as text, where the text
+    can only mean null: `--config subgroups="{trd: null}"` gives `{'trd': 'null'}` (Snakemake
+    parses nested values with YAML's BaseLoader). A subgroup's levels are a list or null, so
+    the text 'null' / '~' there is null. Changes `config` in place."""
+    subgroups = config.get("subgroups")
+    if isinstance(subgroups, dict):
+        for column, levels in subgroups.items():
+            if isinstance(levels, str) and levels.strip().lower() in _NULL_TEXT:
+                subgroups[column] = None
 
 
 def _default(schema: Mapping[str, object], key: str) -> object:

@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 
 from timecourse_meta.errors import SheetError
-from timecourse_meta.pipeline.config import special_file_kind
 from timecourse_meta.pipeline.sheet_checks import (
     ENUMS,
     EXTRACTION_REQUIRED,
@@ -39,6 +38,7 @@ from timecourse_meta.pipeline.sheet_checks import (
     check_study_consistency,
     cross_field_checks,
     parse_numeric,
+    special_file_kind,
     validate_extraction,
     validate_precomputed,
 )

@@ -195,7 +195,11 @@ def source_row_pairs(effects: pd.DataFrame) -> pd.DataFrame:
             files.append(str(ref["source_file"]))
             lines.append(int(ref["source_row"]))
     return pd.DataFrame(
-        {"effect": owner, "source_file": files, "source_row": pd.Series(lines, dtype="int64")}
+        {
+            "effect": pd.Series(owner, dtype=object),
+            "source_file": pd.Series(files, dtype=object),
+            "source_row": pd.Series(lines, dtype="int64"),
+        }
     )
 
 

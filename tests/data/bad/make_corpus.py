@@ -368,7 +368,7 @@ BASE_CONFIG_CASES: dict[str, str] = {
     "config_sensitivity_r_one.yaml": "sensitivity:\n  crossover_r: [0.2, 1]\n",
     "config_duplicate_key.yaml": "method: REML\ntest: z\nmethod: DL\n",
     "config_duplicate_nested_key.yaml": "timecourse:\n  rho: 0.5\n  rho: 0.8\n",
-    "config_subgroup_null_text.yaml": "subgroups:\n  trd: 'null'\n",
+    "config_subgroup_text.yaml": "subgroups:\n  trd: 'yes'\n",
     "config_contrasts_not_pairs.yaml": "timecourse:\n  contrasts: [[24h]]\n",
 }
 
