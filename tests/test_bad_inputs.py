@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from pipeline_helpers import run_pipeline
@@ -474,3 +475,55 @@ def test_cli_subset_on_unknown_column_fails_early(project: Path) -> None:
         "select_windows: ERROR: config 'sensitivity.subsets.0.exclude.contrl': unknown column "
         "'contrl' (not in the sheets); did you mean 'control'?"
     ]
+
+
+def _full_run(project: Path, *args: str) -> subprocess.CompletedProcess:
+    proc = snakemake(project, *args)
+    assert "unexpected error" not in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+@pytest.mark.slow
+def test_cli_all_studies_excluded_finishes_with_a_warning(tmp_path: Path) -> None:
+    project = copy_project(tmp_path)
+    (project / "none.yaml").write_text("include: {control: [none_such]}\n", encoding="utf-8")
+    proc = _full_run(project, "--configfile", "none.yaml")
+    assert any(
+        ln.startswith("effect_sizes: WARNING: no effect sizes: all ")
+        for ln in proc.stderr.splitlines()
+    )
+    tables = project / "results" / "tables"
+    claims = pd.read_csv(tables / "claims.csv", keep_default_na=False)
+    assert set(claims["verdict"]) == {"not testable"}
+    assert pd.read_csv(tables / "effects.csv").empty
+    acc = pd.read_csv(tables / "row_accounting.csv").iloc[-1]
+    assert acc["rows_used"] == 0 and acc["rows_in"] == acc["rows_excluded"]
+
+
+@pytest.mark.slow
+def test_cli_one_window_with_a_unicode_label(tmp_path: Path) -> None:
+    """Contrasts default to `auto` (derived from the windows); shipped claims at windows that
+    are not configured are "not testable" with the reason, not a failure."""
+    project = copy_project(tmp_path)
+    (project / "w.yaml").write_text(
+        'windows:\n  - {label: "Tag 1 \u00fc", low: 18, high: 30, nominal: 24}\n', encoding="utf-8"
+    )
+    _full_run(project, "--configfile", "w.yaml")
+    claims = pd.read_csv(project / "results" / "tables" / "claims.csv", keep_default_na=False)
+    assert set(claims["verdict"]) == {"not testable"}
+    assert claims["details"].str.contains("is not a configured window").all()
+    assert (project / "results" / "figures" / "forest_Tag 1 \u00fc.png").exists()
+
+
+@pytest.mark.slow
+def test_cli_semicolon_in_sheet_name(tmp_path: Path) -> None:
+    project = copy_project(tmp_path)
+    name = "data/raw/a;b.csv"
+    shutil.copy2(project / "data" / "raw" / "ketamine_trials.csv", project / name)
+    _full_run(project, "results/tables/provenance.csv", "--config", f"studies={name}")
+    acc = pd.read_csv(project / "results" / "tables" / "row_accounting.csv")
+    assert acc.iloc[0]["source_file"] == name
+    assert acc.iloc[-1]["rows_in"] == acc.iloc[-1]["rows_used"] + acc.iloc[-1]["rows_excluded"]
+    prov = pd.read_csv(project / "results" / "tables" / "provenance.csv", keep_default_na=False)
+    assert prov["row_id"].str.startswith(f"{name}:").all() and set(prov["note"]) == {""}
