@@ -76,6 +76,8 @@ from timecourse_meta.effects.sd_recovery import recover_sd
 from timecourse_meta.schema import (
     ATTRIBUTE_COLUMNS,
     EFFECT_COLUMNS,
+    MAX_MAGNITUDE,
+    MIN_SPREAD,
     PROPORTION_COLUMNS,
     R_C_DN,
     R_C_MD_N,
@@ -103,6 +105,7 @@ from timecourse_meta.schema import (
     R_OUTCOME,
     R_PERIOD,
     R_R,
+    R_RANGE,
     R_ROLE,
     R_SD,
     R_SUPERSEDED,
@@ -340,6 +343,17 @@ def _explain_unused(df: pd.DataFrame, used: set[int], excluded_pairs: dict[int, 
         flag_rows(df, live & ~exists, r_none)
 
 
+def _unusable(effects: pd.DataFrame) -> np.ndarray:
+    """Per effect row: "" if usable, else why not (non-finite, or outside the valid range,
+    where the pooling arithmetic would overflow)."""
+    yi = effects["yi"].to_numpy(float)
+    vi = effects["vi"].to_numpy(float)
+    finite = np.isfinite(yi) & np.isfinite(vi)
+    with np.errstate(invalid="ignore"):
+        inside = (np.abs(yi) <= MAX_MAGNITUDE) & (vi >= MIN_SPREAD**2) & (vi <= MAX_MAGNITUDE**2)
+    return np.where(~finite, R_NONFINITE, np.where(inside, "", R_RANGE)).astype(object)
+
+
 def _finish(effects: pd.DataFrame, columns: tuple[str, ...], df: pd.DataFrame) -> pd.DataFrame:
     """Final columns; `_used` (row positions in `df`) becomes the structured `SOURCE_ROWS` list
     and its readable rendering `row_ids`."""
@@ -411,21 +425,23 @@ def compute_effects(
     used: set[int] = set()
     arm_eff = arm_effects(pairs, crossover_r)
     if not arm_eff.empty:
-        ok = np.isfinite(arm_eff["yi"].to_numpy(float)) & np.isfinite(arm_eff["vi"].to_numpy(float))
-        # a comparison is kept only if all its measures (OR and RR) are finite
-        bad = set(arm_eff.loc[~ok, "_used"])
-        for rid in sorted({r for u in bad for r in u}):
-            dropped.setdefault(rid, R_NONFINITE)
+        why = _unusable(arm_eff)
+        # a comparison is kept only if all its measures (OR and RR) are finite and in range
+        bad = set(arm_eff.loc[why != "", "_used"])
+        for reason in (R_NONFINITE, R_RANGE):
+            hit = {r for u in arm_eff.loc[why == reason, "_used"] for r in u}
+            for rid in sorted(hit):
+                dropped.setdefault(rid, reason)
         arm_eff = arm_eff.loc[~arm_eff["_used"].isin(bad).to_numpy()]
         frames.append(arm_eff)
         used |= {r for u in arm_eff["_used"] for r in u}
     covered = arm_eff[KEY] if not arm_eff.empty else pd.DataFrame(columns=KEY)
     con_eff = contrast_effects(df, covered, crossover_r)
     if not con_eff.empty:
-        ok = np.isfinite(con_eff["yi"].to_numpy(float)) & np.isfinite(con_eff["vi"].to_numpy(float))
-        for u in con_eff.loc[~ok, "_used"]:
-            dropped.setdefault(u[0], R_NONFINITE)
-        con_eff = con_eff.loc[ok]
+        why = _unusable(con_eff)
+        for u, reason in zip(con_eff.loc[why != "", "_used"], why[why != ""], strict=True):
+            dropped.setdefault(u[0], reason)
+        con_eff = con_eff.loc[why == ""]
         frames.append(con_eff)
         used |= {r for u in con_eff["_used"] for r in u}
     _explain_unused(df, used, dropped)

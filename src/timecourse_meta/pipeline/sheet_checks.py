@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from timecourse_meta.errors import SheetError, excerpt
+from timecourse_meta.schema import MAX_MAGNITUDE, MIN_SPREAD
 
 __all__ = [
     "ENUMS",
@@ -142,8 +143,6 @@ _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _NOT_REPORTED = {"na", "n/a", "nan", "nr", "n.r.", "-", ".", "?", "none", "null", "missing", "#n/a"}
 # Valid numeric range (see the module docstring): larger magnitudes or smaller spreads are
 # refused with the range in the message.
-MAX_MAGNITUDE = 1e9
-MIN_SPREAD = 1e-6
 _SPREADS = ("sd", "se", "sei", "effect_se")
 _VARIANCES = ("vi", "effect_var")
 

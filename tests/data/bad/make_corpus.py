@@ -319,6 +319,9 @@ SHEETS.update(
         "long_cell.csv": changed(2, n="9" * 5000 + "x"),
         "nul_in_cell.csv": changed(3, sd="7\x00.0"),
         "ok_semi;colon name.csv": text(base()),
+        "excl_effect_out_of_range.csv": changed_lines(
+            {2: {"mean": "1e9", "sd": "1e-6"}, 3: {"mean": "-1e9", "sd": "1e-6"}}
+        ),
     }
 )
 
