@@ -249,6 +249,13 @@ def test_random_sheets_end_cleanly_long(rng, tmp_path_factory) -> None:
     _property(rng, tmp_path_factory)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _print_counts():
+    """Print how many generated sheets ran clean / ended in one error line (with -s)."""
+    yield
+    print(f"\nhostile sheets: {COUNTS['ok']} clean runs, {COUNTS['error']} one-line errors")
+
+
 def test_report_counts() -> None:
     """Not a check: prints how many generated sheets ran clean / ended in one error line."""
     print(f"\nhostile sheets so far: {COUNTS['ok']} clean runs, {COUNTS['error']} one-line errors")
