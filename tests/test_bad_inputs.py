@@ -411,7 +411,7 @@ def test_cli_round_two_sheet_errors(project: Path, name: str, stage: str) -> Non
     case = _case(name)
     where = f"{stage}: ERROR: data/raw/{name}, line {case['line']}"
     assert len(errors) == 1 and errors[0].startswith(where), proc.stderr
-    assert case["message"] in errors[0]
+    assert case["message"].replace("tests/data/bad/", "data/raw/") in errors[0]
 
 
 @pytest.mark.slow
@@ -438,7 +438,8 @@ def test_cli_round_two_config_errors(
         shutil.copy2(BAD / name, project / dest)
     proc = snakemake(project, "-n", *args)
     assert proc.returncode == 1
-    assert proc.stderr.splitlines() == [expected]
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(expected), lines
 
 
 @pytest.mark.slow

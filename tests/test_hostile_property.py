@@ -282,7 +282,7 @@ def test_random_sheets_through_the_cli(seed: int, tmp_path: Path) -> None:
     (project / "data" / "raw" / SHEET_NAME).write_bytes(data)
     target = ["results/tables/row_accounting.csv", "results/tables/pooled_by_timepoint.csv"]
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "1", "-q", *target, "--config",
+        [sys.executable, "-m", "snakemake", "--cores", "1", *target, "--config",
          f"studies=data/raw/{SHEET_NAME}"],
         cwd=project, capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
