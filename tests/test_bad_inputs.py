@@ -16,18 +16,22 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from pipeline_helpers import copy_project, run_pipeline
 
 from timecourse_meta.errors import ConfigError, SheetError
+from timecourse_meta.pipeline.claims import load_claims
 from timecourse_meta.pipeline.config import (
     check_config,
     check_config_files,
     load_yaml,
+    normalise_command_line,
     output_dir,
 )
-from timecourse_meta.pipeline.tables import to_csv_text, to_markdown_text
+from timecourse_meta.pipeline.tables import provenance_table, to_csv_text, to_markdown_text
+from timecourse_meta.pipeline.windows import check_effect_columns
 
 ROOT = Path(__file__).resolve().parents[1]
 BAD = ROOT / "tests" / "data" / "bad"
@@ -51,7 +55,8 @@ def test_manifest_covers_the_corpus() -> None:
     assert set(listed) == files
     errors = [c for c in MANIFEST if c["kind"] in ("sheet", "config")]
     assert len(errors) >= 40
-    assert {c["kind"] for c in MANIFEST} == {"sheet", "config", "exclusion", "accept"}
+    kinds = {"sheet", "config", "exclusion", "accept", "claims", "stage_config"}
+    assert {c["kind"] for c in MANIFEST} == kinds
 
 
 @pytest.mark.parametrize("case", cases("sheet"))
@@ -124,6 +129,91 @@ def test_config_error_names_key(case: dict) -> None:
     assert message.startswith(prefix), message
     assert case["message"] in message, message
     assert info.value.key == case["key"]
+
+
+CLAIMS_SCHEMA = load_yaml(ROOT / "config" / "schema" / "claims.schema.yaml")
+WINDOW_LABELS = [w["label"] for w in BASE_CONFIG["windows"]]
+
+
+@pytest.mark.parametrize("case", cases("claims"))
+def test_claims_file_error_is_one_line(case: dict) -> None:
+    """The claims file is checked against claims.schema.yaml and the configured windows and
+    subgroups before any rule runs; a wrong shape is one line naming the claim, not a crash."""
+    with pytest.raises(ConfigError) as info:
+        load_claims(
+            BAD / case["file"],
+            CLAIMS_SCHEMA,
+            WINDOW_LABELS,
+            list(BASE_CONFIG["subgroups"]),
+            shown=label(case["file"]),
+        )
+    message = str(info.value)
+    prefix = f"config '{case['key']}': " if case["key"] else "config: "
+    assert "\n" not in message and message.startswith(prefix), message
+    assert case["message"] in message, message
+
+
+def test_shipped_claims_pass() -> None:
+    claims = load_claims(
+        ROOT / "config" / "claims.yaml",
+        CLAIMS_SCHEMA,
+        WINDOW_LABELS,
+        list(BASE_CONFIG["subgroups"]),
+    )
+    assert len(claims) >= 5
+
+
+@pytest.mark.parametrize("case", cases("stage_config"))
+def test_subset_and_subgroup_columns_checked_early(case: dict, tmp_path: Path) -> None:
+    """Columns named by subgroups / sensitivity subsets are checked at the windows stage against
+    the sheets' columns (as `include` is), not by a KeyError in pooling minutes later."""
+    sheet = BAD / "ok_bom.csv"
+    if case.get("sheet_column"):  # a column only the sheet has (e.g. a risk-of-bias rating)
+        lines = sheet.read_text(encoding="utf-8-sig").splitlines()
+        lines = [lines[0] + "," + case["sheet_column"]] + [ln + ",low" for ln in lines[1:]]
+        sheet = tmp_path / "with_column.csv"
+        sheet.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    settings = {**BASE_CONFIG, **load_yaml(BAD / case["file"])}
+    rows = run_pipeline([sheet]).rows
+    with pytest.raises(ConfigError) as info:
+        check_effect_columns(
+            rows, settings["subgroups"], (settings.get("sensitivity") or {}).get("subsets")
+        )
+    assert str(info.value).startswith(f"config '{case['key']}': "), str(info.value)
+    assert case["message"] in str(info.value)
+
+
+def test_shipped_subsets_and_subgroups_pass() -> None:
+    rows = run_pipeline([BAD / "ok_bom.csv"]).rows
+    check_effect_columns(rows, BASE_CONFIG["subgroups"], BASE_CONFIG["sensitivity"]["subsets"])
+
+
+def test_semicolon_file_name_keeps_structured_provenance() -> None:
+    """Row ids are (source_file, source_row) pairs: a ';' or ':' in a file name is harmless."""
+    name = label("ok_semi;colon name.csv")
+    run = run_pipeline([name], ROOT)
+    _accounted(run)
+    table = provenance_table(run.effects, run.rows)
+    assert set(table["note"]) == {""}
+    assert sorted(table["row_id"]) == sorted(f"{name}:{line}" for line in (2, 3, 4, 5))
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_special_files_are_one_line(kind: str, tmp_path: Path) -> None:
+    """A directory or a named pipe given as a sheet: one line, and a FIFO is never opened."""
+    import os
+
+    path = tmp_path / "sheet.csv"
+    if kind == "directory":
+        path.mkdir()
+        expected = "is a directory, not a sheet file (a CSV file)"
+    else:
+        os.mkfifo(path)
+        expected = "is a named pipe (FIFO), not a sheet file (a CSV file)"
+    with pytest.raises(SheetError, match=re.escape(expected)):
+        run_pipeline([path])
+    with pytest.raises(ConfigError, match=re.escape(f"'sheet.csv' {expected}")):
+        check_config({**BASE_CONFIG, "studies": "sheet.csv"}, SCHEMA, tmp_path)
 
 
 def test_shipped_config_passes() -> None:
@@ -288,3 +378,147 @@ def test_cli_python_tags_are_refused(project: Path) -> None:
         "Error: config: name.yaml, line 1, column 9: YAML tag '!!python/name:os.system' is not "
         "allowed; the configuration must be plain YAML (keys, lists, text, numbers, true/false)"
     ]
+
+
+# ---- round two through the real command line (slow: one snakemake run each) ------------------
+CLI_SHEETS = [  # (corpus file, stage that refuses it)
+    ("pre_duplicate_other_numbers.csv", "ingest_sheets"),
+    ("pre_vi_1e-300.csv", "ingest_sheets"),
+    ("mean_huge.csv", "ingest_sheets"),
+    ("r_within_one.csv", "ingest_sheets"),
+    ("binary_bytes.csv", "ingest_sheets"),
+]
+
+
+def _case(name: str) -> dict:
+    return next(c for c in MANIFEST if c["file"] == name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "stage"), CLI_SHEETS)
+def test_cli_round_two_sheet_errors(project: Path, name: str, stage: str) -> None:
+    shutil.copy2(BAD / name, project / "data" / "raw" / name)
+    proc = snakemake(project, "data/processed/rows.parquet", "--config", f"studies=data/raw/{name}")
+    assert proc.returncode != 0
+    assert "unexpected error" not in proc.stderr and "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ": ERROR: " in ln]
+    case = _case(name)
+    where = f"{stage}: ERROR: data/raw/{name}, line {case['line']}"
+    assert len(errors) == 1 and errors[0].startswith(where), proc.stderr
+    assert case["message"].replace("tests/data/bad/", "data/raw/") in errors[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "files", "expected"),
+    [
+        (["--config", "crossover_r=1"], {}, "Error: config 'crossover_r': expected a number > -1 "
+         "and < 1 (found 1): within-person correlation assumed for crossover trials"),
+        (["--configfile", "dk.yaml"], {"dk.yaml": "config_duplicate_key.yaml"},
+         "Error: config: dk.yaml: key 'method' is given twice in one mapping, on line 1 and on "
+         "line 3; YAML would silently keep only the last one: delete or merge one of them"),
+        (["--config", "claims_file=config/c.yaml"], {"config/c.yaml": "claims_plain_string.yaml"},
+         "Error: config 'claims_file': config/c.yaml, claim 1: expected a mapping (key: value), "
+         "found the text 'Ketamine works at 24 h'"),
+        (["--config", "claims_file=config/c.yaml"], {"config/c.yaml": "claims_levels_true.yaml"},
+         "Error: config 'claims_file': config/c.yaml, claim 1 (id 'a'), levels: expected a "
+         "list, found True"),
+    ],
+)  # fmt: skip
+def test_cli_round_two_config_errors(
+    project: Path, args: list[str], files: dict[str, str], expected: str
+) -> None:
+    for dest, name in files.items():
+        shutil.copy2(BAD / name, project / dest)
+    proc = snakemake(project, "-n", *args)
+    assert proc.returncode == 1
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(expected), lines
+
+
+@pytest.mark.slow
+def test_cli_directory_as_sheet(project: Path) -> None:
+    (project / "data" / "raw" / "folder.csv").mkdir(exist_ok=True)
+    proc = snakemake(project, "-n", "--config", "studies=data/raw/folder.csv")
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "Error: config 'studies': 'data/raw/folder.csv' is a directory, not a sheet file "
+        "(a CSV file)"
+    ]
+
+
+@pytest.mark.slow
+def test_cli_subgroup_null_on_the_command_line(project: Path) -> None:
+    """Snakemake reads `--config subgroups="{trd: null}"` as the text 'null': taken as null."""
+    proc = snakemake(project, "-n", "--config", "subgroups={trd: null}")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_command_line_null_text_is_null() -> None:
+    config = {"subgroups": {"trd": "null", "drug": ["ketamine", "esketamine"], "x": "~"}}
+    normalise_command_line(config)
+    assert config["subgroups"] == {"trd": None, "drug": ["ketamine", "esketamine"], "x": None}
+
+
+@pytest.mark.slow
+def test_cli_subset_on_unknown_column_fails_early(project: Path) -> None:
+    shutil.copy2(BAD / "config_subset_misspelt_column.yaml", project / "s.yaml")
+    proc = snakemake(project, "data/processed/rows_windowed.parquet", "--configfile", "s.yaml")
+    assert proc.returncode != 0
+    errors = [ln for ln in proc.stderr.splitlines() if ": ERROR: " in ln]
+    assert errors == [
+        "select_windows: ERROR: config 'sensitivity.subsets.0.exclude.contrl': unknown column "
+        "'contrl' (not in the sheets); did you mean 'control'?"
+    ]
+
+
+def _full_run(project: Path, *args: str) -> subprocess.CompletedProcess:
+    proc = snakemake(project, *args)
+    assert "unexpected error" not in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+@pytest.mark.slow
+def test_cli_all_studies_excluded_finishes_with_a_warning(tmp_path: Path) -> None:
+    project = copy_project(tmp_path)
+    (project / "none.yaml").write_text("include: {control: [none_such]}\n", encoding="utf-8")
+    proc = _full_run(project, "--configfile", "none.yaml")
+    assert any(
+        ln.startswith("effect_sizes: WARNING: no effect sizes: all ")
+        for ln in proc.stderr.splitlines()
+    )
+    tables = project / "results" / "tables"
+    claims = pd.read_csv(tables / "claims.csv", keep_default_na=False)
+    assert set(claims["verdict"]) == {"not testable"}
+    assert pd.read_csv(tables / "effects.csv").empty
+    acc = pd.read_csv(tables / "row_accounting.csv").iloc[-1]
+    assert acc["rows_used"] == 0 and acc["rows_in"] == acc["rows_excluded"]
+
+
+@pytest.mark.slow
+def test_cli_one_window_with_a_unicode_label(tmp_path: Path) -> None:
+    """Contrasts default to `auto` (derived from the windows); shipped claims at windows that
+    are not configured are "not testable" with the reason, not a failure."""
+    project = copy_project(tmp_path)
+    (project / "w.yaml").write_text(
+        'windows:\n  - {label: "Tag 1 \u00fc", low: 18, high: 30, nominal: 24}\n', encoding="utf-8"
+    )
+    _full_run(project, "--configfile", "w.yaml")
+    claims = pd.read_csv(project / "results" / "tables" / "claims.csv", keep_default_na=False)
+    assert set(claims["verdict"]) == {"not testable"}
+    assert claims["details"].str.contains("is not a configured window").all()
+    assert (project / "results" / "figures" / "forest_Tag 1 \u00fc.png").exists()
+
+
+@pytest.mark.slow
+def test_cli_semicolon_in_sheet_name(tmp_path: Path) -> None:
+    project = copy_project(tmp_path)
+    name = "data/raw/a;b.csv"
+    shutil.copy2(project / "data" / "raw" / "ketamine_trials.csv", project / name)
+    _full_run(project, "results/tables/provenance.csv", "--config", f"studies={name}")
+    acc = pd.read_csv(project / "results" / "tables" / "row_accounting.csv")
+    assert acc.iloc[0]["source_file"] == name
+    assert acc.iloc[-1]["rows_in"] == acc.iloc[-1]["rows_used"] + acc.iloc[-1]["rows_excluded"]
+    prov = pd.read_csv(project / "results" / "tables" / "provenance.csv", keep_default_na=False)
+    assert prov["row_id"].str.startswith(f"{name}:").all() and set(prov["note"]) == {""}

@@ -14,7 +14,12 @@ from hypothesis import strategies as st
 from timecourse_meta import schema
 from timecourse_meta.effects.comparisons import compute_effects, compute_proportions
 from timecourse_meta.effects.effect_sizes import log_odds_ratio, log_risk_ratio, smd, smd_from_d
-from timecourse_meta.schema import EFFECT_COLUMNS, EXCLUSION_COLUMNS, PROPORTION_COLUMNS
+from timecourse_meta.schema import (
+    EFFECT_COLUMNS,
+    EXCLUSION_COLUMNS,
+    PROPORTION_COLUMNS,
+    SOURCE_ROWS,
+)
 
 STUDY = {
     "citation": "Doe J et al. J Test 2020;1:1-2",
@@ -67,7 +72,8 @@ def ids(df: pd.DataFrame) -> set[str]:
 
 
 def used_ids(effects: pd.DataFrame) -> list[str]:
-    return [r for s in effects["row_ids"] for r in s.split(";")]
+    """Input rows of the effects, from the structured source_rows (not by splitting row_ids)."""
+    return [f"{r['source_file']}:{r['source_row']}" for refs in effects[SOURCE_ROWS] for r in refs]
 
 
 def assert_accounting(rows: pd.DataFrame, effects: pd.DataFrame, excl: pd.DataFrame) -> None:
@@ -83,7 +89,7 @@ def run(rows: pd.DataFrame, **kw) -> tuple[pd.DataFrame, pd.DataFrame]:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no warning may leak: problems become exclusions
         effects, excl = compute_effects(rows, **kw)
-    assert list(effects.columns) == list(EFFECT_COLUMNS)
+    assert list(effects.columns) == [*EFFECT_COLUMNS, SOURCE_ROWS]
     assert list(excl.columns) == list(EXCLUSION_COLUMNS)
     assert_accounting(rows, effects, excl)
     assert np.isfinite(effects["yi"].to_numpy(float)).all()

@@ -25,7 +25,7 @@ from timecourse_meta.effects.effect_sizes import (
     smd_var_ls,
     var_from_ci,
 )
-from timecourse_meta.schema import EFFECT_COLUMNS, EXCLUSION_COLUMNS
+from timecourse_meta.schema import EFFECT_COLUMNS, EXCLUSION_COLUMNS, SOURCE_ROWS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "metafor"
 GOLDEN_JSON = FIXTURES / "contrast_golden.json"
@@ -74,9 +74,9 @@ def run(rows: pd.DataFrame, **kw) -> tuple[pd.DataFrame, pd.DataFrame]:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         effects, excl = compute_effects(rows, **kw)
-    assert list(effects.columns) == list(EFFECT_COLUMNS)
+    assert list(effects.columns) == [*EFFECT_COLUMNS, SOURCE_ROWS]
     assert list(excl.columns) == list(EXCLUSION_COLUMNS)
-    used = {r for s in effects["row_ids"] for r in s.split(";")}
+    used = {f"{r['source_file']}:{r['source_row']}" for refs in effects[SOURCE_ROWS] for r in refs}
     excluded = list(excl["source_file"] + ":" + excl["source_row"].astype(str))
     assert len(excluded) == len(set(excluded)) and used.isdisjoint(excluded)
     assert used | set(excluded) == set(rows["source_file"] + ":" + rows["source_row"].astype(str))

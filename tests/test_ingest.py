@@ -10,6 +10,7 @@ from pathlib import Path
 
 import jsonschema
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -215,7 +216,8 @@ def test_duplicate_rows_across_sheets(tmp_path: Path) -> None:
     b = write(tmp_path, sheet_text(two_arms()[:1]), "b.csv")
     with pytest.raises(SheetError) as info:
         read_sheets([a, b], root=None)
-    assert f"{b.as_posix()}, line 2: duplicate of {a.as_posix()} line 2" in str(info.value)
+    expected = f"{b.as_posix()}, line 2: duplicate: identical to {a.as_posix()} line 2"
+    assert expected in str(info.value)
 
 
 def test_read_sheets_keeps_relative_labels(tmp_path: Path) -> None:
@@ -298,6 +300,35 @@ def test_schema_file_agrees_with_ingest() -> None:
     extraction, minimal = schema["oneOf"]
     assert set(extraction["required"]) == set(ingest.EXTRACTION_REQUIRED) - {"n"}
     assert minimal["required"] == list(ingest.PRECOMPUTED_REQUIRED)
+
+
+def test_schema_numeric_range_agrees_with_ingest(tmp_path: Path) -> None:
+    """The valid numeric range in studies.schema.yaml is the one ingest enforces: a value just
+    inside each documented bound is accepted by both, one just outside refused by both."""
+    from timecourse_meta.pipeline.sheet_checks import parse_numeric
+
+    schema = yaml.safe_load((ROOT / "config" / "schema" / "studies.schema.yaml").read_text())
+    for column in ingest.NUMERIC:
+        prop = schema["properties"][column]
+        integer = prop["type"] == "integer"
+        for key, direction in (("minimum", -1), ("maximum", 1), ("exclusiveMinimum", 0),
+                               ("exclusiveMaximum", 0)):  # fmt: skip
+            if key not in prop:
+                continue
+            bound = float(prop[key])
+            if direction == 0:  # the bound itself is outside
+                outside = bound
+            elif integer:
+                outside = bound + direction
+            else:
+                outside = float(np.nextafter(bound, direction * np.inf))
+            text = str(int(outside)) if integer else repr(outside)
+            with pytest.raises(SheetError):
+                parse_numeric("s.csv", column, pd.Series([text]), pd.Series([2]))
+            check = jsonschema.Draft202012Validator({"type": "number", key: prop[key]})
+            assert not check.is_valid(outside), (column, key, outside)
+            if direction != 0:  # the bound itself is accepted
+                parse_numeric("s.csv", column, pd.Series([str(prop[key])]), pd.Series([2]))
 
 
 def test_shipped_sheet_is_valid_and_matches_schema() -> None:

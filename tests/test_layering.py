@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
 #: pipeline stages in data-flow order (writers first: every stage uses them).
 PIPELINE_ORDER: tuple[str, ...] = (
     "tables",
+    "sheet_checks",
     "ingest",
     "windows",
     "effect_table",

@@ -88,7 +88,8 @@ def test_csv_and_markdown_text() -> None:
 
 def test_row_accounting_detects_unaccounted_rows() -> None:
     rows = pd.DataFrame({"source_file": ["s.csv"] * 3, "source_row": [2, 3, 4]})
-    effects = pd.DataFrame({"row_ids": ["s.csv:2;s.csv:3"]})
+    refs = [{"source_file": "s.csv", "source_row": 2}, {"source_file": "s.csv", "source_row": 3}]
+    effects = pd.DataFrame({"row_ids": ["s.csv:2;s.csv:3"], "source_rows": [refs]})
     excl = pd.DataFrame({"source_file": ["s.csv"], "source_row": [4]})
     table = row_accounting(rows, effects, excl)
     assert table.to_dict("records")[-1] == {

@@ -13,12 +13,25 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["ConfigError", "SheetError", "TimecourseMetaError", "exit_on_error"]
+__all__ = ["ConfigError", "SheetError", "TimecourseMetaError", "excerpt", "exit_on_error"]
+
+# Longest cell text quoted in a message: a binary or foreign file must not flood a CI log.
+EXCERPT_CHARS = 60
 
 
 def _one_line(text: str) -> str:
     """Collapse whitespace (including newlines) so a message stays on one line."""
     return " ".join(str(text).split())
+
+
+def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
+    """A short, escaped quotation of a cell for an error line: Python `repr` of at most `limit`
+    characters (control characters, NUL bytes and line breaks are shown escaped), with the
+    full length appended when the text was cut."""
+    text = str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 class TimecourseMetaError(Exception):
@@ -55,7 +68,7 @@ class SheetError(TimecourseMetaError):
             where.append(f"column '{column}'")
         text = f"{', '.join(where)}: {message}"
         if found is not None:
-            text += f" (found {str(found)!r})"
+            text += f" (found {excerpt(found)})"
         super().__init__(text)
 
 

@@ -45,6 +45,10 @@ EFFECT_COLUMNS: tuple[str, ...] = (
     *ATTRIBUTE_COLUMNS,
     "stat_kind",
 )
+# Structured provenance of an effect row: a list of {"source_file", "source_row"} records (the
+# input rows it was computed from). Kept beside EFFECT_COLUMNS in the parquet tables; `row_ids`
+# is only its readable rendering ("file:line;file:line") for CSV and is never parsed back.
+SOURCE_ROWS = "source_rows"
 EXCLUSION_COLUMNS: tuple[str, ...] = (
     "source_file",
     "source_row",
@@ -115,6 +119,15 @@ R_NO_USABLE_TREAT = (
 R_CHANGE = "change-score row not used: final values available for this comparison"
 R_DZ = "double-zero study: no information on the OR (metafor drop00)"
 R_NONFINITE = "effect could not be computed (non-finite yi or vi, e.g. zero SDs or n too small)"
+# Valid numeric range of sheet values and of effect sizes (docs/extraction_sheet.md): beyond it
+# values are typing or unit errors and the pooling arithmetic overflows.
+MAX_MAGNITUDE = 1e9
+MIN_SPREAD = 1e-6
+R_RANGE = (
+    f"effect size outside the valid range (|yi| <= {MAX_MAGNITUDE:g}, vi from "
+    f"{MIN_SPREAD**2:g} to {MAX_MAGNITUDE**2:g}; e.g. a mean difference of 1e9 over an SD of "
+    "1e-6): check the means and SDs of this comparison"
+)
 
 # --- model summaries --------------------------------------------------------------------------
 # Columns of the diagnostics tables (leave-one-out, cumulative, influence): one fit per row.

@@ -4,6 +4,7 @@
 rule check_claims:
     input:
         claims=CLAIMS_FILE,
+        schema=workflow.source_path("../../config/schema/claims.schema.yaml"),
         pooled=f"{PROC}/pooled.parquet",
         proportions=f"{PROC}/pooled_proportions.parquet",
         multivariate=f"{PROC}/timecourse_model.parquet",
@@ -26,5 +27,6 @@ rule check_claims:
         windows=config["windows"],
         outcome=config["primary_outcome"],
         measure=config["primary_measure"],
+        subgroups=config.get("subgroups") or {},
     script:
         "../scripts/check_claims.py"

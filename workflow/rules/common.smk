@@ -9,11 +9,13 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+from timecourse_meta.pipeline.claims import load_claims
 from timecourse_meta.pipeline.config import (
     check_config,
     check_config_files,
     input_path,
     load_yaml,
+    normalise_command_line,
 )
 from timecourse_meta.errors import ConfigError
 
@@ -30,6 +32,9 @@ def stop_on_config_error(func, *args, **kwargs):
 def _checked_config():
     schema_file = workflow.source_path("../../config/schema/config.schema.yaml")
     check_config_files(workflow.configfiles)  # safe_load: !!python/... tags are refused
+    normalise_command_line(
+        config
+    )  # --config subgroups="{trd: null}" arrives as text 'null'
     settings = check_config(
         config, load_yaml(schema_file), Path.cwd()
     )  # cwd = the project
@@ -51,6 +56,15 @@ TIMEPOINTS = list(WINDOWS["label"])
 ROB = _SETTINGS[
     "risk_of_bias"
 ]  # risk-of-bias sheet or None (workflow/rules/review.smk)
+# the claims file is checked now (schema, checks, windows, subgroups), not after the pooling
+stop_on_config_error(
+    load_claims,
+    CLAIMS_FILE,
+    load_yaml(workflow.source_path("../../config/schema/claims.schema.yaml")),
+    TIMEPOINTS,
+    list(config.get("subgroups") or {}),
+    strict_windows=False,  # a claim at a window that is not configured is "not testable"
+)
 
 
 def final_outputs():

@@ -23,6 +23,8 @@ rule select_windows:
         rule=config["window_choice"],
         include=config["include"],
         exclude_studies=config["exclude_studies"],
+        subgroups=config["subgroups"],
+        sensitivity=config["sensitivity"],
     script:
         "../scripts/select_windows.py"
 

@@ -4,13 +4,14 @@ import pandas as pd
 
 from timecourse_meta.errors import exit_on_error
 from timecourse_meta.pipeline.tables import write_csv, write_parquet
-from timecourse_meta.pipeline.windows import parse_windows, select_windows
+from timecourse_meta.pipeline.windows import check_effect_columns, parse_windows, select_windows
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 
 with exit_on_error(smk.log[0], "select_windows") as log:
     rows = pd.read_parquet(smk.input.rows)
     p = smk.params
+    check_effect_columns(rows, p.subgroups, (p.sensitivity or {}).get("subsets"))
     result = select_windows(rows, parse_windows(p.windows), p.rule, p.include, p.exclude_studies)
     write_parquet(result.rows, smk.output.rows)
     write_parquet(result.excluded, smk.output.excluded)

@@ -34,17 +34,20 @@ which one the data support, that both hold, or that neither is decided -- with t
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import pandas as pd
 
-from timecourse_meta.errors import ConfigError
-from timecourse_meta.pipeline.claims_core import _check_one, _combine, _conditions
+from timecourse_meta.errors import ConfigError, excerpt
+from timecourse_meta.pipeline.claims_core import _check_one, _combine, _conditions, _Outcome
 from timecourse_meta.pipeline.claims_models import _check_mv, _check_tr, _rival_decisions
+from timecourse_meta.pipeline.config import load_yaml, schema_problems
 from timecourse_meta.schema import (
     CHECKS,
     CLAIM_COLUMNS,
     DIRECTIONS,
     MV_CLAIM_COLUMNS,
+    NOT_TESTABLE,
     TR_CLAIM_COLUMNS,
     normalise_level,
 )
@@ -55,17 +58,80 @@ __all__ = [
     "MV_CLAIM_COLUMNS",
     "TR_CLAIM_COLUMNS",
     "check_claims",
+    "load_claims",
     "normalise_level",
     "validate_claims",
 ]
+
+
+def _claim_where(claims: object, path: str) -> str:
+    """'claim 3 (id 'x')' for a schema key path such as 'claims.2.all_of.0.window'."""
+    parts = path.split(".")
+    if len(parts) < 2 or parts[0] != "claims" or not parts[1].isdigit():
+        return path
+    index = int(parts[1])
+    where = f"claim {index + 1}"
+    item = claims[index] if isinstance(claims, list) and index < len(claims) else None
+    if isinstance(item, Mapping) and isinstance(item.get("id"), str):
+        where += f" (id {excerpt(item['id'])})"
+    rest = ".".join(parts[2:])
+    return where + (f", {rest}" if rest else "")
+
+
+def load_claims(
+    path: str | Path,
+    schema: Mapping[str, object],
+    windows: Sequence[str],
+    subgroups: Sequence[str] = (),
+    *,
+    shown: str | None = None,
+    strict_windows: bool = True,
+) -> list[Mapping[str, object]]:
+    """Read the claims file and check it before any rule runs; return its list of claims.
+
+    Plain YAML only (`config.load_yaml`: no Python tags, no key given twice), the JSON schema
+    `config/schema/claims.schema.yaml` (a claim that is a plain string, an `all_of` entry that
+    is not a condition, `levels: true` ...), then `validate_claims` (known checks, configured
+    windows and subgroups). Raises ConfigError (key `claims_file`) naming the file and the claim;
+    when there are several problems the first is shown with the number of others.
+    """
+    name = shown or Path(path).as_posix()
+    if not Path(path).is_file():
+        what = "is not a file" if Path(path).exists() else "not found"
+        raise ConfigError(f"{name} {what}", key="claims_file")
+    data = load_yaml(path)
+    if data is None:
+        data = {}
+    problems = schema_problems(data, schema)
+    if problems:
+        where, message = problems[0]
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        claims = data.get("claims") if isinstance(data, Mapping) else None
+        where = _claim_where(claims, where) if where != "(top level)" else "top level"
+        raise ConfigError(f"{name}, {where}: {message}{more}", key="claims_file")
+    claims = list(data["claims"])  # type: ignore[index]
+    try:
+        validate_claims(claims, windows, subgroups, strict_windows=strict_windows)
+    except ConfigError as err:
+        raise ConfigError(
+            f"{name}: {str(err).removeprefix('config ' + repr('claims') + ': ')}", key="claims_file"
+        ) from None
+    return claims
 
 
 def validate_claims(
     claims: Sequence[Mapping[str, object]],
     windows: Sequence[str],
     subgroups: Sequence[str] = (),
+    *,
+    strict_windows: bool = True,
 ) -> None:
-    """Raise `ConfigError` for an unknown check, window, direction or unconfigured subgroup."""
+    """Raise `ConfigError` for an unknown check, window, direction or unconfigured subgroup.
+
+    `strict_windows=False`: a window that is not configured is allowed (its conditions are
+    "not testable", see `check_claims`), so the shipped claims do not stop a run whose windows
+    were changed on the command line.
+    """
     seen: set[str] = set()
     for claim in claims:
         cid = str(claim.get("id", "")).strip()
@@ -82,7 +148,7 @@ def validate_claims(
                     f"claim '{cid}': unknown check {check!r} (expected one of {', '.join(CHECKS)})",
                     key="claims",
                 )
-            if str(cond.get("window")) not in windows:
+            if strict_windows and str(cond.get("window")) not in windows:
                 raise ConfigError(
                     f"claim '{cid}': window {cond.get('window')!r} is not a "
                     f"configured window ({', '.join(windows)})",
@@ -96,6 +162,15 @@ def validate_claims(
             if sub is not None and sub not in subgroups:
                 raise ConfigError(
                     f"claim '{cid}': subgroup '{sub}' is not a configured subgroup", key="claims"
+                )
+            if (
+                check in ("ci_excludes_0", "ci_includes_0")
+                and sub is not None
+                and len(cond.get("levels") or []) != 1  # type: ignore[arg-type]
+            ):
+                raise ConfigError(
+                    f"claim '{cid}': {check} with a subgroup needs exactly one level in levels",
+                    key="claims",
                 )
             if check == "all_ci_exclude_0" and (sub is None or not cond.get("levels")):
                 raise ConfigError(
@@ -129,6 +204,36 @@ def _describe(cond: Mapping[str, object]) -> str:
     return " ".join(parts)
 
 
+def _unconfigured(cond: Mapping[str, object], windows: Sequence[str]) -> _Outcome | None:
+    """A condition at a window that is not configured is "not testable" (with the reason)."""
+    if str(cond["window"]) in windows:
+        return None
+    why = f"window '{cond['window']}' is not a configured window ({', '.join(windows)})"
+    return _Outcome(NOT_TESTABLE, 0, [why])
+
+
+def _checked(
+    cond: Mapping[str, object],
+    pooled: pd.DataFrame,
+    proportions: pd.DataFrame | None,
+    windows: Sequence[str],
+    defaults: Mapping[str, str],
+) -> _Outcome:
+    return _unconfigured(cond, windows) or _check_one(cond, pooled, proportions, windows, defaults)
+
+
+def _describe(cond: Mapping[str, object]) -> str:
+    parts = [str(cond["check"]), f"window={cond['window']}"]
+    for field in ("direction", "outcome", "measure", "subgroup", "arm_role"):
+        if field in cond:
+            parts.append(f"{field}={cond[field]}")
+    if "levels" in cond:
+        parts.append("levels=" + "/".join(normalise_level(v) for v in cond["levels"]))
+    if "range" in cond:
+        parts.append("range=" + "-".join(f"{x:g}" for x in cond["range"]))
+    return " ".join(parts)
+
+
 def check_claims(
     claims: Sequence[Mapping[str, object]],
     pooled: pd.DataFrame,
@@ -140,6 +245,8 @@ def check_claims(
     multivariate: pd.DataFrame | None = None,
     time_response: pd.DataFrame | None = None,
     window_hours: Mapping[str, float] | None = None,
+    subgroups: Sequence[str] | None = None,
+    strict_windows: bool = True,
 ) -> pd.DataFrame:
     """Evaluate each claim on the pooled table (and pooled proportions); one row per claim.
 
@@ -148,14 +255,18 @@ def check_claims(
     `multivariate` (outcome, measure, timepoint, k, estimate, ci_low, ci_high, status; one row
     per window) adds the `MV_CLAIM_COLUMNS`; `time_response` (the time-response summary
     table) with `window_hours` (window label -> nominal hours) adds the `TR_CLAIM_COLUMNS`;
-    claims with a `rivals` key add `rival_decision` (see the module docstring).
+    claims with a `rivals` key add `rival_decision` (see the module docstring). `subgroups`:
+    the configured subgroup columns (a configured subgroup with no rows, e.g. when every study
+    was excluded, makes its conditions "not testable"); default: those present in `pooled`.
+    `strict_windows=False`: a condition at a window that is not configured is "not testable".
     """
     if time_response is not None and window_hours is None:
         raise ValueError("time_response needs window_hours (window label -> nominal hours)")
-    subgroups = sorted(set(pooled["moderator"]) - {"all"})
-    if proportions is not None and "moderator" in proportions:
-        subgroups = sorted(set(subgroups) | (set(proportions["moderator"]) - {"all"}))
-    validate_claims(claims, windows, subgroups)
+    if subgroups is None:  # the configured subgroups; else those present in the tables
+        subgroups = sorted(set(pooled["moderator"]) - {"all"})
+        if proportions is not None and "moderator" in proportions:
+            subgroups = sorted(set(subgroups) | (set(proportions["moderator"]) - {"all"}))
+    validate_claims(claims, windows, subgroups, strict_windows=strict_windows)
     defaults = {"outcome": outcome, "measure": measure}
     mv = None
     if multivariate is not None:  # one "all studies" row per window, as _select expects
@@ -163,7 +274,7 @@ def check_claims(
     rows = []
     for claim in claims:
         conds = _conditions(claim)
-        result = _combine([_check_one(c, pooled, proportions, windows, defaults) for c in conds])
+        result = _combine([_checked(c, pooled, proportions, windows, defaults) for c in conds])
         est, lo, hi = result.numbers
         rows.append({
             "id": str(claim["id"]), "claim": str(claim["claim"]), "source": str(claim["source"]),
@@ -174,7 +285,9 @@ def check_claims(
             "details": "; ".join(result.details),
         })  # fmt: skip
         if mv is not None:
-            res_mv = _combine([_check_mv(c, mv, windows, defaults) for c in conds])
+            res_mv = _combine(
+                [_unconfigured(c, windows) or _check_mv(c, mv, windows, defaults) for c in conds]
+            )
             est, lo, hi = res_mv.numbers
             rows[-1].update({
                 "verdict_multivariate": res_mv.verdict, "k_mv": res_mv.k,
@@ -183,7 +296,10 @@ def check_claims(
             })  # fmt: skip
         if time_response is not None:
             res_tr = _combine(
-                [_check_tr(c, time_response, window_hours, defaults) for c in conds]  # type: ignore[arg-type]
+                [
+                    _unconfigured(c, windows) or _check_tr(c, time_response, window_hours, defaults)  # type: ignore[arg-type]
+                    for c in conds
+                ]
             )
             est, lo, hi = res_tr.numbers
             rows[-1].update({

@@ -21,7 +21,8 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from timecourse_meta.errors import ConfigError
+from timecourse_meta.errors import ConfigError, excerpt
+from timecourse_meta.pipeline.sheet_checks import special_file_kind
 from timecourse_meta.pipeline.windows import parse_windows
 
 __all__ = [
@@ -30,7 +31,9 @@ __all__ = [
     "check_config_files",
     "input_path",
     "load_yaml",
+    "normalise_command_line",
     "output_dir",
+    "schema_problems",
     "validate_config",
 ]
 
@@ -54,6 +57,47 @@ def _shown(path: str | Path) -> str:
         return str(path)
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key: object, first: yaml.Mark, second: yaml.Mark) -> None:
+        self.key, self.first, self.second = key, first, second
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses a key given twice in one mapping.
+
+    PyYAML (like Snakemake's own loader) silently keeps the last value of a repeated key, so a
+    setting written twice would be half-ignored; here it is an error naming both lines.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[object, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            try:
+                hash(key)
+            except TypeError:
+                continue  # unhashable keys are reported by the base constructor
+            if key in seen:
+                raise _DuplicateKey(key, seen[key], key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def _line(mark: yaml.Mark, other: yaml.Mark) -> str:
+    if mark.line == other.line:
+        return f"line {mark.line + 1} column {mark.column + 1}"
+    return f"line {mark.line + 1}"
+
+
+def _load_unique(text: str) -> object:
+    """Parse one YAML document with `_UniqueKeyLoader` (a SafeLoader: plain data only)."""
+    loader = _UniqueKeyLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()  # type: ignore[no-untyped-call]
+
+
 def load_yaml(path: str | Path) -> object:
     """Parse a YAML file with `yaml.safe_load` (no Python object tags); errors as ConfigError.
 
@@ -68,7 +112,13 @@ def load_yaml(path: str | Path) -> object:
     except UnicodeDecodeError:
         raise ConfigError(f"{shown} is not UTF-8 text") from None
     try:
-        return yaml.safe_load(text)
+        return _load_unique(text)
+    except _DuplicateKey as dup:
+        raise ConfigError(
+            f"{shown}: key {excerpt(dup.key)} is given twice in one mapping, on "
+            f"{_line(dup.first, dup.second)} and on {_line(dup.second, dup.first)}; YAML would "
+            "silently keep only the last one: delete or merge one of them"
+        ) from None
     except yaml.constructor.ConstructorError as err:
         found = _TAG.search(str(err.problem or ""))
         tag = found.group(1).replace("tag:yaml.org,2002:", "!!") if found else "?"
@@ -100,33 +150,77 @@ def _key(path: Iterable[object]) -> str:
     return ".".join(str(p) for p in path) or "(top level)"
 
 
-def validate_config(config: object, schema: Mapping[str, object]) -> None:
-    """Check `config` against the JSON schema; raise ConfigError for the first problem.
+_KIND_WORDS = {
+    "array": "a list",
+    "null": "null (nothing: `null` or `~` in a YAML file)",
+    "object": "a mapping (key: value)",
+    "string": "text",
+    "number": "a number",
+    "integer": "a whole number",
+    "boolean": "true or false",
+}
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 
-    Errors are ordered by key so the same config always reports the same first problem. An
-    unknown key is reported with the closest allowed key ("did you mean").
+
+def _found(instance: object, kinds: Iterable[str]) -> str:
+    """How a wrong value is shown: its kind and value; text that YAML would have read as one of
+    the expected kinds (e.g. 'null', '0.5') gets a hint about Snakemake's --config, which reads
+    values inside {...} or [...] as text."""
+    if not isinstance(instance, str):
+        return repr(instance)
+    shown = f"the text {excerpt(instance)}"
+    try:
+        parsed = yaml.safe_load(instance)
+    except yaml.YAMLError:
+        return shown
+    as_kind = {type(None): "null", list: "array", dict: "object", bool: "boolean",
+               int: "number", float: "number", str: "string"}.get(type(parsed))  # fmt: skip
+    wanted = set(kinds) | ({"number"} if "integer" in kinds else set())
+    if as_kind in wanted and as_kind != "string":
+        shown += (
+            " (if given with --config: Snakemake reads values inside {...} or [...] as text; "
+            "give this setting in a --configfile YAML file instead)"
+        )
+    return shown
+
+
+def _bounds_text(schema: Mapping[str, object]) -> str:
+    parts = []
+    for name, sign in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="),
+                       ("exclusiveMaximum", "<")):  # fmt: skip
+        if name in schema:
+            parts.append(f"{sign} {schema[name]}")
+    return "a number " + " and ".join(parts)
+
+
+def schema_problems(instance: object, schema: Mapping[str, object]) -> list[tuple[str, str]]:
+    """Every problem of `instance` against the JSON `schema`, as (key path, one-line message).
+
+    Ordered by key so the same input always reports the same first problem. An unknown key is
+    reported with the closest allowed key ("did you mean"); oneOf/anyOf problems with the branch
+    that came closest; a wrong kind with what was expected and what was found.
     """
     import jsonschema
 
-    if not isinstance(config, Mapping):
-        raise ConfigError("the top level must be a mapping of keys (key: value)")
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(
-        validator.iter_errors(dict(config)),
+        validator.iter_errors(instance),
         key=lambda e: ([str(p) for p in e.absolute_path], e.validator != "additionalProperties"),
     )
-    if not errors:
-        return
-    first = errors[0]
+    return [_problem(e) for e in errors if e.validator not in ("if", "then", "else")]
+
+
+def _problem(first: object) -> tuple[str, str]:
+    """(key path, message) of one jsonschema ValidationError."""
     if first.context:  # oneOf / anyOf: the branch whose type matched, i.e. came closest
         closer = [e for e in first.context if e.validator != "type"]
         if closer:
             first = max(closer, key=lambda e: len(e.absolute_path))
         else:
             kinds = sorted({str(e.validator_value) for e in first.context})
-            raise ConfigError(
-                f"{first.instance!r} is not one of the accepted kinds ({', '.join(kinds)})",
-                key=_key(first.absolute_path),
+            return _key(first.absolute_path), (
+                f"expected {' or '.join(_KIND_WORDS.get(k, k) for k in kinds)}, found "
+                f"{_found(first.instance, kinds)}"
             )
     if first.validator == "additionalProperties" and isinstance(first.instance, Mapping):
         allowed = sorted((first.schema.get("properties") or {}).keys())
@@ -134,14 +228,35 @@ def validate_config(config: object, schema: Mapping[str, object]) -> None:
         if extra:
             close = difflib.get_close_matches(extra[0], allowed, n=1, cutoff=0.6)
             hint = f"; did you mean '{close[0]}'?" if close else f"; allowed: {', '.join(allowed)}"
-            raise ConfigError(f"unknown key{hint}", key=_key([*first.absolute_path, extra[0]]))
+            return _key([*first.absolute_path, extra[0]]), f"unknown key{hint}"
     message = first.message
-    if first.validator == "minItems":
+    if first.validator in _BOUNDS:
+        message = f"expected {_bounds_text(first.schema)} (found {first.instance!r})"
+        if first.schema.get("description"):
+            message += f": {' '.join(str(first.schema['description']).split())}"
+    elif first.validator == "type":
+        value = first.validator_value
+        kinds = [str(k) for k in (value if isinstance(value, list) else [value])]
+        message = (
+            f"expected {' or '.join(_KIND_WORDS.get(k, k) for k in kinds)}, found "
+            f"{_found(first.instance, kinds)}"
+        )
+    elif first.validator == "minItems":
         count = first.validator_value
         message = (
             f"needs at least {count} entr{'y' if count == 1 else 'ies'} (found {first.instance!r})"
         )
-    raise ConfigError(message, key=_key(first.absolute_path))
+    return _key(first.absolute_path), message
+
+
+def validate_config(config: object, schema: Mapping[str, object]) -> None:
+    """Check `config` against the JSON schema; raise ConfigError for the first problem."""
+    if not isinstance(config, Mapping):
+        raise ConfigError("the top level must be a mapping of keys (key: value)")
+    problems = schema_problems(dict(config), schema)
+    if problems:
+        key, message = problems[0]
+        raise ConfigError(message, key=key)
 
 
 def input_path(value: object, key: str) -> str:
@@ -187,6 +302,21 @@ def output_dir(value: object, key: str, root: str | Path) -> str:
     )
 
 
+_NULL_TEXT = ("null", "~", "none")
+
+
+def normalise_command_line(config: dict) -> None:
+    """Undo what Snakemake's --config does to nested values it reads as text, where the text
+    can only mean null: `--config subgroups="{trd: null}"` gives `{'trd': 'null'}` (Snakemake
+    parses nested values with YAML's BaseLoader). A subgroup's levels are a list or null, so
+    the text 'null' / '~' there is null. Changes `config` in place."""
+    subgroups = config.get("subgroups")
+    if isinstance(subgroups, dict):
+        for column, levels in subgroups.items():
+            if isinstance(levels, str) and levels.strip().lower() in _NULL_TEXT:
+                subgroups[column] = None
+
+
 def _default(schema: Mapping[str, object], key: str) -> object:
     props = schema.get("properties") or {}
     return (props.get(key) or {}).get("default")  # type: ignore[union-attr]
@@ -218,10 +348,13 @@ def check_config(
 
     def existing(value: object, key: str) -> str:
         clean = input_path(value, key)
-        if not (Path(root) / clean).is_file():
+        kind = special_file_kind(Path(root) / clean)
+        if kind == "missing":
             raise ConfigError(
                 f"file '{clean}' not found (paths are relative to the project folder)", key=key
             )
+        if kind:
+            raise ConfigError(f"'{clean}' is {kind}, not a sheet file (a CSV file)", key=key)
         return clean
 
     studies = get("studies")

@@ -19,22 +19,37 @@ import codecs
 import csv
 import difflib
 import io
-import math
-import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from timecourse_meta.errors import SheetError
-from timecourse_meta.schema import EFFECT_COLUMNS
+from timecourse_meta.pipeline.sheet_checks import (
+    ENUMS,
+    EXTRACTION_REQUIRED,
+    NUMERIC,
+    PRECOMPUTED_REQUIRED,
+    SOURCE_COLUMNS,
+    STUDY_LEVEL,
+    check_duplicates,
+    check_enums,
+    check_study_consistency,
+    cross_field_checks,
+    parse_numeric,
+    special_file_kind,
+    validate_extraction,
+    validate_precomputed,
+)
+from timecourse_meta.schema import EFFECT_COLUMNS, SOURCE_ROWS
 
 __all__ = [
     "ENUMS",
     "EXTRACTION_REQUIRED",
     "NUMERIC",
     "PRECOMPUTED_REQUIRED",
+    "SOURCE_COLUMNS",
     "STUDY_LEVEL",
     "precomputed_effects",
     "read_sheet",
@@ -42,97 +57,6 @@ __all__ = [
     "read_text_table",
     "unknown_columns",
 ]
-
-# Closed vocabularies (docs/extraction_sheet.md); matched case-insensitively, stored lower case.
-ENUMS: dict[str, tuple[str, ...]] = {
-    "source_type": ("primary", "secondary"),
-    "value_origin": ("table", "text", "figure"),
-    "design": ("parallel", "crossover"),
-    "period": ("all", "first"),
-    "population": ("unipolar", "bipolar", "anxiety", "ptsd", "other"),
-    "trd": ("yes", "no", "unclear"),
-    "concomitant_ad": ("yes", "no", "mixed", "unclear"),
-    "control": ("saline", "midazolam", "other"),
-    "route": ("iv", "intranasal", "im", "oral", "sc"),
-    "lower_is_better": ("yes", "no"),
-    "arm_role": ("treatment", "control", "contrast"),
-    "outcome": ("score", "response", "remission"),
-    "stat_kind": ("final", "change"),
-    "effect_type": ("g", "d", "md"),
-}
-
-# Numeric columns: (kind, lower bound, lower bound inclusive, upper bound, upper inclusive).
-NUMERIC: dict[str, tuple[str, float | None, bool, float | None, bool]] = {
-    "time_hours": ("float", 0.0, True, None, False),
-    "n": ("int", 2, True, None, False),  # an arm of one participant has no SD
-    "mean": ("float", None, False, None, False),
-    "sd": ("float", 0.0, False, None, False),
-    "se": ("float", 0.0, False, None, False),
-    "ci_low": ("float", None, False, None, False),
-    "ci_high": ("float", None, False, None, False),
-    "ci_level": ("float", 0.0, False, 1.0, False),
-    "events": ("int", 0, True, None, False),
-    "effect": ("float", None, False, None, False),
-    "effect_se": ("float", 0.0, False, None, False),
-    "effect_var": ("float", 0.0, False, None, False),
-    "effect_ci_low": ("float", None, False, None, False),
-    "effect_ci_high": ("float", None, False, None, False),
-    "t_stat": ("float", None, False, None, False),
-    "n_treatment": ("int", 2, True, None, False),
-    "n_control": ("int", 2, True, None, False),
-    "n_total": ("int", 2, True, None, False),
-    "r_within": ("float", -1.0, True, 1.0, True),
-    "yi": ("float", None, False, None, False),
-    "vi": ("float", 0.0, False, None, False),
-    "sei": ("float", 0.0, False, None, False),
-}
-
-# Columns that must be present and non-empty on every row of an extraction sheet
-# ("required" in docs/extraction_sheet.md). `n` is required except on contrast rows, and at least
-# one of `doi`/`pmid` must be given.
-EXTRACTION_REQUIRED: tuple[str, ...] = (
-    "study_id",
-    "citation",
-    "source_address",
-    "source_locator",
-    "source_quote",
-    "source_type",
-    "value_origin",
-    "design",
-    "period",
-    "population",
-    "trd",
-    "concomitant_ad",
-    "control",
-    "drug",
-    "route",
-    "dose",
-    "scale",
-    "arm",
-    "arm_role",
-    "outcome",
-    "time_hours",
-    "time_as_reported",
-    "n",
-)
-PRECOMPUTED_REQUIRED: tuple[str, ...] = ("study_id", "yi")
-SOURCE_COLUMNS: tuple[str, ...] = ("source_address", "citation", "doi", "pmid")
-
-# Trial-level attributes that must agree across all rows of one study_id (they define subgroups).
-STUDY_LEVEL: tuple[str, ...] = ("design", "population", "trd", "concomitant_ad")
-
-# Rows with the same values here describe the same number twice (would be double counted).
-_DUPLICATE_KEY: tuple[str, ...] = (
-    "study_id",
-    "arm",
-    "arm_role",
-    "outcome",
-    "scale",
-    "time_hours",
-    "timepoint",
-    "period",
-    "stat_kind",
-)
 
 TEXT_COLUMNS: tuple[str, ...] = (
     "study_id",
@@ -166,9 +90,6 @@ TEXT_COLUMNS: tuple[str, ...] = (
     "measure",
 )
 
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-# Cells that mean "not reported" in other conventions; here the cell is left empty instead.
-_NOT_REPORTED = {"na", "n/a", "nan", "nr", "n.r.", "-", ".", "?", "none", "null", "missing", "#n/a"}
 # Columns whose misspelling would silently change the analysis (checked against the header).
 _SPELL_CHECKED: tuple[str, ...] = tuple(
     sorted((set(EXTRACTION_REQUIRED) | set(NUMERIC) | set(ENUMS) | {"yi", "timepoint"}) - {"doi"})
@@ -304,6 +225,9 @@ def read_text_table(path: str | Path, *, label: str | None = None) -> pd.DataFra
     risk-of-bias sheet, so there is one CSV reader in the package.
     """
     name = label if label is not None else Path(path).as_posix()
+    kind = special_file_kind(path)
+    if kind and kind != "missing":  # never open a FIFO or a device: it would block or not end
+        raise SheetError(name, f"is {kind}, not a sheet file (a CSV file)")
     try:
         raw = Path(path).read_bytes()
     except OSError as err:
@@ -315,293 +239,12 @@ def read_text_table(path: str | Path, *, label: str | None = None) -> pd.DataFra
     return frame
 
 
-def _number_hint(text: str, column: str) -> str:
-    """What to change in a cell that is not a plain number (appended to the message)."""
-    lowered = text.lower()
-    hint = " with '.' as decimal mark" if "," in text else ""
-    if lowered in _NOT_REPORTED:
-        hint += "; leave the cell empty if not reported"
-    elif text.startswith("#"):
-        hint += "; this is a spreadsheet error value: fix the formula, or leave the cell empty"
-    elif "\u2212" in text or "\u2013" in text:
-        hint += "; type the minus sign as '-' (hyphen-minus), not '\u2212' or '\u2013'"
-    elif text.endswith("%"):
-        hint += "; without the '%' sign"
-    elif column == "time_hours" and re.search(r"[A-Za-z]", text):
-        hint += "; time_hours is hours after the first dose (1 day = 24)"
-    return hint
-
-
-def _parse_numeric(path: str, column: str, values: pd.Series, lines: pd.Series) -> np.ndarray:
-    """Parse one numeric column; empty cells become NaN (not reported), others must be numbers."""
-    kind, low, low_inc, high, high_inc = NUMERIC[column]
-    out = np.full(len(values), np.nan)
-    for i, (text, line) in enumerate(zip(values, lines, strict=True)):
-        if text == "":
-            continue
-        what = "a whole number" if kind == "int" else "a number"
-        if not _NUMBER.match(text):
-            raise SheetError(
-                path,
-                f"expected {what}{_number_hint(text, column)}",
-                line=line,
-                column=column,
-                found=text,
-            )
-        value = float(text)
-        if not math.isfinite(value):
-            raise SheetError(
-                path,
-                f"expected a finite {what.removeprefix('a ')}",
-                line=line,
-                column=column,
-                found=text,
-            )
-        if kind == "int" and value != int(value):
-            raise SheetError(path, "expected a whole number", line=line, column=column, found=text)
-        bad_low = low is not None and (value < low if low_inc else value <= low)
-        bad_high = high is not None and (value > high if high_inc else value >= high)
-        if bad_low or bad_high:
-            bounds = []
-            if low is not None:
-                bounds.append(f"{'>=' if low_inc else '>'} {low:g}")
-            if high is not None:
-                bounds.append(f"{'<=' if high_inc else '<'} {high:g}")
-            hint = " (a proportion such as 0.95)" if column == "ci_level" else ""
-            raise SheetError(
-                path,
-                f"expected {what} {' and '.join(bounds)}{hint}",
-                line=line,
-                column=column,
-                found=text,
-            )
-        out[i] = value
-    return out
-
-
-def _check_enums(path: str, frame: pd.DataFrame) -> None:
-    """Lower-case closed-vocabulary columns in place and reject values outside them."""
-    for column, allowed in ENUMS.items():
-        if column not in frame:
-            continue
-        lowered = frame[column].str.lower()
-        bad = (lowered != "") & ~lowered.isin(allowed)
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            hint = ""
-            if frame[column].iloc[i].lower() in _NOT_REPORTED:  # "NA", ".", ...
-                if column not in EXTRACTION_REQUIRED:
-                    hint = "; leave the cell empty if not reported"
-                elif "unclear" in allowed:
-                    hint = "; use 'unclear' if not reported"
-            raise SheetError(
-                path,
-                f"expected one of {', '.join(allowed)}{hint}",
-                line=int(frame["source_row"].iloc[i]),
-                column=column,
-                found=frame[column].iloc[i],
-            )
-        frame[column] = lowered
-
-
-def _require_values(
-    path: str, frame: pd.DataFrame, column: str, mask: np.ndarray, why: str
-) -> None:
-    """Raise for the first row in `mask` whose `column` cell is empty."""
-    empty = mask & (frame[column].to_numpy() == "")
-    if empty.any():
-        i = int(np.flatnonzero(empty)[0])
-        raise SheetError(
-            path, f"value required {why}", line=int(frame["source_row"].iloc[i]), column=column
-        )
-
-
-def _validate_extraction(path: str, frame: pd.DataFrame) -> None:
-    """Column presence and row-level rules for the full extraction sheet."""
-    missing = [c for c in EXTRACTION_REQUIRED if c not in frame]
-    if "doi" not in frame and "pmid" not in frame:
-        missing.append("doi or pmid")
-    if missing:
-        raise SheetError(
-            path, f"required column(s) missing from the header: {', '.join(missing)}", line=1
-        )
-    every = np.ones(len(frame), dtype=bool)
-    contrast = (frame["arm_role"].str.lower() == "contrast").to_numpy()
-    for column in EXTRACTION_REQUIRED:
-        if column == "n":
-            derive = np.zeros(len(frame), dtype=bool)
-            for other in ("se", "ci_low"):
-                if other in frame:
-                    derive |= (frame[other] != "").to_numpy()
-            if "sd" in frame:
-                derive &= (frame["sd"] == "").to_numpy()
-            _require_values(
-                path,
-                frame,
-                column,
-                ~contrast & derive,
-                "on treatment and control rows: the SD is derived from the SE or CI with n "
-                "(SD = SE x sqrt(n))",
-            )
-            _require_values(path, frame, column, ~contrast, "on treatment and control rows")
-        else:
-            _require_values(path, frame, column, every, "on every row")
-    # A DOI/PMID is recorded where the source prints one; a row without either still carries
-    # its source address, locator and quote (required above), and shows empty identifiers in
-    # the provenance table rather than an identifier typed in from memory.
-    if "value_origin" in frame:
-        figure = (frame["value_origin"].str.lower() == "figure").to_numpy()
-        note = frame["extraction_note"] if "extraction_note" in frame else None
-        if figure.any() and note is None:
-            raise SheetError(
-                path,
-                "column extraction_note is required when value_origin is "
-                "'figure' (say how the values were read off the plot)",
-                line=1,
-            )
-        if note is not None:
-            _require_values(
-                path,
-                frame,
-                "extraction_note",
-                figure,
-                "when value_origin is 'figure' (say how the values were read)",
-            )
-
-
-def _validate_precomputed(path: str, frame: pd.DataFrame) -> None:
-    """Column presence and row-level rules for the minimal precomputed (yi/vi) sheet."""
-    missing = [c for c in PRECOMPUTED_REQUIRED if c not in frame]
-    if "vi" not in frame and "sei" not in frame:
-        missing.append("vi or sei")
-    if "time_hours" not in frame and "timepoint" not in frame:
-        missing.append("time_hours or timepoint")
-    sources = [c for c in SOURCE_COLUMNS if c in frame]
-    if not sources:
-        missing.append("a source column (" + ", ".join(SOURCE_COLUMNS) + ")")
-    if missing:
-        raise SheetError(
-            path, f"required column(s) missing from the header: {', '.join(missing)}", line=1
-        )
-    every = np.ones(len(frame), dtype=bool)
-    for column in PRECOMPUTED_REQUIRED:
-        _require_values(path, frame, column, every, "on every row")
-    for pair, name in ((("vi", "sei"), "vi"), (("time_hours", "timepoint"), "time_hours")):
-        present = [frame[c] for c in pair if c in frame]
-        empty = np.logical_and.reduce([(s == "").to_numpy() for s in present])
-        if empty.any():
-            i = int(np.flatnonzero(empty)[0])
-            raise SheetError(
-                path,
-                f"one of {' or '.join(pair)} is required on every row",
-                line=int(frame["source_row"].iloc[i]),
-                column=name,
-            )
-    no_source = np.logical_and.reduce([(frame[c] == "").to_numpy() for c in sources])
-    if no_source.any():
-        i = int(np.flatnonzero(no_source)[0])
-        raise SheetError(
-            path,
-            f"a source is required on every row (one of {', '.join(sources)})",
-            line=int(frame["source_row"].iloc[i]),
-            column=sources[0],
-        )
-
-
-def _cross_field_checks(path: str, frame: pd.DataFrame) -> None:
-    """Checks that involve several columns of one row (after numeric parsing)."""
-    lines = frame["source_row"].to_numpy()
-
-    def fail(mask: np.ndarray, column: str, message: str) -> None:
-        if mask.any():
-            i = int(np.flatnonzero(mask)[0])
-            raise SheetError(path, message, line=int(lines[i]), column=column)
-
-    if "events" in frame and "n" in frame:
-        fail((frame["events"] > frame["n"]).to_numpy(), "events", "events cannot exceed n")
-    for low, high in (("ci_low", "ci_high"), ("effect_ci_low", "effect_ci_high")):
-        if low in frame and high in frame:
-            fail((frame[low] > frame[high]).to_numpy(), low, f"{low} must not exceed {high}")
-            one = frame[low].isna().to_numpy() != frame[high].isna().to_numpy()
-            fail(one, low, f"{low} and {high} must be given together")
-    _conflicting_statistics(frame, fail)
-
-
-def _conflicting_statistics(
-    frame: pd.DataFrame, fail: Callable[[np.ndarray, str, str], None]
-) -> None:
-    """Two statistics on one row that cannot both be true: the row is ambiguous, not usable.
-
-    A mean outside its own CI; se and sd that disagree by more than 10% (se = sd / sqrt(n),
-    Cochrane Handbook 6.5.2.2; 10% leaves room for rounding of printed values); an effect
-    variance that is not the square of its SE; counts on a score row or means on a count row.
-    """
-
-    def col(name: str) -> np.ndarray:
-        return frame[name].to_numpy(dtype=float) if name in frame else np.full(len(frame), np.nan)
-
-    def fmt(x: np.ndarray) -> np.ndarray:
-        return np.array([f"{v:g}" for v in x], dtype=object)
-
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for value, low, high in (("mean", "ci_low", "ci_high"), ("effect", "effect_ci_low",
-                                                                 "effect_ci_high")):  # fmt: skip
-            v, lo, hi = col(value), col(low), col(high)
-            outside = (v < lo) | (v > hi)
-            if outside.any():
-                i = int(np.flatnonzero(outside)[0])
-                fail(
-                    outside,
-                    value,
-                    f"{value} {fmt(v)[i]} lies outside its own CI [{fmt(lo)[i]}, {fmt(hi)[i]}]: "
-                    "the statistics on this row disagree",
-                )
-        sd, se, n = col("sd"), col("se"), col("n")
-        expected = sd / np.sqrt(n)
-        off = np.abs(se / expected - 1) > 0.1
-        if off.any():
-            i = int(np.flatnonzero(off)[0])
-            fail(
-                off,
-                "se",
-                f"sd {sd[i]:g} and se {se[i]:g} disagree for n = {n[i]:g} (se = sd / sqrt(n) "
-                f"would be {expected[i]:.3g}); give only the one the source reports",
-            )
-        var, ese = col("effect_var"), col("effect_se")
-        off = np.abs(var / ese**2 - 1) > 0.1
-        if off.any():
-            i = int(np.flatnonzero(off)[0])
-            fail(
-                off,
-                "effect_var",
-                f"effect_var {var[i]:g} is not effect_se squared ({ese[i] ** 2:.3g}); give "
-                "only the one the source reports",
-            )
-    if "outcome" in frame:
-        outcome = frame["outcome"].astype(str).str.lower().to_numpy()
-        score = outcome == "score"
-        binary = np.isin(outcome, ["response", "remission"])
-        fail(
-            score & ~np.isnan(col("events")),
-            "events",
-            "events given on a score row: put response/remission counts on their own rows "
-            "(outcome response or remission)",
-        )
-        for name in ("mean", "sd"):
-            fail(
-                binary & ~np.isnan(col(name)),
-                name,
-                f"{name} given on a response/remission row: put scores on their own rows "
-                "(outcome score)",
-            )
-
-
 def _finalise(path: str, frame: pd.DataFrame, sheet_format: str) -> pd.DataFrame:
     """Parse numbers, add missing known columns as empty, tag source file and format."""
     for column in NUMERIC:
         if column in frame:
-            frame[column] = _parse_numeric(path, column, frame[column], frame["source_row"])
-    _cross_field_checks(path, frame)
+            frame[column] = parse_numeric(path, column, frame[column], frame["source_row"])
+    cross_field_checks(path, frame)
     for column in TEXT_COLUMNS:
         if column not in frame:
             frame[column] = ""
@@ -648,51 +291,12 @@ def read_sheet(path: str | Path, *, label: str | None = None) -> pd.DataFrame:
     frame = read_text_table(path, label=name)
     _check_spelling(name, frame)
     sheet_format = "precomputed" if "yi" in frame and "arm_role" not in frame else "extraction"
-    _check_enums(name, frame)
+    check_enums(name, frame)
     if sheet_format == "extraction":
-        _validate_extraction(name, frame)
+        validate_extraction(name, frame)
     else:
-        _validate_precomputed(name, frame)
+        validate_precomputed(name, frame)
     return _finalise(name, frame, sheet_format)
-
-
-def _check_study_consistency(frame: pd.DataFrame) -> None:
-    """Trial-level attributes must agree across the rows of a study (they define subgroups)."""
-    for column in STUDY_LEVEL:
-        sub = frame.loc[frame[column] != "", ["study_id", column, "source_file", "source_row"]]
-        counts = sub.groupby("study_id", sort=True)[column].nunique()
-        bad = counts[counts > 1]
-        if len(bad):
-            study = bad.index[0]
-            rows = sub[sub["study_id"] == study]
-            first = rows.iloc[0]
-            other = rows[rows[column] != first[column]].iloc[0]
-            raise SheetError(
-                other["source_file"],
-                f"study '{study}' has {column} '{other[column]}' here but '{first[column]}' on "
-                f"{first['source_file']} line {first['source_row']}; a study's {column} must be "
-                "the same on all its rows",
-                line=int(other["source_row"]),
-                column=column,
-            )
-
-
-def _check_duplicates(frame: pd.DataFrame) -> None:
-    """Two rows with the same study, arm, outcome, scale, time, period and kind are a duplicate."""
-    key = frame[list(_DUPLICATE_KEY)].astype(str)
-    dup = key.duplicated(keep=False).to_numpy()
-    if dup.any():
-        rows = frame.loc[dup]
-        first = rows.iloc[0]
-        same = (key.loc[dup] == key.loc[dup].iloc[0]).all(axis=1)
-        second = rows.loc[same.to_numpy()].iloc[1]
-        raise SheetError(
-            second["source_file"],
-            f"duplicate of {first['source_file']} line {first['source_row']} (same study_id, arm, "
-            "arm_role, outcome, scale, time, period and stat_kind): the same result would be "
-            "counted twice",
-            line=int(second["source_row"]),
-        )
 
 
 def read_sheets(
@@ -713,8 +317,8 @@ def read_sheets(
     frame = pd.concat(frames, ignore_index=True, sort=False)
     for column in TEXT_COLUMNS:
         frame[column] = frame[column].fillna("").astype(str)
-    _check_study_consistency(frame)
-    _check_duplicates(frame)
+    check_study_consistency(frame)
+    check_duplicates(frame)
     frame["source_row"] = frame["source_row"].astype("int64")
     first = ["source_file", "source_row", "sheet_format"]
     rest = sorted(c for c in frame.columns if c not in first)
@@ -754,5 +358,9 @@ def precomputed_effects(rows: pd.DataFrame, *, measure_default: str = "SMD") -> 
     out["source_type"] = sub["source_type"].where(sub["source_type"] != "", "unspecified")
     out["derivation"] = np.where(from_se, "precomputed yi; vi = sei^2", "precomputed yi, vi")
     out["flags"] = "precomputed"
-    out["row_ids"] = sub["source_file"] + ":" + sub["source_row"].astype(str)
+    out["row_ids"] = sub["source_file"] + ":" + sub["source_row"].astype(str)  # readable only
+    out[SOURCE_ROWS] = [
+        [{"source_file": str(f), "source_row": int(r)}]
+        for f, r in zip(sub["source_file"], sub["source_row"], strict=True)
+    ]
     return out.reset_index(drop=True)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from timecourse_meta.schema import ACCOUNTING_COLUMNS, PROVENANCE_COLUMNS
+from timecourse_meta.schema import ACCOUNTING_COLUMNS, PROVENANCE_COLUMNS, SOURCE_ROWS
 
 __all__ = [
     "CSV_DIGITS",
@@ -183,23 +183,48 @@ def write_markdown(
     _write(path, to_markdown_text(frame, decimals=decimals, title=title, notes=notes))
 
 
+def source_row_pairs(effects: pd.DataFrame) -> pd.DataFrame:
+    """The long table effect -> input row: one line per effect (its index) and (source_file,
+    source_row) it was computed from, read from the structured `SOURCE_ROWS` column."""
+    files: list[str] = []
+    lines: list[int] = []
+    owner: list[object] = []
+    for index, refs in zip(effects.index, effects[SOURCE_ROWS], strict=True):
+        for ref in [] if refs is None else refs:
+            owner.append(index)
+            files.append(str(ref["source_file"]))
+            lines.append(int(ref["source_row"]))
+    return pd.DataFrame(
+        {
+            "effect": pd.Series(owner, dtype=object),
+            "source_file": pd.Series(files, dtype=object),
+            "source_row": pd.Series(lines, dtype="int64"),
+        }
+    )
+
+
 def provenance_table(effects: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     """One line per effect x input row it was computed from, with that row's source and quote.
 
-    `effects.row_ids` holds semicolon-separated `file:line` ids; each is looked up in `rows`
-    (`source_file`, `source_row`). An id with no matching row is kept with `NA` source fields
-    and flagged in `note` (it cannot happen for effects built from these rows).
+    The effect's input rows are its structured `SOURCE_ROWS` (source_file, source_row) records,
+    looked up in `rows`; `row_id` is their readable rendering `file:line`. A reference with no
+    matching row is kept with `NA` source fields and flagged in `note` (it cannot happen for
+    effects built from these rows).
     """
-    keep = ["study_id", "comparison_id", "outcome", "timepoint", "measure", "row_ids"]
-    eff = effects[keep].copy()
-    eff["row_id"] = eff["row_ids"].astype(str).str.split(";")
-    eff = eff.explode("row_id").drop(columns="row_ids")
-    eff["row_id"] = eff["row_id"].str.strip()
+    keep = ["study_id", "comparison_id", "outcome", "timepoint", "measure"]
+    pairs = source_row_pairs(effects)
+    eff = effects[keep].loc[pairs["effect"]].reset_index(drop=True)
+    eff["source_file"] = pairs["source_file"].to_numpy()
+    eff["source_row"] = pairs["source_row"].to_numpy()
+    eff["row_id"] = eff["source_file"] + ":" + eff["source_row"].astype(str)
     src = rows.copy()
-    src["row_id"] = src["source_file"].astype(str) + ":" + src["source_row"].astype(str)
-    cols = [c for c in PROVENANCE_COLUMNS if c in src.columns and c not in keep]
-    src = src[cols].drop_duplicates("row_id")
-    merged = eff.merge(src, on="row_id", how="left", validate="many_to_one", indicator=True)
+    src["source_row"] = src["source_row"].astype("int64")
+    src["source_file"] = src["source_file"].astype(str)
+    cols = [c for c in PROVENANCE_COLUMNS if c in src.columns and c not in keep and c != "row_id"]
+    src = src[["source_file", "source_row", *cols]].drop_duplicates(["source_file", "source_row"])
+    merged = eff.merge(
+        src, on=["source_file", "source_row"], how="left", validate="many_to_one", indicator=True
+    )
     merged["note"] = np.where(merged["_merge"] == "both", "", "row id not found in input rows")
     merged = merged.drop(columns="_merge")
     for column in PROVENANCE_COLUMNS:
@@ -225,7 +250,7 @@ def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:
             mixed = values.map(
                 lambda v: (
                     v is not None
-                    and not isinstance(v, str)
+                    and not isinstance(v, (str, list, np.ndarray))  # lists: structured columns
                     and not (isinstance(v, float) and math.isnan(v))
                 )
             )
@@ -254,8 +279,18 @@ def sort_effects(frame: pd.DataFrame, timepoints: Sequence[str]) -> pd.DataFrame
     return out.reset_index(drop=True)
 
 
-def _ids(rows: pd.DataFrame) -> pd.Series:
-    return rows["source_file"].astype(str) + ":" + rows["source_row"].astype("int64").astype(str)
+def _pairs_of(frame: pd.DataFrame) -> list[tuple[str, int]]:
+    return list(
+        zip(
+            frame["source_file"].astype(str),
+            frame["source_row"].astype("int64").tolist(),
+            strict=True,
+        )
+    )
+
+
+def _shown(ids: Iterable[tuple[str, int]]) -> list[str]:
+    return [f"{f}:{r}" for f, r in sorted(ids)[:5]]
 
 
 def row_accounting(
@@ -263,32 +298,32 @@ def row_accounting(
 ) -> pd.DataFrame:
     """Check rows in = rows used + rows excluded, per sheet, and return the counts.
 
-    A row is used if its `file:line` id is in some effect's `row_ids`; excluded if it is in the
-    exclusions table. Every input row must be exactly one of the two, and neither table may name
-    a row that is not an input row; otherwise this raises (it would be a bug, not a data issue).
-    The last line of the result is the total over all sheets.
+    A row is used if its (source_file, source_row) is among some effect's structured
+    `SOURCE_ROWS`; excluded if it is in the exclusions table. Ids are compared as pairs, never
+    as strings split apart (a file name may contain ':' or ';'). Every input row must be exactly
+    one of the two, and neither table may name a row that is not an input row; otherwise this
+    raises (it would be a bug, not a data issue). The last line is the total over all sheets.
     """
-    ids = _ids(rows)
-    used = {
-        r.strip() for cell in effects["row_ids"].astype(str) for r in cell.split(";") if r.strip()
-    }
-    excluded_list = list(_ids(exclusions)) if len(exclusions) else []
+    ids = _pairs_of(rows)
+    known = set(ids)
+    used = set(_pairs_of(source_row_pairs(effects))) if len(effects) else set()
+    excluded_list = _pairs_of(exclusions) if len(exclusions) else []
     excluded = set(excluded_list)
     problems = []
     if len(excluded_list) != len(excluded):
         problems.append("a row is excluded twice")
     if used & excluded:
-        problems.append(f"rows both used and excluded: {sorted(used & excluded)[:5]}")
-    unknown = (used | excluded) - set(ids)
+        problems.append(f"rows both used and excluded: {_shown(used & excluded)}")
+    unknown = (used | excluded) - known
     if unknown:
-        problems.append(f"ids that are not input rows: {sorted(unknown)[:5]}")
-    missing = set(ids) - used - excluded
+        problems.append(f"ids that are not input rows: {_shown(unknown)}")
+    missing = known - used - excluded
     if missing:
-        problems.append(f"rows neither used nor excluded: {sorted(missing)[:5]}")
+        problems.append(f"rows neither used nor excluded: {_shown(missing)}")
     if problems:
         raise RuntimeError("row accounting failed: " + "; ".join(problems))
     frame = pd.DataFrame(
-        {"source_file": rows["source_file"].astype(str), "used": ids.isin(used).to_numpy()}
+        {"source_file": rows["source_file"].astype(str), "used": [i in used for i in ids]}
     )
     table = frame.groupby("source_file", sort=True)["used"].agg(["size", "sum"]).reset_index()
     table.columns = ["source_file", "rows_in", "rows_used"]

@@ -99,6 +99,16 @@ class TimecourseSpec:
     log_hours: tuple[tuple[str, float], ...] = ()
 
 
+AUTO_CONTRASTS = "auto"
+
+
+def default_contrasts(timepoints: Sequence[str]) -> list[list[str]]:
+    """Contrasts used when config `timecourse.contrasts` is `auto` (the default): the earliest
+    window against each later one, i.e. how the effect changes after the first window. Derived
+    from the configured windows, so any labels (one window: no contrast) work."""
+    return [[str(timepoints[0]), str(t)] for t in timepoints[1:]]
+
+
 def parse_timecourse_config(
     spec: Mapping[str, object] | None, timepoints: Sequence[str], level: float = 0.95
 ) -> TimecourseSpec:
@@ -137,7 +147,10 @@ def parse_timecourse_config(
     if not grid:
         raise ConfigError("needs at least one value", key=key("rho_grid"))
     pairs = []
-    for pair in spec.get("contrasts", []) or []:  # type: ignore[union-attr]
+    written = spec.get("contrasts", AUTO_CONTRASTS)
+    if written == AUTO_CONTRASTS:  # derived from the configured windows, whatever they are
+        written = default_contrasts(timepoints)
+    for pair in written or []:  # type: ignore[union-attr]
         items = [str(x) for x in pair] if isinstance(pair, Sequence) else []
         if isinstance(pair, str) or len(items) != 2 or items[0] == items[1]:
             raise ConfigError(

@@ -9,6 +9,7 @@ exclusions table with its reason, and the choice made for each study is returned
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from timecourse_meta.errors import ConfigError, SheetError
-from timecourse_meta.schema import EXCLUSION_COLUMNS
+from timecourse_meta.schema import EFFECT_COLUMNS, EXCLUSION_COLUMNS
 
 __all__ = [
     "DEFAULT_WINDOWS",
@@ -25,6 +26,7 @@ __all__ = [
     "WindowResult",
     "apply_filters",
     "assign_windows",
+    "check_effect_columns",
     "parse_windows",
     "select_all_times",
     "select_windows",
@@ -96,6 +98,41 @@ def _exclusions(rows: pd.DataFrame, timepoint: pd.Series | str, reason: pd.Serie
         }
     )
     return out.reindex(columns=list(EXCLUSION_COLUMNS))
+
+
+def check_effect_columns(
+    rows: pd.DataFrame,
+    subgroups: Mapping[str, object] | None = None,
+    subsets: Sequence[Mapping[str, object]] | None = None,
+) -> None:
+    """Config `subgroups` and `sensitivity.subsets` name columns of the effect sizes: check them
+    against the sheets' columns now (as `include` is), not minutes later in pooling.
+
+    A column absent from the sheets gets a "did you mean"; a column the sheets have but the
+    effect sizes do not carry (e.g. a risk-of-bias column added to the sheet) is named as such
+    with the columns that can be used. Raises ConfigError naming the key.
+    """
+    usable = sorted(set(EFFECT_COLUMNS) - {"yi", "vi", "sei", "derivation", "flags", "row_ids"})
+    checks: list[tuple[str, object]] = [(f"subgroups.{c}", c) for c in (subgroups or {})]
+    for i, subset in enumerate(subsets or ()):
+        for part in ("keep", "exclude"):
+            for column in (subset.get(part) or {}) if isinstance(subset, Mapping) else {}:
+                checks.append((f"sensitivity.subsets.{i}.{part}.{column}", column))
+    for key, column in checks:
+        name = str(column)
+        if name in usable:
+            continue
+        if name in rows.columns:
+            raise ConfigError(
+                f"column '{name}' is in the sheets but not carried to the effect sizes, which "
+                f"subgroups and subsets act on; usable columns: {', '.join(usable)}",
+                key=key,
+            )
+        close = difflib.get_close_matches(name, usable, n=1, cutoff=0.6)
+        hint = (
+            f"; did you mean '{close[0]}'?" if close else f"; usable columns: {', '.join(usable)}"
+        )
+        raise ConfigError(f"unknown column '{name}' (not in the sheets){hint}", key=key)
 
 
 def apply_filters(

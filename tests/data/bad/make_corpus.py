@@ -296,6 +296,35 @@ SHEETS: dict[str, str | bytes] = {
     "ok_precomputed.csv": PRE_HEAD + PRE_ROWS,
 }
 
+# round two (hostile input): duplicates in minimal sheets, numbers outside the valid range,
+# |r| = 1, a file name with ';', binary bytes and very long cells (short excerpts in messages)
+PRE_DUP = PRE_HEAD + PRE_ROWS + "P1,Synthetic P1 2020,24,,0.50,0.04,40\n"
+SHEETS.update(
+    {
+        "pre_duplicate_identical.csv": PRE_DUP,
+        "pre_duplicate_other_numbers.csv": "study_id,citation,timepoint,yi,vi\n"
+        "P1,Synthetic P1 2020,24h,0.5,0.04\nP2,Synthetic P2 2021,24h,0.3,0.05\n"
+        "P1,Synthetic P1 2020,24h,0.7,0.06\n",
+        "pre_vi_1e-300.csv": PRE_HEAD + PRE_ROWS + "P3,Synthetic P3 2022,24,,0.2,1e-300,30\n",
+        "pre_yi_huge.csv": PRE_HEAD + "P1,Synthetic P1 2020,24,,1e300,0.04,40\n" + PRE_ROWS[38:],
+        "mean_huge.csv": changed(3, mean="1e300"),
+        "sd_tiny.csv": changed(4, sd="1e-9"),
+        "r_within_one.csv": text(
+            [dict(r, design="crossover", r_within="1") for r in base()], COLUMNS + ["r_within"]
+        ),
+        "r_within_minus_one.csv": text(
+            [dict(r, design="crossover", r_within="-1") for r in base()], COLUMNS + ["r_within"]
+        ),
+        "binary_bytes.csv": bytes(range(256)) * 40,
+        "long_cell.csv": changed(2, n="9" * 5000 + "x"),
+        "nul_in_cell.csv": changed(3, sd="7\x00.0"),
+        "ok_semi;colon name.csv": text(base()),
+        "excl_effect_out_of_range.csv": changed_lines(
+            {2: {"mean": "1e9", "sd": "1e-6"}, 3: {"mean": "-1e9", "sd": "1e-6"}}
+        ),
+    }
+)
+
 BASE_CONFIG_CASES: dict[str, str] = {
     "config_unknown_estimator.yaml": "method: BOGUS\n",
     "config_unknown_fallback.yaml": "method_fallback: MAGIC\n",
@@ -336,6 +365,45 @@ BASE_CONFIG_CASES: dict[str, str] = {
     "config_python_tuple.yaml": "crossover_r: !!python/tuple [0.2, 0.5]\n",
     "config_invalid_yaml_tab.yaml": "method: REML\ntest:\n\t- z\n",
     "config_top_level_list.yaml": "- method: REML\n",
+    # round two
+    "config_crossover_r_one.yaml": "crossover_r: 1\n",
+    "config_crossover_r_minus_one.yaml": "crossover_r: -1\n",
+    "config_sensitivity_r_one.yaml": "sensitivity:\n  crossover_r: [0.2, 1]\n",
+    "config_duplicate_key.yaml": "method: REML\ntest: z\nmethod: DL\n",
+    "config_duplicate_nested_key.yaml": "timecourse:\n  rho: 0.5\n  rho: 0.8\n",
+    "config_subgroup_text.yaml": "subgroups:\n  trd: 'yes'\n",
+    "config_contrasts_not_pairs.yaml": "timecourse:\n  contrasts: [[24h]]\n",
+}
+
+# Claims files (config claims_file), each refused by pipeline.claims.load_claims with one line.
+CLAIMS_CASES: dict[str, str] = {
+    "claims_plain_string.yaml": "claims:\n  - Ketamine works at 24 h\n",
+    "claims_all_of_string.yaml": "claims:\n  - {id: a, claim: x, source: y, all_of: "
+    "[ci_excludes_0]}\n",
+    "claims_levels_true.yaml": "claims:\n  - {id: a, claim: x, source: y, check: "
+    "all_ci_exclude_0, window: 24h, subgroup: trd, levels: true}\n",
+    "claims_unknown_check.yaml": "claims:\n  - {id: a, claim: x, source: y, check: "
+    "ci_exclude_0, window: 24h}\n",
+    "claims_no_window.yaml": "claims:\n  - {id: a, claim: x, source: y, check: ci_excludes_0}\n",
+    "claims_top_level_list.yaml": "- {id: a}\n",
+    "claims_not_a_list.yaml": "claims: none\n",
+    "claims_duplicate_key.yaml": "claims:\n  - id: a\n    claim: x\n    source: y\n"
+    "    check: ci_excludes_0\n    window: 24h\n    window: 7d\n",
+    "claims_range_text.yaml": "claims:\n  - {id: a, claim: x, source: y, check: "
+    "proportion_ci_overlaps, window: 24h, range: [low, high]}\n",
+    "claims_subgroup_two_levels.yaml": "claims:\n  - {id: a, claim: x, source: y, check: "
+    "ci_excludes_0, window: 24h, subgroup: trd, levels: ['yes', 'no']}\n",
+    "claims_unknown_window.yaml": "claims:\n  - {id: a, claim: x, source: y, check: "
+    "ci_excludes_0, window: 5d}\n",
+}
+
+# Configs refused at the windows stage (they need the sheets' columns): kind subset_config.
+STAGE_CONFIG_CASES: dict[str, str] = {
+    "config_subset_misspelt_column.yaml": "sensitivity:\n  subsets:\n"
+    "    - {name: x, exclude: {contrl: [saline]}}\n",
+    "config_subset_sheet_only_column.yaml": "sensitivity:\n  subsets:\n"
+    "    - {name: x, keep: {rob_overall: [low]}}\n",
+    "config_subgroup_unknown_column.yaml": "subgroups:\n  rob_overall: [low, high]\n",
 }
 
 
@@ -343,7 +411,8 @@ def main() -> None:
     for name in [p.name for p in HERE.iterdir() if p.suffix in (".csv", ".yaml")]:
         if name != "manifest.yaml":
             (HERE / name).unlink()
-    for name, content in {**SHEETS, **BASE_CONFIG_CASES}.items():
+    cases = {**SHEETS, **BASE_CONFIG_CASES, **CLAIMS_CASES, **STAGE_CONFIG_CASES}
+    for name, content in cases.items():
         data = content if isinstance(content, bytes) else content.encode("utf-8")
         (HERE / name).write_bytes(data)
 

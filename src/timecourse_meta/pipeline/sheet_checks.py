@@ -1,0 +1,563 @@
+"""Validation rules of the input sheets: vocabularies, numeric ranges, required cells, and the
+checks within a row (statistics that contradict each other) and across rows (duplicates, study
+attributes that disagree).
+
+Every problem raises `SheetError` naming the file, the CSV line number (header = line 1), the
+column and what was expected; a cell is quoted as a short escaped excerpt (`errors.excerpt`).
+`ingest.read_sheet` calls these after the CSV has been split into cells.
+
+Valid numeric range (docs/extraction_sheet.md, config/schema/studies.schema.yaml): every number
+has magnitude at most `MAX_MAGNITUDE` (variances: its square); spreads (sd, se, sei, effect_se)
+are at least `MIN_SPREAD` and variances (vi, effect_var) at least `MIN_SPREAD` squared. Outside
+that range a value is a typing or unit error, and it breaks the arithmetic downstream (a variance
+of 1e-300 gives an inverse-variance weight that overflows; a mean of 1e300 overflows when
+squared), so it is refused here rather than turned into inf/NaN later.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from timecourse_meta.errors import SheetError, excerpt
+from timecourse_meta.schema import MAX_MAGNITUDE, MIN_SPREAD
+
+__all__ = [
+    "ENUMS",
+    "EXTRACTION_REQUIRED",
+    "MAX_MAGNITUDE",
+    "MIN_SPREAD",
+    "NUMERIC",
+    "PRECOMPUTED_REQUIRED",
+    "SOURCE_COLUMNS",
+    "STUDY_LEVEL",
+    "check_duplicates",
+    "special_file_kind",
+    "check_enums",
+    "check_study_consistency",
+    "cross_field_checks",
+    "parse_numeric",
+    "validate_extraction",
+    "validate_precomputed",
+    "value_range",
+]
+
+# Closed vocabularies (docs/extraction_sheet.md); matched case-insensitively, stored lower case.
+ENUMS: dict[str, tuple[str, ...]] = {
+    "source_type": ("primary", "secondary"),
+    "value_origin": ("table", "text", "figure"),
+    "design": ("parallel", "crossover"),
+    "period": ("all", "first"),
+    "population": ("unipolar", "bipolar", "anxiety", "ptsd", "other"),
+    "trd": ("yes", "no", "unclear"),
+    "concomitant_ad": ("yes", "no", "mixed", "unclear"),
+    "control": ("saline", "midazolam", "other"),
+    "route": ("iv", "intranasal", "im", "oral", "sc"),
+    "lower_is_better": ("yes", "no"),
+    "arm_role": ("treatment", "control", "contrast"),
+    "outcome": ("score", "response", "remission"),
+    "stat_kind": ("final", "change"),
+    "effect_type": ("g", "d", "md"),
+}
+
+# Numeric columns: (kind, lower bound, lower bound inclusive, upper bound, upper inclusive).
+NUMERIC: dict[str, tuple[str, float | None, bool, float | None, bool]] = {
+    "time_hours": ("float", 0.0, True, None, False),
+    "n": ("int", 2, True, None, False),  # an arm of one participant has no SD
+    "mean": ("float", None, False, None, False),
+    "sd": ("float", 0.0, False, None, False),
+    "se": ("float", 0.0, False, None, False),
+    "ci_low": ("float", None, False, None, False),
+    "ci_high": ("float", None, False, None, False),
+    "ci_level": ("float", 0.0, False, 1.0, False),
+    "events": ("int", 0, True, None, False),
+    "effect": ("float", None, False, None, False),
+    "effect_se": ("float", 0.0, False, None, False),
+    "effect_var": ("float", 0.0, False, None, False),
+    "effect_ci_low": ("float", None, False, None, False),
+    "effect_ci_high": ("float", None, False, None, False),
+    "t_stat": ("float", None, False, None, False),
+    "n_treatment": ("int", 2, True, None, False),
+    "n_control": ("int", 2, True, None, False),
+    "n_total": ("int", 2, True, None, False),
+    "r_within": ("float", -1.0, False, 1.0, False),  # |r| = 1: SD of differences 0 or undefined
+    "yi": ("float", None, False, None, False),
+    "vi": ("float", 0.0, False, None, False),
+    "sei": ("float", 0.0, False, None, False),
+}
+
+# Columns that must be present and non-empty on every row of an extraction sheet
+# ("required" in docs/extraction_sheet.md). `n` is required except on contrast rows, and at least
+# one of `doi`/`pmid` must be given.
+EXTRACTION_REQUIRED: tuple[str, ...] = (
+    "study_id",
+    "citation",
+    "source_address",
+    "source_locator",
+    "source_quote",
+    "source_type",
+    "value_origin",
+    "design",
+    "period",
+    "population",
+    "trd",
+    "concomitant_ad",
+    "control",
+    "drug",
+    "route",
+    "dose",
+    "scale",
+    "arm",
+    "arm_role",
+    "outcome",
+    "time_hours",
+    "time_as_reported",
+    "n",
+)
+PRECOMPUTED_REQUIRED: tuple[str, ...] = ("study_id", "yi")
+SOURCE_COLUMNS: tuple[str, ...] = ("source_address", "citation", "doi", "pmid")
+
+# Trial-level attributes that must agree across all rows of one study_id (they define subgroups).
+STUDY_LEVEL: tuple[str, ...] = ("design", "population", "trd", "concomitant_ad")
+
+# Rows with the same values here describe the same number twice (would be double counted).
+_DUPLICATE_KEY: tuple[str, ...] = (
+    "study_id",
+    "arm",
+    "arm_role",
+    "outcome",
+    "scale",
+    "time_hours",
+    "timepoint",
+    "period",
+    "stat_kind",
+)
+
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+# Cells that mean "not reported" in other conventions; here the cell is left empty instead.
+_NOT_REPORTED = {"na", "n/a", "nan", "nr", "n.r.", "-", ".", "?", "none", "null", "missing", "#n/a"}
+# Valid numeric range (see the module docstring): larger magnitudes or smaller spreads are
+# refused with the range in the message.
+_SPREADS = ("sd", "se", "sei", "effect_se")
+_VARIANCES = ("vi", "effect_var")
+
+
+def value_range(column: str) -> tuple[float, float]:
+    """(smallest allowed positive value or 0, largest allowed magnitude) of a numeric column."""
+    if column in _VARIANCES:
+        return MIN_SPREAD**2, MAX_MAGNITUDE**2
+    if column in _SPREADS:
+        return MIN_SPREAD, MAX_MAGNITUDE
+    return 0.0, MAX_MAGNITUDE
+
+
+def _number_hint(text: str, column: str) -> str:
+    """What to change in a cell that is not a plain number (appended to the message)."""
+    lowered = text.lower()
+    hint = " with '.' as decimal mark" if "," in text else ""
+    if lowered in _NOT_REPORTED:
+        hint += "; leave the cell empty if not reported"
+    elif text.startswith("#"):
+        hint += "; this is a spreadsheet error value: fix the formula, or leave the cell empty"
+    elif "\u2212" in text or "\u2013" in text:
+        hint += "; type the minus sign as '-' (hyphen-minus), not '\u2212' or '\u2013'"
+    elif text.endswith("%"):
+        hint += "; without the '%' sign"
+    elif column == "time_hours" and re.search(r"[A-Za-z]", text):
+        hint += "; time_hours is hours after the first dose (1 day = 24)"
+    return hint
+
+
+def parse_numeric(path: str, column: str, values: pd.Series, lines: pd.Series) -> np.ndarray:
+    """Parse one numeric column; empty cells become NaN (not reported), others must be numbers."""
+    kind, low, low_inc, high, high_inc = NUMERIC[column]
+    out = np.full(len(values), np.nan)
+    for i, (text, line) in enumerate(zip(values, lines, strict=True)):
+        if text == "":
+            continue
+        what = "a whole number" if kind == "int" else "a number"
+        if not _NUMBER.match(text):
+            raise SheetError(
+                path,
+                f"expected {what}{_number_hint(text, column)}",
+                line=line,
+                column=column,
+                found=text,
+            )
+        value = float(text)
+        if not math.isfinite(value):
+            raise SheetError(
+                path,
+                f"expected a finite {what.removeprefix('a ')}",
+                line=line,
+                column=column,
+                found=text,
+            )
+        if kind == "int" and value != int(value):
+            raise SheetError(path, "expected a whole number", line=line, column=column, found=text)
+        bad_low = low is not None and (value < low if low_inc else value <= low)
+        bad_high = high is not None and (value > high if high_inc else value >= high)
+        if bad_low or bad_high:
+            bounds = []
+            if low is not None:
+                bounds.append(f"{'>=' if low_inc else '>'} {low:g}")
+            if high is not None:
+                bounds.append(f"{'<=' if high_inc else '<'} {high:g}")
+            hint = {
+                "ci_level": " (a proportion such as 0.95)",
+                "r_within": " (a correlation of 1 or -1 makes the SD of the within-person "
+                "differences 0 or undefined, so no effect size can be computed)",
+            }.get(column, "")
+            raise SheetError(
+                path,
+                f"expected {what} {' and '.join(bounds)}{hint}",
+                line=line,
+                column=column,
+                found=text,
+            )
+        smallest, largest = value_range(column)
+        if abs(value) > largest or (value != 0 and abs(value) < smallest):
+            raise SheetError(
+                path,
+                f"expected {what} "
+                + (
+                    f"between {smallest:g} and {largest:g}"
+                    if smallest
+                    else f"of magnitude at most {largest:g}"
+                )
+                + " (the valid range, docs/extraction_sheet.md: a value outside it is a typing or "
+                "unit error and breaks the arithmetic of pooling)",
+                line=line,
+                column=column,
+                found=text,
+            )
+        out[i] = value
+    return out
+
+
+def check_enums(path: str, frame: pd.DataFrame) -> None:
+    """Lower-case closed-vocabulary columns in place and reject values outside them."""
+    for column, allowed in ENUMS.items():
+        if column not in frame:
+            continue
+        lowered = frame[column].str.lower()
+        bad = (lowered != "") & ~lowered.isin(allowed)
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            hint = ""
+            if frame[column].iloc[i].lower() in _NOT_REPORTED:  # "NA", ".", ...
+                if column not in EXTRACTION_REQUIRED:
+                    hint = "; leave the cell empty if not reported"
+                elif "unclear" in allowed:
+                    hint = "; use 'unclear' if not reported"
+            raise SheetError(
+                path,
+                f"expected one of {', '.join(allowed)}{hint}",
+                line=int(frame["source_row"].iloc[i]),
+                column=column,
+                found=frame[column].iloc[i],
+            )
+        frame[column] = lowered
+
+
+def _require_values(
+    path: str, frame: pd.DataFrame, column: str, mask: np.ndarray, why: str
+) -> None:
+    """Raise for the first row in `mask` whose `column` cell is empty."""
+    empty = mask & (frame[column].to_numpy() == "")
+    if empty.any():
+        i = int(np.flatnonzero(empty)[0])
+        raise SheetError(
+            path, f"value required {why}", line=int(frame["source_row"].iloc[i]), column=column
+        )
+
+
+def validate_extraction(path: str, frame: pd.DataFrame) -> None:
+    """Column presence and row-level rules for the full extraction sheet."""
+    missing = [c for c in EXTRACTION_REQUIRED if c not in frame]
+    if "doi" not in frame and "pmid" not in frame:
+        missing.append("doi or pmid")
+    if missing:
+        raise SheetError(
+            path, f"required column(s) missing from the header: {', '.join(missing)}", line=1
+        )
+    every = np.ones(len(frame), dtype=bool)
+    contrast = (frame["arm_role"].str.lower() == "contrast").to_numpy()
+    for column in EXTRACTION_REQUIRED:
+        if column == "n":
+            derive = np.zeros(len(frame), dtype=bool)
+            for other in ("se", "ci_low"):
+                if other in frame:
+                    derive |= (frame[other] != "").to_numpy()
+            if "sd" in frame:
+                derive &= (frame["sd"] == "").to_numpy()
+            _require_values(
+                path,
+                frame,
+                column,
+                ~contrast & derive,
+                "on treatment and control rows: the SD is derived from the SE or CI with n "
+                "(SD = SE x sqrt(n))",
+            )
+            _require_values(path, frame, column, ~contrast, "on treatment and control rows")
+        else:
+            _require_values(path, frame, column, every, "on every row")
+    # A DOI/PMID is recorded where the source prints one; a row without either still carries
+    # its source address, locator and quote (required above), and shows empty identifiers in
+    # the provenance table rather than an identifier typed in from memory.
+    if "value_origin" in frame:
+        figure = (frame["value_origin"].str.lower() == "figure").to_numpy()
+        note = frame["extraction_note"] if "extraction_note" in frame else None
+        if figure.any() and note is None:
+            raise SheetError(
+                path,
+                "column extraction_note is required when value_origin is "
+                "'figure' (say how the values were read off the plot)",
+                line=1,
+            )
+        if note is not None:
+            _require_values(
+                path,
+                frame,
+                "extraction_note",
+                figure,
+                "when value_origin is 'figure' (say how the values were read)",
+            )
+
+
+def validate_precomputed(path: str, frame: pd.DataFrame) -> None:
+    """Column presence and row-level rules for the minimal precomputed (yi/vi) sheet."""
+    missing = [c for c in PRECOMPUTED_REQUIRED if c not in frame]
+    if "vi" not in frame and "sei" not in frame:
+        missing.append("vi or sei")
+    if "time_hours" not in frame and "timepoint" not in frame:
+        missing.append("time_hours or timepoint")
+    sources = [c for c in SOURCE_COLUMNS if c in frame]
+    if not sources:
+        missing.append("a source column (" + ", ".join(SOURCE_COLUMNS) + ")")
+    if missing:
+        raise SheetError(
+            path, f"required column(s) missing from the header: {', '.join(missing)}", line=1
+        )
+    every = np.ones(len(frame), dtype=bool)
+    for column in PRECOMPUTED_REQUIRED:
+        _require_values(path, frame, column, every, "on every row")
+    for pair, name in ((("vi", "sei"), "vi"), (("time_hours", "timepoint"), "time_hours")):
+        present = [frame[c] for c in pair if c in frame]
+        empty = np.logical_and.reduce([(s == "").to_numpy() for s in present])
+        if empty.any():
+            i = int(np.flatnonzero(empty)[0])
+            raise SheetError(
+                path,
+                f"one of {' or '.join(pair)} is required on every row",
+                line=int(frame["source_row"].iloc[i]),
+                column=name,
+            )
+    no_source = np.logical_and.reduce([(frame[c] == "").to_numpy() for c in sources])
+    if no_source.any():
+        i = int(np.flatnonzero(no_source)[0])
+        raise SheetError(
+            path,
+            f"a source is required on every row (one of {', '.join(sources)})",
+            line=int(frame["source_row"].iloc[i]),
+            column=sources[0],
+        )
+
+
+def cross_field_checks(path: str, frame: pd.DataFrame) -> None:
+    """Checks that involve several columns of one row (after numeric parsing)."""
+    lines = frame["source_row"].to_numpy()
+
+    def fail(mask: np.ndarray, column: str, message: str) -> None:
+        if mask.any():
+            i = int(np.flatnonzero(mask)[0])
+            raise SheetError(path, message, line=int(lines[i]), column=column)
+
+    if "events" in frame and "n" in frame:
+        fail((frame["events"] > frame["n"]).to_numpy(), "events", "events cannot exceed n")
+    for low, high in (("ci_low", "ci_high"), ("effect_ci_low", "effect_ci_high")):
+        if low in frame and high in frame:
+            fail((frame[low] > frame[high]).to_numpy(), low, f"{low} must not exceed {high}")
+            one = frame[low].isna().to_numpy() != frame[high].isna().to_numpy()
+            fail(one, low, f"{low} and {high} must be given together")
+    _conflicting_statistics(frame, fail)
+
+
+def _conflicting_statistics(
+    frame: pd.DataFrame, fail: Callable[[np.ndarray, str, str], None]
+) -> None:
+    """Two statistics on one row that cannot both be true: the row is ambiguous, not usable.
+
+    A mean outside its own CI; se and sd that disagree by more than 10% (se = sd / sqrt(n),
+    Cochrane Handbook 6.5.2.2; 10% leaves room for rounding of printed values); an effect
+    variance that is not the square of its SE; counts on a score row or means on a count row.
+    """
+
+    def col(name: str) -> np.ndarray:
+        return frame[name].to_numpy(dtype=float) if name in frame else np.full(len(frame), np.nan)
+
+    def fmt(x: np.ndarray) -> np.ndarray:
+        return np.array([f"{v:g}" for v in x], dtype=object)
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for value, low, high in (("mean", "ci_low", "ci_high"), ("effect", "effect_ci_low",
+                                                                 "effect_ci_high")):  # fmt: skip
+            v, lo, hi = col(value), col(low), col(high)
+            outside = (v < lo) | (v > hi)
+            if outside.any():
+                i = int(np.flatnonzero(outside)[0])
+                fail(
+                    outside,
+                    value,
+                    f"{value} {fmt(v)[i]} lies outside its own CI [{fmt(lo)[i]}, {fmt(hi)[i]}]: "
+                    "the statistics on this row disagree",
+                )
+        sd, se, n = col("sd"), col("se"), col("n")
+        expected = sd / np.sqrt(n)
+        off = np.abs(se / expected - 1) > 0.1
+        if off.any():
+            i = int(np.flatnonzero(off)[0])
+            fail(
+                off,
+                "se",
+                f"sd {sd[i]:g} and se {se[i]:g} disagree for n = {n[i]:g} (se = sd / sqrt(n) "
+                f"would be {expected[i]:.3g}); give only the one the source reports",
+            )
+        var, ese = col("effect_var"), col("effect_se")
+        off = np.abs(var / ese**2 - 1) > 0.1
+        if off.any():
+            i = int(np.flatnonzero(off)[0])
+            fail(
+                off,
+                "effect_var",
+                f"effect_var {var[i]:g} is not effect_se squared ({ese[i] ** 2:.3g}); give "
+                "only the one the source reports",
+            )
+    if "outcome" in frame:
+        outcome = frame["outcome"].astype(str).str.lower().to_numpy()
+        score = outcome == "score"
+        binary = np.isin(outcome, ["response", "remission"])
+        fail(
+            score & ~np.isnan(col("events")),
+            "events",
+            "events given on a score row: put response/remission counts on their own rows "
+            "(outcome response or remission)",
+        )
+        for name in ("mean", "sd"):
+            fail(
+                binary & ~np.isnan(col(name)),
+                name,
+                f"{name} given on a response/remission row: put scores on their own rows "
+                "(outcome score)",
+            )
+
+
+def check_study_consistency(frame: pd.DataFrame) -> None:
+    """Trial-level attributes must agree across the rows of a study (they define subgroups)."""
+    for column in STUDY_LEVEL:
+        sub = frame.loc[frame[column] != "", ["study_id", column, "source_file", "source_row"]]
+        counts = sub.groupby("study_id", sort=True)[column].nunique()
+        bad = counts[counts > 1]
+        if len(bad):
+            study = bad.index[0]
+            rows = sub[sub["study_id"] == study]
+            first = rows.iloc[0]
+            other = rows[rows[column] != first[column]].iloc[0]
+            raise SheetError(
+                other["source_file"],
+                f"study '{study}' has {column} '{other[column]}' here but '{first[column]}' on "
+                f"{first['source_file']} line {first['source_row']}; a study's {column} must be "
+                "the same on all its rows",
+                line=int(other["source_row"]),
+                column=column,
+            )
+
+
+def _number_text(value: float) -> str:
+    """A parsed number as the shortest text that reads back as the same float ('' = NaN)."""
+    if math.isnan(value):
+        return ""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
+
+
+def _key_text(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Key columns as plain strings, missing = "" (pandas' string dtype keeps NaN, and NaN never
+    compares equal, so `astype(str)` alone would find a duplicate but not its partner)."""
+    out = pd.DataFrame(index=frame.index)
+    for column in columns:
+        values = frame[column]
+        if values.dtype.kind == "f":
+            out[column] = [_number_text(v) for v in values]
+        else:
+            out[column] = values.fillna("").astype(object).map(str)
+    return out
+
+
+def check_duplicates(frame: pd.DataFrame) -> None:
+    """Two rows with the same study, arm, outcome, scale, time, period and kind are a duplicate.
+
+    The message names what makes them duplicates (the key cells that are filled in) and how to
+    tell two real results apart (a column that differs, e.g. `scale` or `arm`), or says that the
+    rows are identical.
+    """
+    key = _key_text(frame, _DUPLICATE_KEY)
+    dup = key.duplicated(keep="first").to_numpy()
+    if not dup.any():
+        return
+    i = int(np.flatnonzero(dup)[0])
+    partner = int(np.flatnonzero((key == key.iloc[i]).all(axis=1).to_numpy())[0])
+    second, first = frame.iloc[i], frame.iloc[partner]
+    shown = [
+        f"{c} {excerpt(key.iloc[i][c])}"
+        for c in _DUPLICATE_KEY
+        if key.iloc[i][c] != "" and not (c == "time_hours" and key.iloc[i]["timepoint"] != "")
+    ]
+    if key.iloc[i]["time_hours"] != "" and key.iloc[i]["timepoint"] != "":
+        shown.insert(1, f"time_hours {key.iloc[i]['time_hours']}")
+    values = [c for c in frame.columns if c not in ("source_file", "source_row")]
+    same_values = all(str(first[c]) == str(second[c]) for c in values)
+    where = f"{first['source_file']} line {first['source_row']}"
+    what = (
+        f"identical to {where} ({', '.join(shown)})"
+        if same_values
+        else f"same {', '.join(shown)} as {where} but different values"
+    )
+    raise SheetError(
+        second["source_file"],
+        f"duplicate: {what}; a study has one result per arm, arm_role, outcome, scale, time, "
+        "period and stat_kind. If both are real results (e.g. two scales or two arms), fill in "
+        "the column that tells them apart (scale, arm, outcome, stat_kind); otherwise delete "
+        "one row",
+        line=int(second["source_row"]),
+    )
+
+
+def special_file_kind(path: str | Path) -> str:
+    """Empty text for a regular file (after symbolic links), "missing", or what else it is ("a
+    directory", "a named pipe (FIFO)", "a device", "a socket"): reading a FIFO or a device would
+    block or never end, so such paths are refused before anything opens them."""
+    import stat
+
+    try:
+        mode = Path(path).stat().st_mode
+    except FileNotFoundError:
+        return "missing"
+    except OSError as err:
+        return f"unreadable ({err.strerror})"
+    if stat.S_ISREG(mode):
+        return ""
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
