@@ -264,7 +264,9 @@ def test_config_defaults_and_errors() -> None:
     assert (spec.struct, spec.within, spec.rho, spec.method, spec.level) == (
         "HAR", "ar", 0.5, "REML", 0.9,
     )  # fmt: skip
-    assert spec.rho_grid == (0.2, 0.5, 0.8) and spec.contrasts == ()
+    assert spec.rho_grid == (0.2, 0.5, 0.8)
+    # contrasts absent = auto: the earliest window against each later one
+    assert spec.contrasts == tuple((ORDER[0], w) for w in ORDER[1:])
     assert parse_timecourse_config({"struct": "cs"}, ORDER).struct == "CS"
     bad = [
         ({"contrasts": [["24h", "2d"]]}, "timecourse.contrasts"),

@@ -329,7 +329,7 @@ BASE_CONFIG_CASES: dict[str, str] = {
     "config_unknown_estimator.yaml": "method: BOGUS\n",
     "config_unknown_fallback.yaml": "method_fallback: MAGIC\n",
     "config_lowercase_estimator.yaml": "method: reml\n",
-    "config_unknown_test.yaml": "test: t\n",
+    "config_unknown_test.yaml": "test: hksj\n",
     "config_window_choice.yaml": "window_choice: median\n",
     "config_level_percent.yaml": "level: 95\n",
     "config_crossover_r.yaml": "crossover_r: 1.5\n",
