@@ -13,7 +13,7 @@ import pandas as pd
 from timecourse_meta.errors import exit_on_error
 from timecourse_meta.pipeline.forest_data import forest_data
 from timecourse_meta.pipeline.risk_of_bias import study_overall
-from timecourse_meta.plots.figures import save_figure
+from timecourse_meta.plots.figures import placeholder_figure, save_figure
 from timecourse_meta.plots.forest import data_xlim, forest_plot
 from timecourse_meta.plots.forest_text import title_text, window_text
 
@@ -53,43 +53,49 @@ with exit_on_error(smk.log[0], "forest_plot") as log:
         w: forest_data(effects, pooled, weights, w, arms=arms, rob=rob, **fit) for w in p.timepoints
     }
     studies, pooled_map = data[tp]
-    xlim = None
-    if opts.get("common_xlim", False):
-        ests = [m["estimate"] for _, m in data.values() if m and "estimate" in m]
-        xlim = data_xlim([s for s, _ in data.values()], ests)
-    row = pooled[
-        (pooled["outcome"] == p.outcome)
-        & (pooled["measure"] == p.measure)
-        & (pooled["timepoint"] == tp)
-        & (pooled["subgroup"] == "all")
-    ].iloc[0]
-    intervention = str(cfg.get("intervention") or "treatment")
-    comparator = str(cfg.get("comparator") or "control")
-    window = next((w for w in p.windows if str(w["label"]) == tp), {"label": tp})
-    title = title_text(
-        intervention=intervention,
-        comparator=comparator,
-        outcome=str(cfg.get("outcome_label") or OUTCOME_TITLES.get(p.outcome, p.outcome)),
-        window=window_text(
-            tp, window.get("low"), window.get("high"), str(cfg.get("display_time_unit") or "h")
-        ),
-        model=model_text(row),
-    )
-    fig = forest_plot(
-        studies,
-        pooled_map,
-        title=title,
-        measure_label=str(cfg.get("measure_label") or MEASURE_LABELS.get(p.measure, p.measure)),
-        favours=(f"Favours {comparator}", f"Favours {intervention}"),
-        group_labels=(
-            intervention[:1].upper() + intervention[1:],
-            comparator[:1].upper() + comparator[1:],
-        ),  # fmt: skip
-        xlim=xlim,
-        sort=str(opts.get("sort", "study")),
-        width=opts.get("width", "double"),
-        notes=[ROB_NOTE] if rob is not None else [],
-    )
-    save_figure(fig, smk.output.png)
-    save_figure(fig, smk.output.pdf)
-    log(f"window {tp}: {len(studies)} studies; drawn from {Path(smk.input.pooled).name}")
+    if studies.empty:  # no effects in this window (e.g. every study excluded): say so
+        fig = placeholder_figure(f"{tp}: no {p.outcome} ({p.measure}) effects: nothing to draw")
+        save_figure(fig, smk.output.png)
+        save_figure(fig, smk.output.pdf)
+        log(f"window {tp}: no effects; placeholder figure written")
+    else:
+        xlim = None
+        if opts.get("common_xlim", False):
+            ests = [m["estimate"] for _, m in data.values() if m and "estimate" in m]
+            xlim = data_xlim([s for s, _ in data.values()], ests)
+        row = pooled[
+            (pooled["outcome"] == p.outcome)
+            & (pooled["measure"] == p.measure)
+            & (pooled["timepoint"] == tp)
+            & (pooled["subgroup"] == "all")
+        ].iloc[0]
+        intervention = str(cfg.get("intervention") or "treatment")
+        comparator = str(cfg.get("comparator") or "control")
+        window = next((w for w in p.windows if str(w["label"]) == tp), {"label": tp})
+        title = title_text(
+            intervention=intervention,
+            comparator=comparator,
+            outcome=str(cfg.get("outcome_label") or OUTCOME_TITLES.get(p.outcome, p.outcome)),
+            window=window_text(
+                tp, window.get("low"), window.get("high"), str(cfg.get("display_time_unit") or "h")
+            ),
+            model=model_text(row),
+        )
+        fig = forest_plot(
+            studies,
+            pooled_map,
+            title=title,
+            measure_label=str(cfg.get("measure_label") or MEASURE_LABELS.get(p.measure, p.measure)),
+            favours=(f"Favours {comparator}", f"Favours {intervention}"),
+            group_labels=(
+                intervention[:1].upper() + intervention[1:],
+                comparator[:1].upper() + comparator[1:],
+            ),  # fmt: skip
+            xlim=xlim,
+            sort=str(opts.get("sort", "study")),
+            width=opts.get("width", "double"),
+            notes=[ROB_NOTE] if rob is not None else [],
+        )
+        save_figure(fig, smk.output.png)
+        save_figure(fig, smk.output.pdf)
+        log(f"window {tp}: {len(studies)} studies; drawn from {Path(smk.input.pooled).name}")

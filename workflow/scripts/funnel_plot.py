@@ -5,7 +5,7 @@ import pandas as pd
 
 from timecourse_meta.errors import exit_on_error
 from timecourse_meta.pipeline.tables import MISSING
-from timecourse_meta.plots.figures import save_figure
+from timecourse_meta.plots.figures import placeholder_figure, save_figure
 from timecourse_meta.plots.funnel import funnel_plot
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
@@ -33,16 +33,20 @@ with exit_on_error(smk.log[0], "funnel_plot") as log:
     test = small[small["timepoint"] == tp]
     result = str(test["result"].iloc[0]) if len(test) else "not run"
     label = "Hedges' g" if p.measure == "SMD" else f"log {p.measure}"
-    if sel.empty:
-        raise ValueError(f"window {tp}: no {p.outcome} ({p.measure}) effects to draw")
-    fig = funnel_plot(
-        sel["yi"].to_numpy(float),
-        np.sqrt(sel["vi"].to_numpy(float)),
-        title=f"{OUTCOME_TITLES.get(p.outcome, p.outcome)}, {tp}: contour-enhanced funnel plot",
-        xlabel=f"{label} (positive = benefit of treatment)",
-        pooled_estimate=est,
-        note=f"k = {len(sel)}. Egger test: {result}",
-    )
-    save_figure(fig, smk.output.png, formats=["png"])
-    save_figure(fig, smk.output.pdf, formats=["pdf"])
-    log(f"window {tp}: {len(sel)} effects; {result}")
+    if sel.empty:  # e.g. every study excluded: the run goes on, the figure says why
+        fig = placeholder_figure(f"{tp}: no {p.outcome} ({p.measure}) effects: nothing to draw")
+        save_figure(fig, smk.output.png, formats=["png"])
+        save_figure(fig, smk.output.pdf, formats=["pdf"])
+        log(f"window {tp}: no effects; placeholder figure written")
+    else:
+        fig = funnel_plot(
+            sel["yi"].to_numpy(float),
+            np.sqrt(sel["vi"].to_numpy(float)),
+            title=f"{OUTCOME_TITLES.get(p.outcome, p.outcome)}, {tp}: contour-enhanced funnel plot",
+            xlabel=f"{label} (positive = benefit of treatment)",
+            pooled_estimate=est,
+            note=f"k = {len(sel)}. Egger test: {result}",
+        )
+        save_figure(fig, smk.output.png, formats=["png"])
+        save_figure(fig, smk.output.pdf, formats=["pdf"])
+        log(f"window {tp}: {len(sel)} effects; {result}")

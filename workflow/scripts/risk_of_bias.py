@@ -13,7 +13,7 @@ from timecourse_meta.pipeline.risk_of_bias import (
     weighted_summary,
 )
 from timecourse_meta.pipeline.tables import write_csv, write_parquet
-from timecourse_meta.plots.figures import save_figure
+from timecourse_meta.plots.figures import placeholder_figure, save_figure
 from timecourse_meta.plots.robvis import summary_plot, traffic_light_plot
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
@@ -45,20 +45,24 @@ with exit_on_error(smk.log[0], "risk_of_bias") as log:
         & (pooled["timepoint"] == p.window)
         & (pooled["subgroup"] == "all")
     ]
-    if sel.empty or row.empty:
-        raise ValueError(f"risk_of_bias_window {p.window}: no pooled {p.outcome} ({p.measure})")
-    weights = study_weights(sel, row.iloc[0].to_dict())
-    summary = weighted_summary(table, weights, outcome=p.outcome)
-    write_csv(summary, smk.output.summary)
     fig = traffic_light_plot(table, domains, title="Risk of bias per study (Cochrane RoB)")
     save_figure(fig, smk.output.traffic_png, formats=["png"])
     save_figure(fig, smk.output.traffic_pdf, formats=["pdf"])
-    fig = summary_plot(
-        summary,
-        domains,
-        title=f"Risk of bias weighted by the {p.window} random-effects weights",
-        xlabel=f"Share of the {p.window} pooled weight ({p.outcome}, {p.measure})",
-    )
+    if sel.empty or row.empty:  # e.g. every study excluded: no weights to summarise
+        log(f"WARNING: no pooled {p.outcome} ({p.measure}) in {p.window}: summary left empty")
+        write_csv(pd.DataFrame(columns=["domain", "judgement", "weight", "studies"]),
+                  smk.output.summary)  # fmt: skip
+        fig = placeholder_figure(f"{p.window}: no pooled {p.outcome} ({p.measure}) to weight by")
+    else:
+        weights = study_weights(sel, row.iloc[0].to_dict())
+        summary = weighted_summary(table, weights, outcome=p.outcome)
+        write_csv(summary, smk.output.summary)
+        fig = summary_plot(
+            summary,
+            domains,
+            title=f"Risk of bias weighted by the {p.window} random-effects weights",
+            xlabel=f"Share of the {p.window} pooled weight ({p.outcome}, {p.measure})",
+        )
     save_figure(fig, smk.output.summary_png, formats=["png"])
     save_figure(fig, smk.output.summary_pdf, formats=["pdf"])
     counts = overall["overall"].value_counts().to_dict()

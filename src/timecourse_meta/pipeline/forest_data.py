@@ -210,6 +210,8 @@ def forest_data(
         & (pooled["timepoint"] == timepoint)
         & (pooled["subgroup"] == "all")
     ]
+    if len(match) == 0 and studies.empty:  # nothing pooled, nothing to draw (e.g. all excluded)
+        return studies.reset_index(drop=True), None
     if len(match) != 1:
         raise ValueError(
             f"pooled table: expected one row for {outcome}/{measure}/{timepoint}/all, "

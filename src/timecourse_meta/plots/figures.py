@@ -125,3 +125,18 @@ def save_figure(
         for fmt, target in zip(formats, out, strict=True):
             fig.savefig(target, format=fmt, dpi=DPI, metadata=_METADATA[fmt])
     return out
+
+
+def placeholder_figure(message: str, *, width_in: float = 4.0) -> Figure:
+    """A small figure that only says why there is nothing to draw (e.g. no effects in a window).
+
+    Used where a rule must still write its figure so that the run finishes with empty tables
+    and "not testable" verdicts instead of failing.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    with style_context():
+        fig = Figure(figsize=(width_in, 1.0), dpi=DPI)
+        FigureCanvasAgg(fig)
+        fig.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
+    return fig
