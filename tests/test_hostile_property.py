@@ -22,7 +22,6 @@ import io
 import os
 import random
 import re
-import shutil
 import warnings
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pipeline_helpers import copy_project
 
 from timecourse_meta.effects.comparisons import compute_effects, compute_proportions
 from timecourse_meta.errors import exit_on_error
@@ -263,11 +263,7 @@ def test_report_counts() -> None:
 
 # ---- a handful through the real command line --------------------------------------------------
 def _project(dest: Path) -> Path:
-    for name in ("Snakefile", "config", "workflow"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / name)
-    shutil.copytree(ROOT / "data" / "raw", dest / "data" / "raw")
-    return dest
+    return copy_project(dest)
 
 
 @pytest.mark.slow

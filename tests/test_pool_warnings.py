@@ -207,9 +207,10 @@ def test_workflow_writes_the_warnings(tmp_path: Path) -> None:
         time_hours=EDGE_EFFECTS["timepoint"].map(hours), citation="synthetic test input"
     )[["study_id", "citation", "time_hours", "yi", "vi", "n_total"]]
     sheet.to_csv(tmp_path / "data" / "raw" / "edge.csv", index=False)
+    (tmp_path / "edge.yaml").write_text("risk_of_bias: null\n")  # no risk-of-bias sheet here
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", "--config",
-         "studies=data/raw/edge.csv", "--", "results/tables/pooled_by_timepoint.csv",
+        [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "edge.yaml",
+         "--config", "studies=data/raw/edge.csv", "--", "results/tables/pooled_by_timepoint.csv",
          "results/tables/pooled_by_timepoint.md"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip

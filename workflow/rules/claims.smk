@@ -4,7 +4,6 @@
 rule check_claims:
     input:
         claims=CLAIMS_FILE,
-        schema=workflow.source_path("../../config/schema/claims.schema.yaml"),
         pooled=f"{PROC}/pooled.parquet",
         proportions=f"{PROC}/pooled_proportions.parquet",
         multivariate=f"{PROC}/timecourse_model.parquet",
@@ -28,5 +27,8 @@ rule check_claims:
         outcome=config["primary_outcome"],
         measure=config["primary_measure"],
         subgroups=config.get("subgroups") or {},
+        # a parameter, not an input: source files are cached with a fresh time stamp, which
+        # would make the rule look out of date on every run
+        schema=workflow.source_path("../../config/schema/claims.schema.yaml"),
     script:
         "../scripts/check_claims.py"

@@ -14,7 +14,7 @@ with exit_on_error(smk.log[0], "check_claims") as log:
     subgroups = list(smk.params.subgroups or {})
     claims = load_claims(
         smk.input.claims,
-        load_yaml(smk.input.schema),
+        load_yaml(smk.params.schema),
         smk.params.timepoints,
         subgroups,
         strict_windows=False,  # shipped claims at windows not configured: "not testable"

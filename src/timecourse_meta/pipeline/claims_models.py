@@ -136,7 +136,11 @@ def _rival_decisions(
             else:
                 what = "neither decided"
             if col == "verdict_time_response" and time_response is not None:
-                hours = {w: float((window_hours or {})[w]) for w in windows[group]}
+                hours = {
+                    w: float((window_hours or {})[w])
+                    for w in windows[group]
+                    if w in (window_hours or {})  # a window not configured has no time
+                }
                 listed += _duration_text(time_response, hours)
             parts.append(f"{name}: {what} ({listed})")
         for i in ids:

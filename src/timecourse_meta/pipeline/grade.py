@@ -30,6 +30,7 @@ import pandas as pd
 from scipy import stats
 
 from timecourse_meta.pipeline.risk_of_bias import study_overall, study_weights
+from timecourse_meta.pipeline.tables import md_cell
 
 __all__ = [
     "CERTAINTY",
@@ -426,7 +427,8 @@ _SYMBOLS = {
 
 
 def _md(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """A Markdown cell or footnote: '|' escaped, HTML made inert (`tables.md_cell`)."""
+    return md_cell(str(text))
 
 
 def sof_markdown(table: pd.DataFrame, *, title: str) -> str:

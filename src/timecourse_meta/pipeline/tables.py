@@ -123,7 +123,7 @@ _HTML_START = re.compile(r"<(?=[A-Za-z/!?])")
 _ENTITY = re.compile(r"&(?=#?[A-Za-z0-9]+;)")  # '&' that would start an entity such as &lt;
 
 
-def _md_cell(text: str) -> str:
+def md_cell(text: str) -> str:
     """One Markdown table cell: '|' escaped, newlines joined, HTML tags made inert.
 
     Text from the sheets (study names, notes) may contain '<script>' or other markup: a
@@ -144,10 +144,10 @@ def to_markdown_text(
     notes: Sequence[str] = (),
 ) -> str:
     """GitHub-flavoured Markdown table, floats with `decimals` decimals, optional title/notes."""
-    header = "| " + " | ".join(_md_cell(str(c)) for c in frame.columns) + " |"
+    header = "| " + " | ".join(md_cell(str(c)) for c in frame.columns) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
     body = [
-        "| " + " | ".join(_md_cell(v) for v in row) + " |"
+        "| " + " | ".join(md_cell(v) for v in row) + " |"
         for row in _formatted(frame, digits=None, decimals=decimals)
     ]
     parts = []
