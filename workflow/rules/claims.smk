@@ -27,8 +27,12 @@ rule check_claims:
         outcome=config["primary_outcome"],
         measure=config["primary_measure"],
         subgroups=config.get("subgroups") or {},
-        # a parameter, not an input: source files are cached with a fresh time stamp, which
-        # would make the rule look out of date on every run
-        schema=workflow.source_path("../../config/schema/claims.schema.yaml"),
+        # the real file's path as a parameter: workflow.source_path gives a fresh cache path
+        # (and time stamp) on every run, which would make the rule look out of date each time
+        schema=str(
+            Path(
+                workflow.basedir, "..", "config", "schema", "claims.schema.yaml"
+            ).resolve()
+        ),
     script:
         "../scripts/check_claims.py"
