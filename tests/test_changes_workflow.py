@@ -180,7 +180,10 @@ def test_added_study_gives_its_rows_window_and_verdict_change(runs) -> None:
     # every verdict that differs (possibly none) is reported, and nothing else
     assert sorted(map(tuple, flips[["item", "field", "before", "after"]].values)) == (expected)
     md = (runs["added"]["dir"] / "changes.md").read_text(encoding="utf-8")
-    assert md.split("\n\n")[1].startswith("**Claim verdicts changed: ")
+    if expected:  # verdict changes come first, in bold
+        assert md.split("\n\n")[1].startswith("**Claim verdicts changed: ")
+    else:
+        assert "no claim verdict changed" in md and "**Claim verdicts changed" not in md
     assert f"Adding {HELD_BACK} moved the 3 d estimate from " in md
     for cid, _, b, a in expected:
         assert f"claim {cid}" in md and f"from {b} to {a}" in md

@@ -192,18 +192,6 @@ def validate_claims(
                     )
 
 
-def _describe(cond: Mapping[str, object]) -> str:
-    parts = [str(cond["check"]), f"window={cond['window']}"]
-    for field in ("direction", "outcome", "measure", "subgroup", "arm_role"):
-        if field in cond:
-            parts.append(f"{field}={cond[field]}")
-    if "levels" in cond:
-        parts.append("levels=" + "/".join(normalise_level(v) for v in cond["levels"]))
-    if "range" in cond:
-        parts.append("range=" + "-".join(f"{x:g}" for x in cond["range"]))
-    return " ".join(parts)
-
-
 def _unconfigured(cond: Mapping[str, object], windows: Sequence[str]) -> _Outcome | None:
     """A condition at a window that is not configured is "not testable" (with the reason)."""
     if str(cond["window"]) in windows:
