@@ -1,5 +1,7 @@
 # Stage 6: check the configured claims against the pooled results.
 
+import os
+
 
 rule check_claims:
     input:
@@ -29,10 +31,11 @@ rule check_claims:
         subgroups=config.get("subgroups") or {},
         # the real file's path as a parameter: workflow.source_path gives a fresh cache path
         # (and time stamp) on every run, which would make the rule look out of date each time
-        schema=str(
-            Path(
-                workflow.basedir, "..", "config", "schema", "claims.schema.yaml"
-            ).resolve()
+        # relative to the working directory, so the parameter is the same in every copy of the
+        # project (workflow.source_path gives a fresh cache path on every run)
+        schema=os.path.relpath(
+            Path(workflow.basedir, "..", "config", "schema", "claims.schema.yaml"),
+            Path.cwd(),
         ),
     script:
         "../scripts/check_claims.py"
