@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,7 +62,7 @@ def test_dot_test_config_runs_end_to_end(tmp_path: Path) -> None:
     for name in ("config", "workflow", ".test"):
         shutil.copytree(ROOT / name, project / name)
     out = subprocess.run(
-        ["snakemake", "--cores", "2", "--directory", ".test"],
+        [sys.executable, "-m", "snakemake", "--cores", "2", "--directory", ".test"],
         cwd=project,
         capture_output=True,
         text=True,
