@@ -13,13 +13,14 @@ from timecourse_meta.pipeline.claims_core import _check_one, _conditions, _exclu
 from timecourse_meta.schema import MV_CHECKS, NOT_APPLICABLE, NOT_SUPPORTED, NOT_TESTABLE, SUPPORTED
 
 
-def _check_mv(
-    cond: Mapping[str, object],
-    mv: pd.DataFrame,
-    windows: Sequence[str],
-    defaults: Mapping[str, str],
-) -> _Outcome:
-    """One condition judged on the multivariate model's window estimates."""
+def _not_applicable(
+    cond: Mapping[str, object], model: pd.DataFrame, defaults: Mapping[str, str]
+) -> _Outcome | None:
+    """ "Not applicable" when a model over time cannot judge the condition, else None.
+
+    Both models (multivariate windows, time-response curve) are fitted to all studies of one
+    outcome and measure, and judge only window checks (`MV_CHECKS`).
+    """
     check = str(cond["check"])
     if cond.get("subgroup") is not None:
         return _Outcome(NOT_APPLICABLE, 0, ["model fitted to all studies, not per subgroup"])
@@ -27,11 +28,24 @@ def _check_mv(
         return _Outcome(NOT_APPLICABLE, 0, [f"{check} is not a check of window effects"])
     for field in ("outcome", "measure"):
         want = str(cond.get(field, defaults[field]))
-        have = sorted(set(mv[field].astype(str)))
+        have = sorted(set(model[field].astype(str)))
         if have != [want]:
             return _Outcome(
                 NOT_APPLICABLE, 0, [f"model fitted to {field} {'/'.join(have)}, not {want}"]
             )
+    return None
+
+
+def _check_mv(
+    cond: Mapping[str, object],
+    mv: pd.DataFrame,
+    windows: Sequence[str],
+    defaults: Mapping[str, str],
+) -> _Outcome:
+    """One condition judged on the multivariate model's window estimates."""
+    not_applicable = _not_applicable(cond, mv, defaults)
+    if not_applicable is not None:
+        return not_applicable
     bad = sorted(set(mv.loc[mv["k"] > 0, "status"].astype(str)) - {"ok"})
     if bad:
         return _Outcome(NOT_TESTABLE, 0, [f"multivariate model status: {', '.join(bad)}"])
@@ -61,18 +75,10 @@ def _check_tr(
     defaults: Mapping[str, str],
 ) -> _Outcome:
     """One condition judged on the time-response curve at the windows' nominal times."""
+    not_applicable = _not_applicable(cond, tr, defaults)
+    if not_applicable is not None:
+        return not_applicable
     check = str(cond["check"])
-    if cond.get("subgroup") is not None:
-        return _Outcome(NOT_APPLICABLE, 0, ["model fitted to all studies, not per subgroup"])
-    if check not in MV_CHECKS:
-        return _Outcome(NOT_APPLICABLE, 0, [f"{check} is not a check of window effects"])
-    for field in ("outcome", "measure"):
-        want = str(cond.get(field, defaults[field]))
-        have = sorted(set(tr[field].astype(str)))
-        if have != [want]:
-            return _Outcome(
-                NOT_APPLICABLE, 0, [f"model fitted to {field} {'/'.join(have)}, not {want}"]
-            )
     window = str(cond["window"])
     rows = {w: _tr_row(tr, float(h)) for w, h in window_hours.items()}
     row = rows.get(window)
