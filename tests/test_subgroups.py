@@ -101,3 +101,21 @@ def test_single_study_subgroup_is_reported_not_dropped() -> None:
     assert row["se"] == pytest.approx(np.sqrt(0.05))
     assert pd.isna(row["df"])  # z test, no df
     assert any("'b'" in w for w in res.warnings)
+
+
+def test_common_tau2_identical_effects_knha_gives_zero_se_without_warning() -> None:
+    # all effects equal: the Knapp-Hartung factor is 0 (residuals vanish), so every SE is 0;
+    # the z/t statistic is 0/0 (undefined, as in metafor) and no RuntimeWarning escapes
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        res = subgroup_analysis(
+            [0.0, 0.0, 0.0], [1 / 6] * 3, ["saline", "saline", "midazolam"],
+            method=["REML", "DL"], test="knha", tau2="common",
+        )  # fmt: skip
+    rows = res.subgroups
+    assert rows["estimate"].tolist() == [0.0, 0.0]
+    assert rows["se"].tolist() == [0.0, 0.0]
+    assert rows["stat"].isna().all()
+    assert any("Knapp-Hartung scale factor is 0" in w for w in res.warnings)

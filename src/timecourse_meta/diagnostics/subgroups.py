@@ -137,7 +137,8 @@ def _common(
     L = np.column_stack([np.ones(m), np.vstack([np.zeros(m - 1), np.eye(m - 1)])])
     est = L @ reg.beta
     se = np.sqrt(np.einsum("ij,jk,ik->i", L, reg.vcov, L))
-    stat = est / se
+    with np.errstate(divide="ignore", invalid="ignore"):  # Knapp-Hartung factor 0: SEs are 0
+        stat = est / se
     if reg.df is not None:
         pval = 2 * stats.t.sf(np.abs(stat), reg.df)
         crit = float(stats.t.isf((1 - level) / 2, reg.df))
