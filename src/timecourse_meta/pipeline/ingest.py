@@ -463,6 +463,8 @@ def precomputed_effects(rows: pd.DataFrame, *, measure_default: str = "SMD") -> 
 
     `yi` is taken as given (already positive = benefit); `vi` is used, else `sei**2`. The measure
     is the row's `measure` cell, else `measure_default`. Rows need a `timepoint` (windows stage).
+    A study with several `arm` labels (comparisons of a multi-arm trial) gets one comparison_id
+    per arm, "<study_id> / <arm>".
     """
     sub = rows.loc[rows["sheet_format"] == "precomputed"].copy()
     vi = sub["vi"].to_numpy(dtype=float)
@@ -474,7 +476,11 @@ def precomputed_effects(rows: pd.DataFrame, *, measure_default: str = "SMD") -> 
         out[column] = sub[column] if column in sub else ""
     out["outcome"] = sub["outcome"].where(sub["outcome"] != "", "score")
     out["measure"] = sub["measure"].where(sub["measure"] != "", measure_default)
-    out["comparison_id"] = sub["study_id"]
+    # several comparisons of one study (a multi-arm trial's `arm` cells) are told apart as in
+    # comparisons.compute_effects: "<study_id> / <arm>"
+    arms = sub.loc[sub["arm"] != ""].groupby("study_id")["arm"].nunique()
+    multi = sub["study_id"].map(arms).fillna(0).to_numpy() > 1
+    out["comparison_id"] = np.where(multi, sub["study_id"] + " / " + sub["arm"], sub["study_id"])
     out["yi"] = sub["yi"].astype(float)
     out["vi"] = vi
     out["sei"] = np.sqrt(vi)
