@@ -444,6 +444,9 @@ def test_cli_foreign_sheet_outside_the_project(tmp_path: Path) -> None:
     assert f"WARNING: {sheet}: no source column" in (
         project / "logs" / "ingest_sheets.log"
     ).read_text(encoding="utf-8")
+    assert f"WARNING: {sheet}: no source column" in (project / "logs" / "provenance.log").read_text(
+        encoding="utf-8"
+    )
     tables = project / "results" / "tables"
     effects = pd.read_csv(tables / "effects.csv", keep_default_na=False)
     assert len(effects) == 3 * 2 * 2  # 3 studies x 2 doses x 2 windows (24h, 7d)
