@@ -212,8 +212,9 @@ def test_semicolon_sheet_with_decimal_points(tmp_path: Path) -> None:
 
 def test_decimal_mark_errors_name_file_line_column(tmp_path: Path) -> None:
     path = write(tmp_path, SEMICOLON)
-    assert error_of([path], decimal=".").startswith(
-        f"{path.as_posix()}, line 2, column 'days': expected a number with '.' as decimal mark"
+    assert error_of([path], decimal=".") == (
+        f"{path.as_posix()}, line 2, column 'days': expected a number with '.' as decimal mark "
+        "(config decimal is '.': set it to ',' or auto to read decimal commas) (found '1,5')"
     )
     mixed = write(tmp_path, "study;citation;yi;vi;time_hours\nA;x;0,5;0.04;24\n", "mixed.csv")
     assert error_of([mixed]).startswith(

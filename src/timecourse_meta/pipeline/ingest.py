@@ -296,13 +296,23 @@ def read_text_table(
 
 
 def _finalise(
-    path: str, frame: pd.DataFrame, sheet_format: str, layout: str, decimal: str = "."
+    path: str,
+    frame: pd.DataFrame,
+    sheet_format: str,
+    layout: str,
+    decimal: str = ".",
+    separator: str = ",",
 ) -> pd.DataFrame:
     """Parse numbers, add missing known columns as empty, tag source file, format and layout."""
     for column in NUMERIC:
         if column in frame and frame[column].dtype.kind not in "fiu":  # time may be converted
             frame[column] = parse_numeric(
-                path, column, frame[column], frame["source_row"], decimal=decimal
+                path,
+                column,
+                frame[column],
+                frame["source_row"],
+                decimal=decimal,
+                separator=separator,
             )
     cross_field_checks(path, frame)
     for column in TEXT_COLUMNS:
@@ -372,7 +382,7 @@ def read_sheet(
     separator = frame.attrs["separator"]
     frame = resolve_aliases(name, frame)
     mark = _decimal_mark(frame, separator, decimal)
-    frame = convert_time(name, frame, time_unit=time_unit, decimal=mark)
+    frame = convert_time(name, frame, time_unit=time_unit, decimal=mark, separator=separator)
     _check_spelling(name, frame)
     if "yi" in frame and "arm_role" not in frame:
         sheet_format, layout = "precomputed", "precomputed"
@@ -391,7 +401,7 @@ def read_sheet(
             frame = arm_level_rows(
                 name, frame, control_arms=control_arms, stat_kind_default=stat_kind_default
             )
-    return _finalise(name, frame, sheet_format, layout, mark)
+    return _finalise(name, frame, sheet_format, layout, mark, separator)
 
 
 def read_sheets(

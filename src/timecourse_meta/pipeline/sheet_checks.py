@@ -156,17 +156,19 @@ def value_range(column: str) -> tuple[float, float]:
     return 0.0, MAX_MAGNITUDE
 
 
-def _number_hint(text: str, column: str, decimal: str = ".") -> str:
+def _number_hint(text: str, column: str, decimal: str = ".", separator: str = ",") -> str:
     """What to change in a cell that is not a plain number (appended to the message)."""
     lowered = text.lower()
     hint = ""
     if "," in text and decimal == ".":
-        hint = (
-            " with '.' as decimal mark (a decimal comma in a comma-separated sheet: write '.', "
-            "or save the sheet with ';' between fields, whose decimal commas are read)"
-            if _NUMBER.match(text.replace(",", ".", 1))
-            else " with '.' as decimal mark"
-        )
+        hint = " with '.' as decimal mark"
+        if _NUMBER.match(text.replace(",", ".", 1)):
+            hint += (
+                " (a decimal comma in a comma-separated sheet: write '.', or save the sheet with "
+                "';' between fields, whose decimal commas are read)"
+                if separator == ","
+                else " (config decimal is '.': set it to ',' or auto to read decimal commas)"
+            )
     if lowered in _NOT_REPORTED:
         hint += "; leave the cell empty if not reported"
     elif text.startswith("#"):
@@ -188,13 +190,15 @@ def parse_numeric(
     *,
     as_column: str | None = None,
     decimal: str = ".",
+    separator: str = ",",
 ) -> np.ndarray:
     """Parse one numeric column; empty cells become NaN (not reported), others must be numbers.
 
     `as_column`: the known column whose kind and range apply (an alias such as `week` is
     checked as `time_hours`; messages name `column`). `decimal`: the sheet's decimal mark; with
     "," a cell such as `18,5` is 18.5 and a '.' in a number is refused (a thousands separator
-    or a mix of marks cannot be told apart).
+    or a mix of marks cannot be told apart). `separator`: the sheet's field separator (for the
+    hint of a message only).
     """
     kind, low, low_inc, high, high_inc = NUMERIC[as_column or column]
     out = np.full(len(values), np.nan)
@@ -218,7 +222,7 @@ def parse_numeric(
         if not _NUMBER.match(text):
             raise SheetError(
                 path,
-                f"expected {what}{_number_hint(cell, column, decimal)}",
+                f"expected {what}{_number_hint(cell, column, decimal, separator)}",
                 line=line,
                 column=column,
                 found=cell,

@@ -170,7 +170,12 @@ def _time_column(path: str, frame: pd.DataFrame) -> str | None:
 
 
 def convert_time(
-    path: str, frame: pd.DataFrame, *, time_unit: str | None = None, decimal: str = "."
+    path: str,
+    frame: pd.DataFrame,
+    *,
+    time_unit: str | None = None,
+    decimal: str = ".",
+    separator: str = ",",
 ) -> pd.DataFrame:
     """The time column (any alias) as `time_hours` (float), via `schema.TIME_UNIT_HOURS`.
 
@@ -189,7 +194,13 @@ def convert_time(
         return frame
     lines = frame["source_row"]
     values = parse_numeric(
-        path, column, frame[column], lines, as_column="time_hours", decimal=decimal
+        path,
+        column,
+        frame[column],
+        lines,
+        as_column="time_hours",
+        decimal=decimal,
+        separator=separator,
     )
     fixed = TIME_ALIASES[column]
     default = time_unit_of(time_unit) if time_unit else "hours"
