@@ -1,6 +1,6 @@
 """Read and validate extraction sheets (docs/extraction_sheet.md) into one long table of rows.
 
-Two sheet formats are accepted:
+Three sheet formats are accepted:
 
 * the extraction sheet: one row per trial x arm x outcome x reported time (arm-level statistics or
   a precomputed contrast), with full provenance on every row;
