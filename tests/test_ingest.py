@@ -17,6 +17,14 @@ import yaml
 from timecourse_meta.errors import SheetError
 from timecourse_meta.pipeline import ingest
 from timecourse_meta.pipeline.ingest import precomputed_effects, read_sheet, read_sheets
+from timecourse_meta.pipeline.sheet_layouts import (
+    ARM_ALIASES,
+    MEAN_ALIASES,
+    REGISTRY_COLUMNS,
+    SE_ALIASES,
+    STUDY_ID_ALIASES,
+    TIME_ALIASES,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,7 +145,8 @@ def test_missing_required_columns(tmp_path: Path) -> None:
         (
             {"sd": "5,2"},
             "sheet.csv, line 2, column 'sd': expected a number with '.' as decimal "
-            "mark (found '5,2')",
+            "mark (a decimal comma in a comma-separated sheet: write '.', or save the sheet "
+            "with ';' between fields, whose decimal commas are read) (found '5,2')",
         ),
         (
             {"mean": "NA"},
@@ -255,11 +264,6 @@ def test_minimal_precomputed_sheet(tmp_path: Path) -> None:
             "pre.csv, line 1: required column(s) missing from the header: vi or sei",
         ),
         (
-            "study_id,yi,vi,time_hours\nA,0.5,0.1,24\n",
-            "pre.csv, line 1: required column(s) missing from the header: a source column "
-            "(source_address, citation, doi, pmid)",
-        ),
-        (
             "study_id,doi,yi,vi,time_hours\nA,,0.5,0.1,24\n",
             "pre.csv, line 2, column 'doi': a source is required on every row (one of doi)",
         ),
@@ -297,9 +301,16 @@ def test_schema_file_agrees_with_ingest() -> None:
         assert props[column]["enum"] == list(allowed), column
     for column, (kind, *_bounds) in ingest.NUMERIC.items():
         assert props[column]["type"] == ("integer" if kind == "int" else "number"), column
-    extraction, minimal = schema["oneOf"]
+    extraction, minimal, arm_level = schema["oneOf"]
     assert set(extraction["required"]) == set(ingest.EXTRACTION_REQUIRED) - {"n"}
     assert minimal["required"] == list(ingest.PRECOMPUTED_REQUIRED)
+    assert {"study_id", "arm", "arm_role", "time_hours", "mean"} <= set(arm_level["required"])
+    aliases = schema["x-column-aliases"]
+    assert aliases["study_id"] == list(STUDY_ID_ALIASES)
+    assert aliases["time_hours"] == list(TIME_ALIASES)
+    assert aliases["sei"] == list(SE_ALIASES) and aliases["arm"] == list(ARM_ALIASES)
+    assert aliases["mean"] == list(MEAN_ALIASES)
+    assert schema["x-source-columns"] == [*ingest.SOURCE_COLUMNS, *REGISTRY_COLUMNS]
 
 
 def test_schema_numeric_range_agrees_with_ingest(tmp_path: Path) -> None:

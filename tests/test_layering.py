@@ -32,6 +32,8 @@ LAYERS: dict[str, int] = {
 PIPELINE_ORDER: tuple[str, ...] = (
     "tables",
     "sheet_checks",
+    "sheet_layouts",
+    "importers",
     "ingest",
     "windows",
     "effect_table",

@@ -7,7 +7,10 @@ problem in it a one-line `ConfigError` that names the key and what was expected:
   (which other loaders turn into arbitrary Python calls) are rejected with file, line and column.
 * `validate_config` checks the configuration against `config/schema/config.schema.yaml` and
   reports the first problem; an unknown key gets a "did you mean" hint.
-* `input_path` / `output_dir` turn config paths into clean project-relative paths: absolute
+* `input_file` checks a read-only input (sheets, published results, risk-of-bias sheet,
+  claims file): an absolute path or a relative one (relative to the project, `..` allowed)
+  anywhere readable, which must exist; the path is kept as given (provenance records it so).
+* `input_path` / `output_dir` turn output paths into clean project-relative paths: absolute
   paths and `..` are refused, and output directories must lie inside `results/` or
   `data/processed/` after symbolic links are followed, so a run never writes elsewhere.
 """
@@ -29,6 +32,7 @@ __all__ = [
     "WRITABLE_DIRS",
     "check_config",
     "check_config_files",
+    "input_file",
     "input_path",
     "load_yaml",
     "normalise_command_line",
@@ -259,8 +263,33 @@ def validate_config(config: object, schema: Mapping[str, object]) -> None:
         raise ConfigError(message, key=key)
 
 
+def input_file(value: object, key: str, root: str | Path) -> str:
+    """A read-only input file named in the config, as given (absolute, or relative to `root`).
+
+    Inputs are only read, so they may live anywhere readable (a review team's own folder);
+    only outputs are confined to the project (`output_dir`). The file must exist and be a
+    regular file (a FIFO or a device would block). Returns the path as written (a relative one
+    in POSIX form), which is how outputs and provenance name it.
+    """
+    text = str(value).strip()
+    if not text:
+        raise ConfigError("path must not be empty", key=key)
+    given = Path(text)
+    shown = text if given.is_absolute() else PurePosixPath(text.replace("\\", "/")).as_posix()
+    kind = special_file_kind(given if given.is_absolute() else Path(root) / shown)
+    if kind == "missing":
+        raise ConfigError(
+            f"file '{text}' not found (a relative path is relative to the project folder)",
+            key=key,
+        )
+    if kind:
+        raise ConfigError(f"'{text}' is {kind}, not a sheet file (a CSV file)", key=key)
+    return shown
+
+
 def input_path(value: object, key: str) -> str:
-    """A config path as a clean project-relative POSIX path; absolute paths and '..' rejected."""
+    """A config path as a clean project-relative POSIX path; absolute paths and '..' rejected
+    (used for outputs; read-only inputs go through `input_file`)."""
     text = str(value).replace("\\", "/")
     path = PurePosixPath(text)
     if not text.strip():
@@ -335,7 +364,8 @@ def check_config(
 ) -> dict[str, object]:
     """Everything the workflow checks in its configuration before any rule runs.
 
-    Schema (`validate_config`), input paths (`input_path`; the sheets must exist), output
+    Schema (`validate_config`), input files (`input_file`: anywhere readable, must exist; the
+    default `published` file may be absent), output
     directories confined to results/ and data/processed/ of the project at `root`
     (`output_dir`), and the time windows (`windows.parse_windows`). Returns the clean paths and
     the windows table; raises ConfigError naming the key for the first problem. Absent keys take
@@ -347,24 +377,21 @@ def check_config(
         return config[key] if key in config else _default(schema, key)
 
     def existing(value: object, key: str) -> str:
-        clean = input_path(value, key)
-        kind = special_file_kind(Path(root) / clean)
-        if kind == "missing":
-            raise ConfigError(
-                f"file '{clean}' not found (paths are relative to the project folder)", key=key
-            )
-        if kind:
-            raise ConfigError(f"'{clean}' is {kind}, not a sheet file (a CSV file)", key=key)
-        return clean
+        return input_file(value, key, root)
 
+    published = get("published")
+    if "published" in config and config["published"] != _default(schema, "published"):
+        published = existing(published, "published")  # named explicitly: it must exist
+    else:  # the default may be absent: only the published_comparison rule then needs it
+        published = input_path(published, "published")
     studies = get("studies")
     return {
         "studies": [
             existing(p, "studies")
             for p in ([studies] if isinstance(studies, str) else list(studies))  # type: ignore[arg-type]
         ],
-        "published": input_path(get("published"), "published"),
-        "claims_file": input_path(get("claims_file"), "claims_file"),
+        "published": published,
+        "claims_file": existing(get("claims_file"), "claims_file"),
         "processed_dir": output_dir(get("processed_dir"), "processed_dir", root),
         "results_dir": output_dir(get("results_dir"), "results_dir", root),
         "windows": parse_windows(get("windows")),  # type: ignore[arg-type]

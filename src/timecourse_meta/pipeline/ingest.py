@@ -1,12 +1,18 @@
 """Read and validate extraction sheets (docs/extraction_sheet.md) into one long table of rows.
 
-Two sheet formats are accepted:
+Three sheet formats are accepted:
 
 * the extraction sheet: one row per trial x arm x outcome x reported time (arm-level statistics or
   a precomputed contrast), with full provenance on every row;
 * a minimal precomputed sheet: `study_id`, a source column (`source_address`, `citation`, `doi` or
   `pmid`), a time column (`time_hours` or a window label in `timepoint`) and `yi` with `vi` or
-  `sei`, where `yi` is already oriented so that positive = benefit of treatment.
+  `sei`, where `yi` is already oriented so that positive = benefit of treatment;
+* an arm-level minimal sheet (one row per study x arm x time with mean, SD or SE and n, the
+  layout of R's MBNMAtime), completed into extraction rows by `sheet_layouts.arm_level_rows`.
+
+Foreign layouts are accepted through documented column aliases, time units and CSV dialects
+(semicolon separator, decimal comma; `sheet_layouts`); a minimal sheet without any source
+column is accepted with every row marked "unsourced" (`sheet_warnings` says so).
 
 Every problem raises `SheetError` naming the file, the CSV line number (header = line 1), the
 column and what was expected. Each output row carries `source_file` and `source_row` (its line
@@ -19,6 +25,7 @@ import codecs
 import csv
 import difflib
 import io
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -42,6 +49,14 @@ from timecourse_meta.pipeline.sheet_checks import (
     validate_extraction,
     validate_precomputed,
 )
+from timecourse_meta.pipeline.sheet_layouts import (
+    UNSOURCED,
+    arm_level_rows,
+    convert_time,
+    fill_sources,
+    is_arm_level,
+    resolve_aliases,
+)
 from timecourse_meta.schema import EFFECT_COLUMNS, SOURCE_ROWS
 
 __all__ = [
@@ -55,8 +70,14 @@ __all__ = [
     "read_sheet",
     "read_sheets",
     "read_text_table",
+    "sheet_warnings",
     "unknown_columns",
 ]
+
+#: CSV dialects (config `csv_separator`, `decimal`): "auto" or one of these.
+SEPARATORS: dict[str, str] = {",": "commas", ";": "semicolons", "\t": "tabs"}
+DECIMAL_MARKS: tuple[str, ...] = (".", ",")
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d*,\d+([eE][+-]?\d+)?$")
 
 TEXT_COLUMNS: tuple[str, ...] = (
     "study_id",
@@ -141,13 +162,15 @@ def _undecodable_cell(raw: bytes, position: int) -> tuple[str | None, str | None
     return name or None, cells[index].strip() if index < len(cells) else None
 
 
-def _records(text: str, path: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
+def _records(
+    text: str, path: str, delimiter: str = ","
+) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """Split CSV text into a normalised header and (line number, cells) records.
 
     Line numbers are those where each record starts (quoted fields may span lines). Blank lines
     and rows whose cells are all empty are skipped: they hold no data.
     """
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     header: list[str] | None = None
     records: list[tuple[int, list[str]]] = []
     line = 1
@@ -170,15 +193,42 @@ def _records(text: str, path: str) -> tuple[list[str], list[tuple[int, list[str]
         raise SheetError(path, f"is not valid CSV ({err})", line=reader.line_num) from None
     if header is None or not any(header):
         raise SheetError(path, "is empty: expected a header line with column names", line=1)
-    for sep, name in ((";", "semicolons"), ("\t", "tabs")):
-        if sum(h.count(sep) for h in header) >= max(2, len(header)):
+    for sep, name in SEPARATORS.items():
+        if sep != delimiter and sum(h.count(sep) for h in header) >= max(2, len(header)):
             raise SheetError(
                 path,
-                f"is not comma-separated: the header has {name} between column names (save it "
-                "as CSV with ',' between fields and '.' as decimal mark)",
+                f"is not {SEPARATORS[delimiter].removesuffix('s')}-separated: the header has "
+                f"{name} between column names (save it as CSV with ',' between fields and '.' "
+                "as decimal mark, or set config csv_separator to the sheet's separator: "
+                "',', ';' or '\\t')",
                 line=1,
             )
     return header, records
+
+
+def _separator(text: str, setting: str) -> str:
+    """The field separator: `setting`, or for "auto" ';' when the header line has ';' and no
+    ',' (European spreadsheet software), else ','."""
+    if setting != "auto":
+        return setting
+    first = text.split("\n", 1)[0]
+    return ";" if ";" in first and "," not in first else ","
+
+
+def _decimal_mark(frame: pd.DataFrame, separator: str, setting: str) -> str:
+    """The decimal mark: `setting`, or for "auto" ',' in a semicolon-separated sheet whose
+    numeric columns hold a decimal comma (e.g. `18,5`), else '.'. A comma-separated sheet
+    cannot have decimal commas (they would split the cells), so there it is always '.'."""
+    if setting != "auto":
+        return setting
+    if separator == ",":
+        return "."
+    numeric = [c for c in frame.columns if c in NUMERIC or c in ("time", "week", "weeks", "day",
+               "days", "hour", "hours", "timepoint", "y")]  # fmt: skip
+    for column in numeric:
+        if frame[column].map(lambda t: bool(_DECIMAL_COMMA.match(t))).any():
+            return ","
+    return "."
 
 
 def _table(path: str, header: list[str], records: list[tuple[int, list[str]]]) -> pd.DataFrame:
@@ -215,14 +265,17 @@ def _table(path: str, header: list[str], records: list[tuple[int, list[str]]]) -
     return frame
 
 
-def read_text_table(path: str | Path, *, label: str | None = None) -> pd.DataFrame:
+def read_text_table(
+    path: str | Path, *, label: str | None = None, separator: str = ","
+) -> pd.DataFrame:
     """Read any CSV input of the workflow (not only extraction sheets) as stripped strings.
 
     The same decoding, CSV and header checks as `read_sheet` (UTF-8/UTF-16, Excel files
     refused, unclosed quotes, duplicate or unnamed columns, too many fields), each a one-line
     `SheetError` naming file, line and column; the header is lower-cased. Adds `source_row`
     (the CSV line number where each record starts). Used by companion inputs such as the
-    risk-of-bias sheet, so there is one CSV reader in the package.
+    risk-of-bias sheet, so there is one CSV reader in the package. `separator`: ',', ';', a tab,
+    or "auto" (see `_separator`).
     """
     name = label if label is not None else Path(path).as_posix()
     kind = special_file_kind(path)
@@ -232,18 +285,35 @@ def read_text_table(path: str | Path, *, label: str | None = None) -> pd.DataFra
         raw = Path(path).read_bytes()
     except OSError as err:
         raise SheetError(name, f"cannot be read ({err.strerror})") from None
-    header, records = _records(_decode(raw, name), name)
+    text = _decode(raw, name)
+    delimiter = _separator(text, separator)
+    header, records = _records(text, name, delimiter)
     frame = _table(name, header, records)
+    frame.attrs["separator"] = delimiter
     if frame.empty:
         raise SheetError(name, "has a header but no data rows", line=1)
     return frame
 
 
-def _finalise(path: str, frame: pd.DataFrame, sheet_format: str) -> pd.DataFrame:
-    """Parse numbers, add missing known columns as empty, tag source file and format."""
+def _finalise(
+    path: str,
+    frame: pd.DataFrame,
+    sheet_format: str,
+    layout: str,
+    decimal: str = ".",
+    separator: str = ",",
+) -> pd.DataFrame:
+    """Parse numbers, add missing known columns as empty, tag source file, format and layout."""
     for column in NUMERIC:
-        if column in frame:
-            frame[column] = parse_numeric(path, column, frame[column], frame["source_row"])
+        if column in frame and frame[column].dtype.kind not in "fiu":  # time may be converted
+            frame[column] = parse_numeric(
+                path,
+                column,
+                frame[column],
+                frame["source_row"],
+                decimal=decimal,
+                separator=separator,
+            )
     cross_field_checks(path, frame)
     for column in TEXT_COLUMNS:
         if column not in frame:
@@ -253,6 +323,7 @@ def _finalise(path: str, frame: pd.DataFrame, sheet_format: str) -> pd.DataFrame
             frame[column] = np.nan
     frame["source_file"] = path
     frame["sheet_format"] = sheet_format
+    frame["sheet_layout"] = layout
     return frame
 
 
@@ -264,7 +335,7 @@ def _check_spelling(path: str, frame: pd.DataFrame) -> None:
     the lengths differ by at most 2 and the name does not contain the known name (so an
     extension such as `source_address_used` is kept as an extra column).
     """
-    known = set(TEXT_COLUMNS) | set(NUMERIC) | {"source_row"}
+    known = set(TEXT_COLUMNS) | set(NUMERIC) | {"source_row", "time_unit"}
     absent = [c for c in _SPELL_CHECKED if c not in frame]
     for column in frame.columns:
         if column in known:
@@ -280,38 +351,90 @@ def _check_spelling(path: str, frame: pd.DataFrame) -> None:
             )
 
 
-def read_sheet(path: str | Path, *, label: str | None = None) -> pd.DataFrame:
+def read_sheet(
+    path: str | Path,
+    *,
+    label: str | None = None,
+    csv_separator: str = "auto",
+    decimal: str = "auto",
+    time_unit: str | None = None,
+    control_arms: Sequence[str] = (),
+    stat_kind_default: str | None = None,
+) -> pd.DataFrame:
     """Read and validate one sheet; return its rows with `source_file`, `source_row` added.
 
-    `label` is how the file is named in outputs and messages (default: `path` as given, which
-    should be project-relative so that outputs do not depend on where the project lives).
+    `label` is how the file is named in outputs and messages (default: `path` as given).
     Text cells are stripped strings ("" = not reported); numeric cells are float (NaN = empty).
+    `csv_separator`, `decimal`: the CSV dialect ("auto" detects it); `time_unit`: unit of a
+    plain `time` column without `time_unit` cells (None = hours); `control_arms`,
+    `stat_kind_default`: for arm-level minimal sheets (config keys of the same names).
+    Column `sheet_format` is "extraction" (arm rows and contrasts, also for arm-level minimal
+    sheets) or "precomputed"; `sheet_layout` says which layout the sheet had.
     """
     name = label if label is not None else Path(path).as_posix()
-    frame = read_text_table(path, label=name)
+    if csv_separator != "auto" and csv_separator not in SEPARATORS:
+        raise SheetError(
+            "config 'csv_separator'", f"expected auto, ',', ';' or a tab (found {csv_separator!r})"
+        )
+    if decimal != "auto" and decimal not in DECIMAL_MARKS:
+        raise SheetError("config 'decimal'", f"expected auto, '.' or ',' (found {decimal!r})")
+    frame = read_text_table(path, label=name, separator=csv_separator)
+    separator = frame.attrs["separator"]
+    frame = resolve_aliases(name, frame)
+    mark = _decimal_mark(frame, separator, decimal)
+    frame = convert_time(name, frame, time_unit=time_unit, decimal=mark, separator=separator)
     _check_spelling(name, frame)
-    sheet_format = "precomputed" if "yi" in frame and "arm_role" not in frame else "extraction"
+    if "yi" in frame and "arm_role" not in frame:
+        sheet_format, layout = "precomputed", "precomputed"
+    elif is_arm_level(frame):
+        sheet_format, layout = "extraction", "arm-level"
+    else:
+        sheet_format, layout = "extraction", "extraction"
     check_enums(name, frame)
-    if sheet_format == "extraction":
+    if layout == "extraction":
         validate_extraction(name, frame)
     else:
-        validate_precomputed(name, frame)
-    return _finalise(name, frame, sheet_format)
+        frame, _ = fill_sources(name, frame)
+        if layout == "precomputed":
+            validate_precomputed(name, frame)
+        else:
+            frame = arm_level_rows(
+                name, frame, control_arms=control_arms, stat_kind_default=stat_kind_default
+            )
+    return _finalise(name, frame, sheet_format, layout, mark, separator)
 
 
 def read_sheets(
-    paths: str | Path | Sequence[str | Path], *, root: str | Path | None = None
+    paths: str | Path | Sequence[str | Path],
+    *,
+    root: str | Path | None = None,
+    csv_separator: str = "auto",
+    decimal: str = "auto",
+    time_unit: str | None = None,
+    control_arms: Sequence[str] = (),
+    stat_kind_default: str | None = None,
 ) -> pd.DataFrame:
     """Read every sheet, check cross-sheet consistency, return rows sorted by file and line.
 
-    `root`, if given, is the directory relative paths are resolved against; `source_file` keeps
-    the path as written (project-relative), so outputs are the same wherever the project lives.
+    `root`, if given, is the directory relative paths are resolved against (absolute paths are
+    read where they are); `source_file` keeps the path as written, so provenance names the file
+    the way the configuration does. The other options are those of `read_sheet`.
     """
     items: Iterable[str | Path] = [paths] if isinstance(paths, (str, Path)) else paths
     frames = []
     for item in items:
         where = Path(root) / item if root is not None else Path(item)
-        frames.append(read_sheet(where, label=Path(item).as_posix()))
+        frames.append(
+            read_sheet(
+                where,
+                label=Path(item).as_posix(),
+                csv_separator=csv_separator,
+                decimal=decimal,
+                time_unit=time_unit,
+                control_arms=control_arms,
+                stat_kind_default=stat_kind_default,
+            )
+        )
     if not frames:
         raise SheetError("config 'studies'", "no sheet given")
     frame = pd.concat(frames, ignore_index=True, sort=False)
@@ -325,9 +448,23 @@ def read_sheets(
     return frame[first + rest].reset_index(drop=True)
 
 
+def sheet_warnings(rows: pd.DataFrame) -> list[str]:
+    """One loud line per sheet whose rows have no source (every source column "unsourced")."""
+    if "source_address" not in rows:
+        return []
+    unsourced = rows.loc[rows["source_address"] == UNSOURCED, "source_file"]
+    return [
+        f"WARNING: {name}: no source column (source_address, citation, doi, pmid, source, "
+        "clinicaltrialgov_id, nct_id, registry_id): its rows are marked 'unsourced' in the "
+        f"provenance ({count} rows); add a source column so every number can be traced"
+        for name, count in unsourced.value_counts(sort=False).sort_index().items()
+    ]
+
+
 def unknown_columns(rows: pd.DataFrame) -> list[str]:
     """Columns of the sheets that no part of the analysis reads (kept, reported in the log)."""
-    known = set(TEXT_COLUMNS) | set(NUMERIC) | {"source_file", "source_row", "sheet_format"}
+    known = set(TEXT_COLUMNS) | set(NUMERIC) | {"source_file", "source_row", "sheet_format",
+                                                 "sheet_layout", "time_unit"}  # fmt: skip
     return sorted(c for c in rows.columns if c not in known)
 
 
@@ -336,6 +473,8 @@ def precomputed_effects(rows: pd.DataFrame, *, measure_default: str = "SMD") -> 
 
     `yi` is taken as given (already positive = benefit); `vi` is used, else `sei**2`. The measure
     is the row's `measure` cell, else `measure_default`. Rows need a `timepoint` (windows stage).
+    A study with several `arm` labels (comparisons of a multi-arm trial) gets one comparison_id
+    per arm, "<study_id> / <arm>".
     """
     sub = rows.loc[rows["sheet_format"] == "precomputed"].copy()
     vi = sub["vi"].to_numpy(dtype=float)
@@ -347,7 +486,11 @@ def precomputed_effects(rows: pd.DataFrame, *, measure_default: str = "SMD") -> 
         out[column] = sub[column] if column in sub else ""
     out["outcome"] = sub["outcome"].where(sub["outcome"] != "", "score")
     out["measure"] = sub["measure"].where(sub["measure"] != "", measure_default)
-    out["comparison_id"] = sub["study_id"]
+    # several comparisons of one study (a multi-arm trial's `arm` cells) are told apart as in
+    # comparisons.compute_effects: "<study_id> / <arm>"
+    arms = sub.loc[sub["arm"] != ""].groupby("study_id")["arm"].nunique()
+    multi = sub["study_id"].map(arms).fillna(0).to_numpy() > 1
+    out["comparison_id"] = np.where(multi, sub["study_id"] + " / " + sub["arm"], sub["study_id"])
     out["yi"] = sub["yi"].astype(float)
     out["vi"] = vi
     out["sei"] = np.sqrt(vi)

@@ -156,10 +156,19 @@ def value_range(column: str) -> tuple[float, float]:
     return 0.0, MAX_MAGNITUDE
 
 
-def _number_hint(text: str, column: str) -> str:
+def _number_hint(text: str, column: str, decimal: str = ".", separator: str = ",") -> str:
     """What to change in a cell that is not a plain number (appended to the message)."""
     lowered = text.lower()
-    hint = " with '.' as decimal mark" if "," in text else ""
+    hint = ""
+    if "," in text and decimal == ".":
+        hint = " with '.' as decimal mark"
+        if _NUMBER.match(text.replace(",", ".", 1)):
+            hint += (
+                " (a decimal comma in a comma-separated sheet: write '.', or save the sheet with "
+                "';' between fields, whose decimal commas are read)"
+                if separator == ","
+                else " (config decimal is '.': set it to ',' or auto to read decimal commas)"
+            )
     if lowered in _NOT_REPORTED:
         hint += "; leave the cell empty if not reported"
     elif text.startswith("#"):
@@ -173,21 +182,50 @@ def _number_hint(text: str, column: str) -> str:
     return hint
 
 
-def parse_numeric(path: str, column: str, values: pd.Series, lines: pd.Series) -> np.ndarray:
-    """Parse one numeric column; empty cells become NaN (not reported), others must be numbers."""
-    kind, low, low_inc, high, high_inc = NUMERIC[column]
+def parse_numeric(
+    path: str,
+    column: str,
+    values: pd.Series,
+    lines: pd.Series,
+    *,
+    as_column: str | None = None,
+    decimal: str = ".",
+    separator: str = ",",
+) -> np.ndarray:
+    """Parse one numeric column; empty cells become NaN (not reported), others must be numbers.
+
+    `as_column`: the known column whose kind and range apply (an alias such as `week` is
+    checked as `time_hours`; messages name `column`). `decimal`: the sheet's decimal mark; with
+    "," a cell such as `18,5` is 18.5 and a '.' in a number is refused (a thousands separator
+    or a mix of marks cannot be told apart). `separator`: the sheet's field separator (for the
+    hint of a message only).
+    """
+    kind, low, low_inc, high, high_inc = NUMERIC[as_column or column]
     out = np.full(len(values), np.nan)
-    for i, (text, line) in enumerate(zip(values, lines, strict=True)):
-        if text == "":
+    for i, (cell, line) in enumerate(zip(values, lines, strict=True)):
+        if cell == "":
             continue
         what = "a whole number" if kind == "int" else "a number"
+        text = cell
+        if decimal == ",":
+            if "." in cell and _NUMBER.match(cell):
+                raise SheetError(
+                    path,
+                    f"expected {what} with ',' as decimal mark (the sheet's decimal mark is ',': "
+                    "a '.' is a thousands separator or a mixed mark; set config decimal: '.' "
+                    "if the sheet uses '.')",
+                    line=line,
+                    column=column,
+                    found=cell,
+                )
+            text = cell.replace(",", ".", 1)
         if not _NUMBER.match(text):
             raise SheetError(
                 path,
-                f"expected {what}{_number_hint(text, column)}",
+                f"expected {what}{_number_hint(cell, column, decimal, separator)}",
                 line=line,
                 column=column,
-                found=text,
+                found=cell,
             )
         value = float(text)
         if not math.isfinite(value):
@@ -196,10 +234,10 @@ def parse_numeric(path: str, column: str, values: pd.Series, lines: pd.Series) -
                 f"expected a finite {what.removeprefix('a ')}",
                 line=line,
                 column=column,
-                found=text,
+                found=cell,
             )
         if kind == "int" and value != int(value):
-            raise SheetError(path, "expected a whole number", line=line, column=column, found=text)
+            raise SheetError(path, "expected a whole number", line=line, column=column, found=cell)
         bad_low = low is not None and (value < low if low_inc else value <= low)
         bad_high = high is not None and (value > high if high_inc else value >= high)
         if bad_low or bad_high:
@@ -218,7 +256,7 @@ def parse_numeric(path: str, column: str, values: pd.Series, lines: pd.Series) -
                 f"expected {what} {' and '.join(bounds)}{hint}",
                 line=line,
                 column=column,
-                found=text,
+                found=cell,
             )
         smallest, largest = value_range(column)
         if abs(value) > largest or (value != 0 and abs(value) < smallest):
@@ -234,7 +272,7 @@ def parse_numeric(path: str, column: str, values: pd.Series, lines: pd.Series) -
                 "unit error and breaks the arithmetic of pooling)",
                 line=line,
                 column=column,
-                found=text,
+                found=cell,
             )
         out[i] = value
     return out

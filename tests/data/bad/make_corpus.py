@@ -351,7 +351,7 @@ BASE_CONFIG_CASES: dict[str, str] = {
     "    - {name: x, exlude: {control: [saline]}}\n",
     "config_studies_empty.yaml": "studies: []\n",
     "config_studies_number.yaml": "studies: 5\n",
-    "config_studies_absolute.yaml": "studies: /etc/passwd\n",
+    "config_studies_absolute.yaml": "studies: /nonexistent_review_dir/sheet.csv\n",
     "config_studies_dotdot.yaml": "studies: [data/raw/../../../secret.csv]\n",
     "config_studies_missing_file.yaml": "studies:\n  - data/raw/ketamine_trials.csv\n"
     "  - data/raw/nope.csv\n",
