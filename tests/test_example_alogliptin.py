@@ -255,6 +255,19 @@ def test_package_pooling_of_the_golden_comparisons() -> None:
     )
     _compare_pooled(pooled, cfg["primary_measure"], cfg["primary_outcome"], extra=True)
 
+    # the same trials at every window (the studies of the last window; docs/examples.md)
+    g = golden()
+    same = effects[effects["study_id"].isin(g["last_window_studies"])]
+    pooled = pool_by_timepoint(same, [w["label"] for w in cfg["windows"]])
+    for gold in g["pooled_last_window_studies"]:
+        row = pooled[(pooled["timepoint"] == gold["window"]) & (pooled["subgroup"] == "all")]
+        assert int(row["k"].iloc[0]) == gold["k"]
+        for ours, theirs in (*POOLED_FIELDS.items(), ("tau2", "tau2")):
+            if gold["k"] == 0:
+                assert np.isnan(row[ours].iloc[0])
+            else:
+                assert abs(row[ours].iloc[0] - gold[theirs]) <= TOL, (gold["window"], ours)
+
 
 # ---- pending the issue 12 branches ------------------------------------------------------------
 
