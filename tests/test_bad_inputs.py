@@ -382,7 +382,7 @@ def test_cli_python_tags_are_refused(project: Path) -> None:
 
 # ---- round two through the real command line (slow: one snakemake run each) ------------------
 CLI_SHEETS = [  # (corpus file, stage that refuses it)
-    ("pre_duplicate_other_numbers.csv", "ingest_sheets"),
+    ("pre_duplicate_other_numbers.csv", "select_windows"),  # after the exclusion filters
     ("pre_vi_1e-300.csv", "ingest_sheets"),
     ("mean_huge.csv", "ingest_sheets"),
     ("r_within_one.csv", "ingest_sheets"),

@@ -17,6 +17,7 @@ import yaml
 from timecourse_meta.errors import SheetError
 from timecourse_meta.pipeline import ingest
 from timecourse_meta.pipeline.ingest import precomputed_effects, read_sheet, read_sheets
+from timecourse_meta.pipeline.windows import parse_windows, select_windows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -212,10 +213,13 @@ def test_study_level_attributes_must_agree(tmp_path: Path) -> None:
 
 
 def test_duplicate_rows_across_sheets(tmp_path: Path) -> None:
+    """Duplicates are refused by the windows stage, on the rows left after the exclusion
+    filters (a baseline row or an excluded arm may repeat a key)."""
     a = write(tmp_path, sheet_text(two_arms()), "a.csv")
     b = write(tmp_path, sheet_text(two_arms()[:1]), "b.csv")
+    rows = read_sheets([a, b], root=None)
     with pytest.raises(SheetError) as info:
-        read_sheets([a, b], root=None)
+        select_windows(rows, parse_windows(None))
     expected = f"{b.as_posix()}, line 2: duplicate: identical to {a.as_posix()} line 2"
     assert expected in str(info.value)
 
