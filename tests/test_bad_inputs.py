@@ -398,7 +398,8 @@ def _case(name: str) -> dict:
 @pytest.mark.parametrize(("name", "stage"), CLI_SHEETS)
 def test_cli_round_two_sheet_errors(project: Path, name: str, stage: str) -> None:
     shutil.copy2(BAD / name, project / "data" / "raw" / name)
-    proc = snakemake(project, "data/processed/rows.parquet", "--config", f"studies=data/raw/{name}")
+    target = "data/processed/rows_windowed.parquet"  # duplicates: refused by select_windows
+    proc = snakemake(project, target, "--config", f"studies=data/raw/{name}")
     assert proc.returncode != 0
     assert "unexpected error" not in proc.stderr and "Traceback" not in proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if ": ERROR: " in ln]
