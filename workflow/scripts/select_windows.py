@@ -33,6 +33,7 @@ with exit_on_error(smk.log[0], "select_windows") as log:
     stages = result.excluded["stage"]
     log(
         f"{len(rows)} rows: {int((stages == 'eligibility').sum())} excluded by eligibility "
-        f"filters, {int((stages == 'windows').sum())} outside windows or not the chosen time, "
+        f"filters, {int((stages == 'windows').sum())} baseline, second period, outside windows or "
+        "not the chosen time or scale, "
         f"{len(result.rows)} kept"
     )
