@@ -22,7 +22,7 @@ from timecourse_meta.effects.effect_sizes import mean_difference, mean_differenc
 from timecourse_meta.errors import ConfigError
 from timecourse_meta.models.rma import fit_random_effects
 from timecourse_meta.pipeline.pooling import pool_by_timepoint
-from timecourse_meta.schema import R_C_NOT_MD, measure_label, score_measure
+from timecourse_meta.schema import R_C_MD_CI_N, R_C_NOT_MD, measure_label, score_measure
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "metafor"
 GOLDEN_JSON = FIXTURES / "md_golden.json"
@@ -121,15 +121,26 @@ def test_md_contrast_rows(tmp_path: Path) -> None:
         "effect": "-4.5", "effect_type": "md", "effect_se": "1.5", "n_treatment": "20",
         "n_control": "20",
     }  # fmt: skip
+    no_sizes = {"n_treatment": "", "n_control": ""}
     rows = [
         {**arm_pair()[0], **contrast, "study_id": "MDrow"},
         {**arm_pair()[0], **contrast, "study_id": "Grow", "effect": "0.4", "effect_type": "g"},
-    ]
+        {**arm_pair()[0], **contrast, **no_sizes, "study_id": "NoN", "effect_se": "2"},
+        {**arm_pair()[0], **contrast, **no_sizes, "study_id": "CIonly", "effect_se": "",
+         "effect_ci_low": "-8", "effect_ci_high": "-1"},
+    ]  # fmt: skip
     run = run_pipeline([write_sheet(tmp_path / "c.csv", rows)], score_measure="MD")
     e = run.effects.set_index("study_id")
     np.testing.assert_allclose([e.loc["MDrow", "yi"], e.loc["MDrow", "vi"]], [4.5, 1.5**2])
     assert e.loc["MDrow", "measure"] == "MD"
-    assert run.exclusions["reason"].tolist() == [R_C_NOT_MD]
+    assert e.loc["MDrow", "derivation"].startswith("mean difference as reported (metafor")
+    # without arm sizes: usable with its SE (an MD needs no standardiser), not with a CI only
+    np.testing.assert_allclose([e.loc["NoN", "yi"], e.loc["NoN", "vi"]], [4.5, 4.0])
+    reasons = run.exclusions.set_index("study_id")["reason"]
+    assert reasons.to_dict() == {"Grow": R_C_NOT_MD, "CIonly": R_C_MD_CI_N}
+    # the same sheet as SMD: the MD rows without sizes cannot be standardised
+    smd_run = run_pipeline([write_sheet(tmp_path / "c.csv", rows)])
+    assert sorted(smd_run.effects["study_id"]) == ["Grow", "MDrow"]
 
 
 def test_md_refused_across_scales_with_window_and_scales(tmp_path: Path) -> None:

@@ -80,6 +80,7 @@ from timecourse_meta.schema import (
     MIN_SPREAD,
     PROPORTION_COLUMNS,
     R_C_DN,
+    R_C_MD_CI_N,
     R_C_MD_N,
     R_C_MD_UNC,
     R_C_NONE,
@@ -210,7 +211,7 @@ def _prepare(rows: pd.DataFrame, lower_is_better_default: bool) -> pd.DataFrame:
     return df
 
 
-def _check_rows(df: pd.DataFrame) -> None:
+def _check_rows(df: pd.DataFrame, score_measure: str = "SMD") -> None:
     role, out = df["_arm_role"], df["_outcome"]
     arm = role.isin(["treatment", "control"])
     score, binary = out == "score", out.isin(BINARY)
@@ -256,7 +257,10 @@ def _check_rows(df: pd.DataFrame) -> None:
     sizes_ok = np.where(paired_contrast(df), crossover_n(df) > 0, has_nn)
     flag_rows(df, con & ~score, R_C_OUTCOME)
     flag_rows(df, con & has_eff & ~etype.isin(["g", "d", "md"]), R_C_TYPE)
-    flag_rows(df, md & ~sizes_ok, R_C_MD_N)
+    if score_measure == "MD":  # the MD itself needs no sizes; the t quantile of a CI does
+        has_var = df["_effect_var"].notna() | df["_effect_se"].notna()
+        flag_rows(df, md & ~sizes_ok & ~has_var, R_C_MD_CI_N)
+    flag_rows(df, md & ~sizes_ok & (score_measure != "MD"), R_C_MD_N)
     flag_rows(df, md & ~has_unc, R_C_MD_UNC)
     flag_rows(df, con & ~has_eff & df["_t_stat"].isna(), R_C_NONE)
     flag_rows(df, con & ~has_eff & ~has_nn, R_C_TN)
@@ -420,7 +424,7 @@ def compute_effects(
         raise ValueError(f"score_measure must be one of {', '.join(SCORE_MEASURES)}")
     df = _prepare(rows, lower_is_better_default)
     df["_cid"] = _comparison_ids(df)
-    _check_rows(df)
+    _check_rows(df, score_measure)
     _dedup(df, df["_arm_role"].isin(["treatment", "control", "contrast"]).to_numpy())
 
     pairs, dz_pairs = split_double_zero(pair_arms(df))
