@@ -6,6 +6,8 @@ Mirrors workflow/scripts/ingest_sheets.py, select_windows.py and effect_sizes.py
 
 from __future__ import annotations
 
+import csv
+import io
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ class Run:
     effects: pd.DataFrame
     exclusions: pd.DataFrame
     accounting: pd.DataFrame
+    warnings: tuple[str, ...] = ()
 
 
 def run_pipeline(
@@ -37,6 +40,10 @@ def run_pipeline(
     crossover_r: float = 0.5,
     lower_is_better_default: bool = True,
     precomputed_measure: str = "SMD",
+    exclude_rows: Sequence[Mapping[str, object]] | None = None,
+    first_period_only: bool = False,
+    scale_priority: Sequence[str] | None = None,
+    score_measure: str = "SMD",
 ) -> Run:
     """Run the first three workflow stages on `sheets`; raise what the workflow would raise.
 
@@ -45,7 +52,16 @@ def run_pipeline(
     """
     rows = read_sheets(list(sheets), root=root)
     table = parse_windows(windows)
-    windowed = select_windows(rows, table, rule, include, exclude_studies)
+    windowed = select_windows(
+        rows,
+        table,
+        rule,
+        include,
+        exclude_studies,
+        exclude_rows,
+        first_period_only=first_period_only,
+        scale_priority=scale_priority,
+    )
     out = build_effect_table(
         rows,
         windowed.rows,
@@ -54,8 +70,9 @@ def run_pipeline(
         crossover_r=crossover_r,
         lower_is_better_default=lower_is_better_default,
         precomputed_measure=precomputed_measure,
+        score_measure=score_measure,
     )
-    return Run(rows, out.effects, out.exclusions, out.accounting)
+    return Run(rows, out.effects, out.exclusions, out.accounting, windowed.warnings)
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,3 +89,44 @@ def copy_project(dest: Path, *, data: bool = True) -> Path:
     if data:
         shutil.copytree(ROOT / "data" / "raw", dest / "data" / "raw")
     return dest
+
+
+#: One valid extraction-sheet row (docs/extraction_sheet.md); tests change cells per row.
+SHEET_ROW: dict[str, str] = {
+    "study_id": "Trial2006", "citation": "Trial A et al. J 2006;1:1-2", "doi": "10.1/x",
+    "pmid": "", "source_address": "https://example.org/table/T2", "source_locator": "Table 2",
+    "source_quote": "MADRS day 1: 20.1 (5.2) vs 30.2 (6.1)", "source_type": "primary",
+    "value_origin": "table", "extraction_note": "", "design": "parallel", "period": "all",
+    "population": "unipolar", "trd": "yes", "concomitant_ad": "no", "control": "saline",
+    "drug": "ketamine", "route": "iv", "dose": "0.5 mg/kg", "scale": "MADRS",
+    "lower_is_better": "yes", "arm": "ketamine", "arm_role": "treatment", "outcome": "score",
+    "time_hours": "24", "time_as_reported": "Day 1", "n": "10", "stat_kind": "final",
+    "mean": "20.1", "sd": "5.2",
+}  # fmt: skip
+
+
+def arm_pair(
+    treat: Mapping[str, object] | None = None,
+    control: Mapping[str, object] | None = None,
+    **common: object,
+) -> list[dict[str, str]]:
+    """A treatment and a control row of one study (`common` applies to both)."""
+    base = {**SHEET_ROW, **{k: str(v) for k, v in common.items()}}
+    ctrl = {**base, "arm": "saline", "arm_role": "control", "mean": "30.2", "sd": "6.1"}
+    return [
+        {**base, **{k: str(v) for k, v in (treat or {}).items()}},
+        {**ctrl, **{k: str(v) for k, v in (control or {}).items()}},
+    ]
+
+
+def write_sheet(path: Path, rows: Sequence[Mapping[str, str]]) -> Path:
+    """Write extraction rows as a CSV sheet (columns of SHEET_ROW plus any extra ones)."""
+    columns = list(SHEET_ROW) + sorted({c for r in rows for c in r} - set(SHEET_ROW))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({c: r.get(c, "") for c in columns})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(buf.getvalue(), encoding="utf-8")
+    return path

@@ -382,7 +382,7 @@ def test_cli_python_tags_are_refused(project: Path) -> None:
 
 # ---- round two through the real command line (slow: one snakemake run each) ------------------
 CLI_SHEETS = [  # (corpus file, stage that refuses it)
-    ("pre_duplicate_other_numbers.csv", "ingest_sheets"),
+    ("pre_duplicate_other_numbers.csv", "select_windows"),  # after the exclusion filters
     ("pre_vi_1e-300.csv", "ingest_sheets"),
     ("mean_huge.csv", "ingest_sheets"),
     ("r_within_one.csv", "ingest_sheets"),
@@ -398,7 +398,8 @@ def _case(name: str) -> dict:
 @pytest.mark.parametrize(("name", "stage"), CLI_SHEETS)
 def test_cli_round_two_sheet_errors(project: Path, name: str, stage: str) -> None:
     shutil.copy2(BAD / name, project / "data" / "raw" / name)
-    proc = snakemake(project, "data/processed/rows.parquet", "--config", f"studies=data/raw/{name}")
+    target = "data/processed/rows_windowed.parquet"  # duplicates: refused by select_windows
+    proc = snakemake(project, target, "--config", f"studies=data/raw/{name}")
     assert proc.returncode != 0
     assert "unexpected error" not in proc.stderr and "Traceback" not in proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if ": ERROR: " in ln]

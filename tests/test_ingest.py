@@ -25,6 +25,7 @@ from timecourse_meta.pipeline.sheet_layouts import (
     STUDY_ID_ALIASES,
     TIME_ALIASES,
 )
+from timecourse_meta.pipeline.windows import parse_windows, select_windows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -221,10 +222,13 @@ def test_study_level_attributes_must_agree(tmp_path: Path) -> None:
 
 
 def test_duplicate_rows_across_sheets(tmp_path: Path) -> None:
+    """Duplicates are refused by the windows stage, on the rows left after the exclusion
+    filters (a baseline row or an excluded arm may repeat a key)."""
     a = write(tmp_path, sheet_text(two_arms()), "a.csv")
     b = write(tmp_path, sheet_text(two_arms()[:1]), "b.csv")
+    rows = read_sheets([a, b], root=None)
     with pytest.raises(SheetError) as info:
-        read_sheets([a, b], root=None)
+        select_windows(rows, parse_windows(None))
     expected = f"{b.as_posix()}, line 2: duplicate: identical to {a.as_posix()} line 2"
     assert expected in str(info.value)
 

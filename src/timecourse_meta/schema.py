@@ -96,6 +96,7 @@ R_EVENTS_RANGE = "events outside 0..n"
 R_R = "r_within outside [-1, 1]"
 R_C_OUTCOME = "precomputed contrasts are only supported for score outcomes"
 R_C_MD_N = "mean difference without arm sizes: cannot standardise"
+R_C_MD_CI_N = "mean difference with only a CI and no arm sizes: the t quantile of its SE needs them"
 R_C_MD_UNC = "mean difference without SE, variance or CI: cannot standardise"
 R_C_TYPE = "effect_type must be g, d or md when effect is given"
 R_C_NONE = "contrast row has neither effect nor t_stat"
@@ -118,6 +119,20 @@ R_NO_USABLE_TREAT = (
 )
 R_CHANGE = "change-score row not used: final values available for this comparison"
 R_DZ = "double-zero study: no information on the OR (metafor drop00)"
+R_C_NOT_MD = (
+    "standardised contrast (effect_type g or d, or t_stat) cannot give a raw mean difference "
+    "(primary_measure MD): give effect_type md with its SE, variance or CI"
+)
+# Row selection before effect sizes (pipeline.windows): baseline rows, crossover periods,
+# config exclude_rows and scale_priority. Templates are filled with str.format.
+R_BASELINE = "baseline (time <= 0)"
+R_SECOND_PERIOD = (
+    "crossover second period (after the crossover) not analysed: carry-over; use period "
+    "first or all"
+)
+R_FIRST_PERIOD_ONLY = "crossover period '{period}' not used (config first_period_only: true)"
+R_EXCLUDE_ROWS = "excluded by config exclude_rows: {reason}"
+R_SCALE = "scale not preferred (scale_priority: {priority}; {chosen} used, not {scale})"
 R_NONFINITE = "effect could not be computed (non-finite yi or vi, e.g. zero SDs or n too small)"
 # Valid numeric range of sheet values and of effect sizes (docs/extraction_sheet.md): beyond it
 # values are typing or unit errors and the pooling arithmetic overflows.
@@ -357,6 +372,33 @@ TR_CLAIM_COLUMNS: tuple[str, ...] = (
     "ci_high_tr",
     "details_tr",
 )
+
+
+# --- measures -----------------------------------------------------------------------------------
+#: Measures compute_effects gives for score outcomes (config primary_measure for scores).
+SCORE_MEASURES: tuple[str, ...] = ("SMD", "MD")
+
+
+def score_measure(primary_measure: str) -> str:
+    """The measure of score outcomes for config `primary_measure`: itself when SMD or MD, else
+    (OR, RR: a binary primary outcome) SMD."""
+    return str(primary_measure) if str(primary_measure) in SCORE_MEASURES else "SMD"
+
+
+#: Name of each effect measure in tables and figures (yi scale; positive = benefit).
+MEASURE_LABELS: dict[str, str] = {
+    "SMD": "Hedges' g",
+    "MD": "mean difference",
+    "OR": "log odds ratio",
+    "RR": "log risk ratio",
+    "PLO": "logit proportion",
+}
+
+
+def measure_label(measure: str) -> str:
+    """How a measure is named on axes and in table notes ('SMD' -> "Hedges' g", 'MD' -> "mean
+    difference"); an unknown measure is shown as given."""
+    return MEASURE_LABELS.get(str(measure), str(measure))
 
 
 def normalise_level(value: object) -> str:

@@ -18,6 +18,7 @@ from timecourse_meta.pipeline.config import (
     normalise_command_line,
 )
 from timecourse_meta.errors import ConfigError
+from timecourse_meta.schema import score_measure
 
 
 def stop_on_config_error(func, *args, **kwargs):

@@ -23,6 +23,9 @@ rule select_windows:
         rule=config["window_choice"],
         include=config["include"],
         exclude_studies=config["exclude_studies"],
+        exclude_rows=config["exclude_rows"],
+        first_period_only=config["first_period_only"],
+        scale_priority=config["scale_priority"],
         subgroups=config["subgroups"],
         sensitivity=config["sensitivity"],
     script:
@@ -61,6 +64,7 @@ rule effect_sizes:
         crossover_r=config["crossover_r"],
         lower_is_better_default=config["lower_is_better_default"],
         precomputed_measure=config["precomputed_measure"],
+        score_measure=score_measure(config["primary_measure"]),
         timepoints=TIMEPOINTS,
     script:
         "../scripts/effect_sizes.py"
@@ -104,8 +108,12 @@ rule effects_all_times:
         windows=config["windows"],
         include=config["include"],
         exclude_studies=config["exclude_studies"],
+        exclude_rows=config["exclude_rows"],
+        first_period_only=config["first_period_only"],
+        scale_priority=config["scale_priority"],
         crossover_r=config["crossover_r"],
         lower_is_better_default=config["lower_is_better_default"],
         precomputed_measure=config["precomputed_measure"],
+        score_measure=score_measure(config["primary_measure"]),
     script:
         "../scripts/effects_all_times.py"

@@ -88,6 +88,7 @@ rule sensitivity:
         crossover_r=config["crossover_r"],
         lower_is_better_default=config["lower_is_better_default"],
         precomputed_measure=config["precomputed_measure"],
+        score_measure=score_measure(config["primary_measure"]),
         outcome=config["primary_outcome"],
         measure=config["primary_measure"],
         method=config["method"],

@@ -21,6 +21,7 @@ with exit_on_error(smk.log[0], "effect_sizes") as log:
         crossover_r=smk.params.crossover_r,
         lower_is_better_default=smk.params.lower_is_better_default,
         precomputed_measure=smk.params.precomputed_measure,
+        score_measure=smk.params.score_measure,
     )
     write_parquet(table.effects, smk.output.effects)
     write_csv(table.effects.drop(columns=SOURCE_ROWS), smk.output.effects_csv)  # row_ids: readable

@@ -16,6 +16,7 @@ from timecourse_meta.pipeline.risk_of_bias import study_overall
 from timecourse_meta.plots.figures import placeholder_figure, save_figure
 from timecourse_meta.plots.forest import data_xlim, forest_plot
 from timecourse_meta.plots.forest_text import title_text, window_text
+from timecourse_meta.schema import measure_label
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 
@@ -24,7 +25,6 @@ ROB_NOTE = (
     "RoB: overall judgement as in results/tables/risk_of_bias.csv (RoB 1: Cochrane Handbook "
     "5.1 section 8.7; RoB 2: Sterne et al. 2019); not assessed where a key domain was not read"
 )
-MEASURE_LABELS = {"SMD": "Hedges' g", "OR": "log odds ratio", "RR": "log risk ratio"}
 
 
 def model_text(pooled_row: pd.Series) -> str:
@@ -85,7 +85,7 @@ with exit_on_error(smk.log[0], "forest_plot") as log:
             studies,
             pooled_map,
             title=title,
-            measure_label=str(cfg.get("measure_label") or MEASURE_LABELS.get(p.measure, p.measure)),
+            measure_label=str(cfg.get("measure_label") or measure_label(p.measure)),
             favours=(f"Favours {comparator}", f"Favours {intervention}"),
             group_labels=(
                 intervention[:1].upper() + intervention[1:],

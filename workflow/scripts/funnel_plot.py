@@ -7,6 +7,7 @@ from timecourse_meta.errors import exit_on_error
 from timecourse_meta.pipeline.tables import MISSING
 from timecourse_meta.plots.figures import placeholder_figure, save_figure
 from timecourse_meta.plots.funnel import funnel_plot
+from timecourse_meta.schema import measure_label
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 
@@ -32,7 +33,7 @@ with exit_on_error(smk.log[0], "funnel_plot") as log:
     est = float(row["estimate"].iloc[0]) if len(row) and int(row["k"].iloc[0]) > 1 else None
     test = small[small["timepoint"] == tp]
     result = str(test["result"].iloc[0]) if len(test) else "not run"
-    label = "Hedges' g" if p.measure == "SMD" else f"log {p.measure}"
+    label = measure_label(p.measure)
     if sel.empty:  # e.g. every study excluded: the run goes on, the figure says why
         fig = placeholder_figure(f"{tp}: no {p.outcome} ({p.measure}) effects: nothing to draw")
         save_figure(fig, smk.output.png, formats=["png"])

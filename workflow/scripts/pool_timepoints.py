@@ -5,7 +5,7 @@ import pandas as pd
 from timecourse_meta.errors import exit_on_error
 from timecourse_meta.pipeline.pooling import pool_by_timepoint_weighted, subgroup_tests
 from timecourse_meta.pipeline.tables import write_csv, write_markdown, write_parquet
-from timecourse_meta.schema import normalise_level
+from timecourse_meta.schema import SCORE_MEASURES, measure_label, normalise_level
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 # estimator if `method` does not converge (metafor c("REML", "DL")); params when the rule
@@ -45,13 +45,16 @@ with exit_on_error(smk.log[0], "pool_timepoints") as log:
     write_parquet(weights, smk.output.weights)
     write_csv(pooled, smk.output.csv)
     overall = pooled.loc[pooled["subgroup"] == "all", MD_COLUMNS]
+    # the measures' names follow the effects (SMD = Hedges' g, MD = mean difference)
+    named = [f"{m} = {measure_label(m)}" for m in SCORE_MEASURES if (effects["measure"] == m).any()]
+    scales = "; ".join([*named, "OR, RR on the log scale"])
     write_markdown(
         overall,
         smk.output.md,
         title="Pooled effects by time window",
         notes=[
             f"Random-effects models ({p.method}, test {p.test}, {100 * p.level:g}% CI) per "
-            "window; positive = benefit of treatment (SMD = Hedges' g; OR, RR on the log scale). "
+            f"window; positive = benefit of treatment ({scales}). "
             "All columns and the subgroup rows: pooled_by_timepoint.csv.",
         ],
     )

@@ -1,5 +1,7 @@
 """Stage 2 (rule select_windows): eligibility filters, then one reported time per window."""
 
+import sys
+
 import pandas as pd
 
 from timecourse_meta.errors import exit_on_error
@@ -11,14 +13,27 @@ smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 with exit_on_error(smk.log[0], "select_windows") as log:
     rows = pd.read_parquet(smk.input.rows)
     p = smk.params
-    check_effect_columns(rows, p.subgroups, (p.sensitivity or {}).get("subsets"))
-    result = select_windows(rows, parse_windows(p.windows), p.rule, p.include, p.exclude_studies)
+    check_effect_columns(rows, p.subgroups, (p.sensitivity or {}).get("subsets"), p.exclude_rows)
+    result = select_windows(
+        rows,
+        parse_windows(p.windows),
+        p.rule,
+        p.include,
+        p.exclude_studies,
+        p.exclude_rows,
+        first_period_only=p.first_period_only,
+        scale_priority=p.scale_priority,
+    )
+    for warning in result.warnings:  # e.g. several scales at one time and no scale_priority
+        log(warning)
+        print(f"select_windows: {warning}", file=sys.stderr)
     write_parquet(result.rows, smk.output.rows)
     write_parquet(result.excluded, smk.output.excluded)
     write_csv(result.choices, smk.output.choices)
     stages = result.excluded["stage"]
     log(
         f"{len(rows)} rows: {int((stages == 'eligibility').sum())} excluded by eligibility "
-        f"filters, {int((stages == 'windows').sum())} outside windows or not the chosen time, "
+        f"filters, {int((stages == 'windows').sum())} baseline, second period, outside windows or "
+        "not the chosen time or scale, "
         f"{len(result.rows)} kept"
     )

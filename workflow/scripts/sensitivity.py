@@ -26,12 +26,15 @@ with exit_on_error(smk.log[0], "sensitivity") as log:
     variants = {"primary": effects}
     for r in spec.get("crossover_r", [0.2, 0.5, 0.8]):  # schema defaults
         eff, _ = compute_effects(
-            sheet, crossover_r=r, lower_is_better_default=p.lower_is_better_default
+            sheet,
+            crossover_r=r,
+            lower_is_better_default=p.lower_is_better_default,
+            score_measure=p.score_measure,
         )
         variants[f"crossover_r={r:g}"] = pd.concat([eff, pre], ignore_index=True)
     for subset in spec.get("subsets", []):
         variants[subset["name"]] = subset_effects(
-            effects, keep=subset.get("keep"), exclude=subset.get("exclude")
+            effects, keep=subset.get("keep"), exclude=subset.get("exclude"), rows=windowed
         )
     rob_input = list(getattr(smk.input, "risk_of_bias", []) or [])
     if rob_input:  # studies whose overall risk of bias is low (pipeline/risk_of_bias.py)

@@ -11,10 +11,10 @@ from timecourse_meta.errors import exit_on_error
 from timecourse_meta.pipeline.windows import parse_windows
 from timecourse_meta.plots.figures import save_figure
 from timecourse_meta.plots.timecourse_plot import FigureLabels, timecourse_plot
+from timecourse_meta.schema import measure_label
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 
-MEASURE_LABELS = {"SMD": "Hedges' g", "OR": "log odds ratio", "RR": "log risk ratio"}
 
 with exit_on_error(smk.log[0], "timecourse_figure") as log:
     p = smk.params
@@ -57,7 +57,7 @@ with exit_on_error(smk.log[0], "timecourse_figure") as log:
     labels = FigureLabels(
         title=cfg.get("title"),
         outcome_label=cfg.get("outcome_label") or p.outcome,
-        measure_label=cfg.get("measure_label") or MEASURE_LABELS.get(p.measure, p.measure),
+        measure_label=cfg.get("measure_label") or measure_label(p.measure),
         favours=cfg.get("favours", "Favours {arm}"),
         intervention=cfg.get("intervention", "intervention"),
         comparator=cfg.get("comparator", "control"),

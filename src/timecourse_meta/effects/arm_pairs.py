@@ -17,6 +17,8 @@ from timecourse_meta.effects.effect_sizes import (
     EffectSizeWarning,
     log_odds_ratio,
     log_risk_ratio,
+    mean_difference,
+    mean_difference_paired,
     orient,
     smd,
     smd_crossover,
@@ -89,8 +91,14 @@ def split_double_zero(pairs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pairs.loc[~dz].reset_index(drop=True), pairs.loc[dz]
 
 
-def arm_effects(pairs: pd.DataFrame, crossover_r: float) -> pd.DataFrame:
-    """Compute SMD / OR / RR rows from arm pairs (vectorised over pairs)."""
+def arm_effects(
+    pairs: pd.DataFrame, crossover_r: float, score_measure: str = "SMD"
+) -> pd.DataFrame:
+    """Compute SMD (or MD) / OR / RR rows from arm pairs (vectorised over pairs).
+
+    `score_measure` "MD": raw mean differences for scores (``effect_sizes.mean_difference``;
+    crossover period "all": ``mean_difference_paired`` with the same r as the paired SMD).
+    """
     if pairs.empty:
         return pd.DataFrame()
     score = (pairs["outcome"] == "score").to_numpy()
@@ -161,7 +169,17 @@ def arm_effects(pairs: pd.DataFrame, crossover_r: float) -> pd.DataFrame:
         if score.any():
             frames.append(
                 _smd_rows(
-                    pairs, base, score, paired, n_c, n_pair, r, r_rep, common_flags, split_txt
+                    pairs,
+                    base,
+                    score,
+                    paired,
+                    n_c,
+                    n_pair,
+                    r,
+                    r_rep,
+                    common_flags,
+                    split_txt,
+                    score_measure,
                 )
             )
         if (~score).any():
@@ -174,7 +192,9 @@ def arm_effects(pairs: pd.DataFrame, crossover_r: float) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _smd_rows(pairs, base, score, paired, n_c, n_pair, r, r_rep, common_flags, split_txt):
+def _smd_rows(
+    pairs, base, score, paired, n_c, n_pair, r, r_rep, common_flags, split_txt, measure="SMD"
+):
     p = pairs.loc[score]
     s = np.flatnonzero(score)
     yi = np.full(len(s), np.nan)
@@ -186,8 +206,11 @@ def _smd_rows(pairs, base, score, paired, n_c, n_pair, r, r_rep, common_flags, s
         p["_mean_c"].to_numpy(),
         p["_sd_used_c"].to_numpy(),
     )
+    parallel_fn, paired_fn = (
+        (mean_difference, mean_difference_paired) if measure == "MD" else (smd, smd_crossover)
+    )
     if (~pp).any():
-        y, v = smd(
+        y, v = parallel_fn(
             args[0][~pp],
             args[1][~pp],
             p["_n_t"].to_numpy()[~pp],
@@ -197,13 +220,13 @@ def _smd_rows(pairs, base, score, paired, n_c, n_pair, r, r_rep, common_flags, s
         )
         yi[~pp], vi[~pp] = y, v
     if pp.any():
-        y, v = smd_crossover(
+        y, v = paired_fn(
             args[0][pp], args[1][pp], args[2][pp], args[3][pp], n_pair[s][pp], r[s][pp]
         )
         yi[pp], vi[pp] = y, v
     lib = p["_lib_t"].to_numpy().astype(bool)
     out = base.loc[score].reset_index(drop=True)
-    out["measure"] = "SMD"
+    out["measure"] = measure
     out["yi"] = orient(yi, lib)
     out["vi"] = vi
     out["n_total"] = np.where(pp, n_pair[s], out["n_total"])
@@ -228,8 +251,16 @@ def _smd_rows(pairs, base, score, paired, n_c, n_pair, r, r_rep, common_flags, s
     out["derivation"] = join_text(
         [
             np.char.add(
-                np.char.add("Hedges' g from ", kind),
-                np.where(pp, " means/SDs, paired (J with n-1 df)", " means/SDs"),
+                np.char.add(
+                    "mean difference from " if measure == "MD" else "Hedges' g from ", kind
+                ),
+                np.where(
+                    pp,
+                    " means/SDs, paired (metafor escalc MC)"
+                    if measure == "MD"
+                    else " means/SDs, paired (J with n-1 df)",
+                    " means/SDs (metafor escalc MD)" if measure == "MD" else " means/SDs",
+                ),
             ),
             sd_part("t"),
             sd_part("c"),

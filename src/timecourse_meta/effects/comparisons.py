@@ -80,6 +80,7 @@ from timecourse_meta.schema import (
     MIN_SPREAD,
     PROPORTION_COLUMNS,
     R_C_DN,
+    R_C_MD_CI_N,
     R_C_MD_N,
     R_C_MD_UNC,
     R_C_NONE,
@@ -110,6 +111,7 @@ from timecourse_meta.schema import (
     R_SD,
     R_SUPERSEDED,
     R_TIME,
+    SCORE_MEASURES,
     SOURCE_ROWS,
 )
 
@@ -209,7 +211,7 @@ def _prepare(rows: pd.DataFrame, lower_is_better_default: bool) -> pd.DataFrame:
     return df
 
 
-def _check_rows(df: pd.DataFrame) -> None:
+def _check_rows(df: pd.DataFrame, score_measure: str = "SMD") -> None:
     role, out = df["_arm_role"], df["_outcome"]
     arm = role.isin(["treatment", "control"])
     score, binary = out == "score", out.isin(BINARY)
@@ -255,7 +257,10 @@ def _check_rows(df: pd.DataFrame) -> None:
     sizes_ok = np.where(paired_contrast(df), crossover_n(df) > 0, has_nn)
     flag_rows(df, con & ~score, R_C_OUTCOME)
     flag_rows(df, con & has_eff & ~etype.isin(["g", "d", "md"]), R_C_TYPE)
-    flag_rows(df, md & ~sizes_ok, R_C_MD_N)
+    if score_measure == "MD":  # the MD itself needs no sizes; the t quantile of a CI does
+        has_var = df["_effect_var"].notna() | df["_effect_se"].notna()
+        flag_rows(df, md & ~sizes_ok & ~has_var, R_C_MD_CI_N)
+    flag_rows(df, md & ~sizes_ok & (score_measure != "MD"), R_C_MD_N)
     flag_rows(df, md & ~has_unc, R_C_MD_UNC)
     flag_rows(df, con & ~has_eff & df["_t_stat"].isna(), R_C_NONE)
     flag_rows(df, con & ~has_eff & ~has_nn, R_C_TN)
@@ -391,6 +396,7 @@ def compute_effects(
     rows: pd.DataFrame,
     crossover_r: float = 0.5,
     lower_is_better_default: bool = True,
+    score_measure: str = "SMD",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Effect sizes for every study x comparison x outcome x timepoint, plus exclusions.
 
@@ -401,7 +407,10 @@ def compute_effects(
 
     Returns ``(effects, exclusions)`` with columns ``EFFECT_COLUMNS`` and ``EXCLUSION_COLUMNS``.
     Scores give measure "SMD" (Hedges' g); response/remission give "OR" and "RR" (log scale),
-    one row each. yi > 0 means benefit of treatment.
+    one row each. yi > 0 means benefit of treatment. ``score_measure`` "MD" gives raw mean
+    differences for scores instead (metafor escalc "MD"; crossover period "all": "MC" with the
+    same r as the paired SMD; a contrast row only when it reports an md), oriented as the SMD
+    by ``lower_is_better``.
 
     Row accounting (checked on return): every input row's ``source_file:source_row`` is either
     in exactly one exclusions row or in the ``row_ids`` of at least one effect row, never both.
@@ -411,9 +420,11 @@ def compute_effects(
     """
     if not -1 <= crossover_r <= 1:
         raise ValueError("crossover_r must lie in [-1, 1]")
+    if score_measure not in SCORE_MEASURES:
+        raise ValueError(f"score_measure must be one of {', '.join(SCORE_MEASURES)}")
     df = _prepare(rows, lower_is_better_default)
     df["_cid"] = _comparison_ids(df)
-    _check_rows(df)
+    _check_rows(df, score_measure)
     _dedup(df, df["_arm_role"].isin(["treatment", "control", "contrast"]).to_numpy())
 
     pairs, dz_pairs = split_double_zero(pair_arms(df))
@@ -423,7 +434,7 @@ def compute_effects(
     }
     frames = []
     used: set[int] = set()
-    arm_eff = arm_effects(pairs, crossover_r)
+    arm_eff = arm_effects(pairs, crossover_r, score_measure)
     if not arm_eff.empty:
         why = _unusable(arm_eff)
         # a comparison is kept only if all its measures (OR and RR) are finite and in range
@@ -436,7 +447,7 @@ def compute_effects(
         frames.append(arm_eff)
         used |= {r for u in arm_eff["_used"] for r in u}
     covered = arm_eff[KEY] if not arm_eff.empty else pd.DataFrame(columns=KEY)
-    con_eff = contrast_effects(df, covered, crossover_r)
+    con_eff = contrast_effects(df, covered, crossover_r, score_measure)
     if not con_eff.empty:
         why = _unusable(con_eff)
         for u, reason in zip(con_eff.loc[why != "", "_used"], why[why != ""], strict=True):

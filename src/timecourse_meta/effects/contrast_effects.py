@@ -36,7 +36,7 @@ from timecourse_meta.effects.row_frame import (
     text_if,
 )
 from timecourse_meta.effects.sd_recovery import T_RULE_MAX_N
-from timecourse_meta.schema import ATTRIBUTE_COLUMNS, R_C_USED_ARMS
+from timecourse_meta.schema import ATTRIBUTE_COLUMNS, R_C_NOT_MD, R_C_USED_ARMS
 
 __all__ = ["contrast_effects"]
 
@@ -55,13 +55,24 @@ def _md_se_df(n1: np.ndarray, n2: np.ndarray, n_xo: np.ndarray, paired: np.ndarr
     return np.where(small, df, np.inf)
 
 
-def contrast_effects(df: pd.DataFrame, covered: pd.DataFrame, crossover_r: float) -> pd.DataFrame:
+def contrast_effects(
+    df: pd.DataFrame, covered: pd.DataFrame, crossover_r: float, score_measure: str = "SMD"
+) -> pd.DataFrame:
+    """Effects of the contrast rows not covered by an arm-level comparison.
+
+    `score_measure` "MD": a reported mean difference is used as it is (yi = md oriented, vi =
+    its variance, SE squared or SE from the CI, metafor ``escalc(yi=, sei=)``); standardised
+    contrasts (g, d, t) cannot give a raw mean difference and are excluded (``R_C_NOT_MD``).
+    """
     live = df["_reason"].isna() & (df["_arm_role"] == "contrast")
     if covered.empty:
         hit = np.zeros(len(df), dtype=bool)
     else:
         hit = key_in(df, KEY, covered)
     flag_rows(df, live & hit, R_C_USED_ARMS)
+    if score_measure == "MD":
+        not_md = ~(df["_effect"].notna() & (df["_effect_type"] == "md"))
+        flag_rows(df, (df["_arm_role"] == "contrast") & not_md, R_C_NOT_MD)
     c = df.loc[df["_reason"].isna() & (df["_arm_role"] == "contrast")]
     if c.empty:
         return pd.DataFrame()
@@ -119,11 +130,16 @@ def contrast_effects(df: pd.DataFrame, covered: pd.DataFrame, crossover_r: float
         )
         with np.errstate(invalid="ignore"):
             se_md = np.sqrt(var_rep)  # a negative variance -> NaN -> excluded as non-finite
-        if md_par.any():
+        std = score_measure != "MD"  # MD: every row left is an md row (others were flagged)
+        if not std:
+            yi[is_md] = eff[is_md]
+            with np.errstate(invalid="ignore"):
+                vi[is_md] = np.where(var_rep[is_md] >= 0, var_rep[is_md], np.nan)
+        if std and md_par.any():
             yi[md_par], vi[md_par] = smd_from_md_se(
                 eff[md_par], se_md[md_par], n1[md_par], n2[md_par]
             )
-        if md_xo.any():
+        if std and md_xo.any():
             yi[md_xo], vi[md_xo] = smd_crossover_from_md_se(
                 eff[md_xo], se_md[md_xo], n_xo[md_xo], r[md_xo]
             )
@@ -141,7 +157,7 @@ def contrast_effects(df: pd.DataFrame, covered: pd.DataFrame, crossover_r: float
             "outcome": c["outcome"].to_numpy(),
             "timepoint": c["timepoint"].to_numpy(),
             "time_hours": c["_time_hours"].to_numpy(),
-            "measure": "SMD",
+            "measure": score_measure,
             "yi": orient(yi, lib),
             "vi": vi,
             "n_treatment": n1_out,
@@ -190,6 +206,10 @@ def contrast_effects(df: pd.DataFrame, covered: pd.DataFrame, crossover_r: float
         ],
         default=np.char.add("precomputed Hedges' g; ", var_txt),
     )
+    if score_measure == "MD":
+        head = np.char.add(
+            "mean difference as reported (metafor escalc yi, sei)", se_txt.astype(str)
+        ).astype(object)
     n_con = out.groupby(KEY, dropna=False)["study_id"].transform("size").to_numpy()
     out["derivation"] = join_text(
         [head, text_if(lib, "; sign flipped (lower score is better)")], sep=""
@@ -203,9 +223,9 @@ def contrast_effects(df: pd.DataFrame, covered: pd.DataFrame, crossover_r: float
             text_if(is_d, "d_converted_to_g"),
             text_if(is_t, "g_from_t"),
             text_if(vi_from_n, "variance_from_effect_and_n"),
-            text_if(md_par, "g_from_md_se"),
-            text_if(md_xo, np.char.add("crossover_md_to_smd_r=", r_str)),
-            text_if(md_xo, r_flag),
+            text_if(md_par & std, "g_from_md_se"),
+            text_if(md_xo & std, np.char.add("crossover_md_to_smd_r=", r_str)),
+            text_if(md_xo & std, r_flag),
             text_if(ci_md, "md_se_from_ci"),
             text_if(n_differs, "crossover_n_differs_min_used"),
             text_if(n_con > 1, "multiple_contrasts_shared_control"),

@@ -9,6 +9,8 @@ over studies. Formulas follow metafor 3.8.1 ``escalc`` exactly (checked against 
   SMD of ``smd_crossover`` from a crossover mean difference and its SE.
 * ``log_odds_ratio``/``log_risk_ratio``: measures ``"OR"``/``"RR"`` with ``add``/``to``/``drop00``.
 * ``logit_proportion``: measure ``"PLO"``.
+* ``mean_difference``: measure ``"MD"`` (default ``vtype="LS"``); ``mean_difference_paired``:
+  measure ``"MC"`` (raw mean change, paired/crossover designs).
 
 Change-score SMDs use the same ``smd`` function applied to the change means and change SDs
 (Cochrane Handbook §10.5.2: the SD of the change is then the standardiser, so change-score SMDs
@@ -36,6 +38,8 @@ __all__ = [
     "log_odds_ratio",
     "log_risk_ratio",
     "logit_proportion",
+    "mean_difference",
+    "mean_difference_paired",
     "orient",
     "se_from_ci",
     "smd",
@@ -156,6 +160,61 @@ def smd(
         sp = np.sqrt(((n1 - 1) * sd1**2 + (n2 - 1) * sd2**2) / (n1 + n2 - 2))
         yi, vi = _smd_core((m1 - m2) / sp, n1, n2)
     _warn_nan(yi, [m1, sd1, n1, m2, sd2, n2], "smd")
+    return yi, vi
+
+
+def mean_difference(
+    m1: ArrayLike,
+    sd1: ArrayLike,
+    n1: ArrayLike,
+    m2: ArrayLike,
+    sd2: ArrayLike,
+    n2: ArrayLike,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Raw mean difference (group 1 minus group 2) and its sampling variance.
+
+    metafor ``escalc(measure="MD")`` with its default ``vtype="LS"`` (Borenstein et al. 2009,
+    eq. 4.1 and 4.5, variances not assumed equal): yi = m1 - m2, vi = sd1^2/n1 + sd2^2/n2.
+    Only poolable across studies that measure on one scale (the unit of yi is the scale's).
+    Returns ``(yi, vi)``.
+    """
+    m1, sd1, n1, m2, sd2, n2 = map(_arr, (m1, sd1, n1, m2, sd2, n2))
+    if np.any(sd1 < 0) or np.any(sd2 < 0):
+        raise ValueError("standard deviations must be >= 0")
+    _check_n(n1, n2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        yi = m1 - m2
+        vi = sd1**2 / n1 + sd2**2 / n2
+    _warn_nan(yi + vi, [m1, sd1, n1, m2, sd2, n2], "mean_difference")
+    return yi, vi
+
+
+def mean_difference_paired(
+    m_treat: ArrayLike,
+    sd_treat: ArrayLike,
+    m_ctrl: ArrayLike,
+    sd_ctrl: ArrayLike,
+    n: ArrayLike,
+    r: ArrayLike,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Raw mean difference of a crossover (paired) trial, treatment minus control.
+
+    metafor ``escalc(measure="MC")`` (raw mean change; Borenstein et al. 2009, ch. 4, matched
+    groups: the SD of the within-person differences is sqrt(sd1^2 + sd2^2 - 2 r sd1 sd2)):
+    yi = m_treat - m_ctrl, vi = (sd_treat^2 + sd_ctrl^2 - 2 r sd_treat sd_ctrl) / n, with n
+    participants and r the within-person correlation (the trial's, or assumed as for the paired
+    SMD, Cochrane Handbook §23.2.7.2). Returns ``(yi, vi)``.
+    """
+    m_treat, sd_treat, m_ctrl, sd_ctrl, n, r = map(_arr, (m_treat, sd_treat, m_ctrl, sd_ctrl, n, r))
+    if np.any(sd_treat < 0) or np.any(sd_ctrl < 0):
+        raise ValueError("standard deviations must be >= 0")
+    if np.any(np.abs(r) > 1):
+        raise ValueError("correlations must lie in [-1, 1]")
+    _check_n(n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        yi = m_treat - m_ctrl
+        vi = (sd_treat**2 + sd_ctrl**2 - 2 * r * sd_treat * sd_ctrl) / n
+    _warn_nan(yi + vi, [m_treat, sd_treat, m_ctrl, sd_ctrl, n, r], "mean_difference_paired")
     return yi, vi
 
 

@@ -40,7 +40,6 @@ from timecourse_meta.pipeline.sheet_checks import (
     PRECOMPUTED_REQUIRED,
     SOURCE_COLUMNS,
     STUDY_LEVEL,
-    check_duplicates,
     check_enums,
     check_study_consistency,
     cross_field_checks,
@@ -416,6 +415,9 @@ def read_sheets(
 ) -> pd.DataFrame:
     """Read every sheet, check cross-sheet consistency, return rows sorted by file and line.
 
+    Duplicate results are not refused here but by the windows stage, after the exclusion
+    filters (``windows.select_windows``).
+
     `root`, if given, is the directory relative paths are resolved against (absolute paths are
     read where they are); `source_file` keeps the path as written, so provenance names the file
     the way the configuration does. The other options are those of `read_sheet`.
@@ -441,7 +443,8 @@ def read_sheets(
     for column in TEXT_COLUMNS:
         frame[column] = frame[column].fillna("").astype(str)
     check_study_consistency(frame)
-    check_duplicates(frame)
+    # duplicates are checked by the windows stage on the rows left after the exclusion filters
+    # (windows.select_windows): a baseline row or an excluded arm may repeat a key
     frame["source_row"] = frame["source_row"].astype("int64")
     first = ["source_file", "source_row", "sheet_format"]
     rest = sorted(c for c in frame.columns if c not in first)

@@ -11,10 +11,32 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from timecourse_meta.errors import ConfigError
 from timecourse_meta.pipeline.pooling import estimators, pool_by_timepoint
-from timecourse_meta.schema import SENSITIVITY_COLUMNS
+from timecourse_meta.schema import SENSITIVITY_COLUMNS, SOURCE_ROWS, normalise_level
 
 __all__ = ["leave_one_out_rows", "pool_variants", "subset_effects"]
+
+
+def _norm(values: Sequence[object]) -> list[str]:
+    items = values if isinstance(values, (list, tuple)) else [values]
+    return [normalise_level(v).lower() for v in items]
+
+
+def _row_values(effects: pd.DataFrame, rows: pd.DataFrame, column: str) -> list[list[str]]:
+    """Per effect: the lower-case `column` values of the sheet rows it was computed from
+    (`SOURCE_ROWS`: its {source_file, source_row} records)."""
+    lookup = dict(
+        zip(
+            zip(rows["source_file"].astype(str), rows["source_row"].astype("int64"), strict=True),
+            rows[column].fillna("").astype(str).str.strip().str.lower(),
+            strict=True,
+        )
+    )
+    out = []
+    for records in effects[SOURCE_ROWS]:
+        out.append([lookup.get((str(r["source_file"]), int(r["source_row"])), "") for r in records])
+    return out
 
 
 def subset_effects(
@@ -22,20 +44,34 @@ def subset_effects(
     *,
     keep: Mapping[str, Sequence[object]] | None = None,
     exclude: Mapping[str, Sequence[object]] | None = None,
+    rows: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Effects whose columns take `keep` values and avoid `exclude` values (sensitivity subsets).
 
-    Values are compared as lower-case strings (YAML booleans yes/no are mapped back first).
+    Values are compared as lower-case strings (YAML booleans yes/no are mapped back first). A
+    column the effects do not carry (e.g. an extra `rob` column of the sheet) is read from the
+    sheet `rows` the effect was computed from (its `source_rows`): an effect is kept by `keep`
+    when every one of its rows takes a listed value, and removed by `exclude` when any of them
+    does (a comparison is in a subset only when all its arms are). Raises ConfigError for a
+    column in neither.
     """
-
-    def norm(values: Sequence[object]) -> list[str]:
-        return [("yes" if v else "no") if isinstance(v, bool) else str(v).lower() for v in values]
-
     sel = np.ones(len(effects), dtype=bool)
-    for column, values in (keep or {}).items():
-        sel &= effects[column].astype(str).str.lower().isin(norm(values)).to_numpy()
-    for column, values in (exclude or {}).items():
-        sel &= ~effects[column].astype(str).str.lower().isin(norm(values)).to_numpy()
+    for part, spec in (("keep", keep), ("exclude", exclude)):
+        for column, values in (spec or {}).items():
+            wanted = set(_norm(values))
+            if column in effects:
+                hit = effects[column].astype(str).str.lower().isin(sorted(wanted)).to_numpy()
+            elif rows is not None and column in rows and SOURCE_ROWS in effects:
+                per_row = _row_values(effects, rows, column)
+                test = all if part == "keep" else any
+                hit = np.array([bool(v) and test(x in wanted for x in v) for v in per_row])
+                hit = hit.astype(bool) if len(hit) else np.zeros(0, dtype=bool)
+            else:
+                raise ConfigError(
+                    f"unknown column '{column}' (not in the effects or the sheet rows)",
+                    key=f"sensitivity.subsets.{part}.{column}",
+                )
+            sel &= hit if part == "keep" else ~hit
     return effects.loc[sel].reset_index(drop=True)
 
 

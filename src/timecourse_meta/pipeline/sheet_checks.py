@@ -36,6 +36,7 @@ __all__ = [
     "PRECOMPUTED_REQUIRED",
     "SOURCE_COLUMNS",
     "STUDY_LEVEL",
+    "DUPLICATE_KEY",
     "check_duplicates",
     "special_file_kind",
     "check_enums",
@@ -52,7 +53,7 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "source_type": ("primary", "secondary"),
     "value_origin": ("table", "text", "figure"),
     "design": ("parallel", "crossover"),
-    "period": ("all", "first"),
+    "period": ("all", "first", "second"),
     "population": ("unipolar", "bipolar", "anxiety", "ptsd", "other"),
     "trd": ("yes", "no", "unclear"),
     "concomitant_ad": ("yes", "no", "mixed", "unclear"),
@@ -67,7 +68,8 @@ ENUMS: dict[str, tuple[str, ...]] = {
 
 # Numeric columns: (kind, lower bound, lower bound inclusive, upper bound, upper inclusive).
 NUMERIC: dict[str, tuple[str, float | None, bool, float | None, bool]] = {
-    "time_hours": ("float", 0.0, True, None, False),
+    # time <= 0 = baseline (before or at the dose): accepted, excluded by the windows stage
+    "time_hours": ("float", None, False, None, False),
     "n": ("int", 2, True, None, False),  # an arm of one participant has no SD
     "mean": ("float", None, False, None, False),
     "sd": ("float", 0.0, False, None, False),
@@ -126,7 +128,9 @@ SOURCE_COLUMNS: tuple[str, ...] = ("source_address", "citation", "doi", "pmid")
 STUDY_LEVEL: tuple[str, ...] = ("design", "population", "trd", "concomitant_ad")
 
 # Rows with the same values here describe the same number twice (would be double counted).
-_DUPLICATE_KEY: tuple[str, ...] = (
+# Checked by the windows stage on the rows left after the exclusion filters (a baseline row
+# or an excluded arm may repeat a key without being a contradiction).
+DUPLICATE_KEY: tuple[str, ...] = (
     "study_id",
     "arm",
     "arm_role",
@@ -544,7 +548,7 @@ def check_duplicates(frame: pd.DataFrame) -> None:
     tell two real results apart (a column that differs, e.g. `scale` or `arm`), or says that the
     rows are identical.
     """
-    key = _key_text(frame, _DUPLICATE_KEY)
+    key = _key_text(frame, DUPLICATE_KEY)
     dup = key.duplicated(keep="first").to_numpy()
     if not dup.any():
         return
@@ -553,7 +557,7 @@ def check_duplicates(frame: pd.DataFrame) -> None:
     second, first = frame.iloc[i], frame.iloc[partner]
     shown = [
         f"{c} {excerpt(key.iloc[i][c])}"
-        for c in _DUPLICATE_KEY
+        for c in DUPLICATE_KEY
         if key.iloc[i][c] != "" and not (c == "time_hours" and key.iloc[i]["timepoint"] != "")
     ]
     if key.iloc[i]["time_hours"] != "" and key.iloc[i]["timepoint"] != "":

@@ -17,7 +17,17 @@ import numpy as np
 import pandas as pd
 
 from timecourse_meta.errors import ConfigError, SheetError
-from timecourse_meta.schema import EFFECT_COLUMNS, EXCLUSION_COLUMNS
+from timecourse_meta.pipeline.sheet_checks import DUPLICATE_KEY, check_duplicates
+from timecourse_meta.schema import (
+    EFFECT_COLUMNS,
+    EXCLUSION_COLUMNS,
+    R_BASELINE,
+    R_EXCLUDE_ROWS,
+    R_FIRST_PERIOD_ONLY,
+    R_SCALE,
+    R_SECOND_PERIOD,
+    normalise_level,
+)
 
 __all__ = [
     "DEFAULT_WINDOWS",
@@ -25,8 +35,11 @@ __all__ = [
     "RULES",
     "WindowResult",
     "apply_filters",
+    "apply_row_rules",
     "assign_windows",
     "check_effect_columns",
+    "choose_scale",
+    "scale_warning",
     "parse_windows",
     "select_all_times",
     "select_windows",
@@ -104,46 +117,83 @@ def check_effect_columns(
     rows: pd.DataFrame,
     subgroups: Mapping[str, object] | None = None,
     subsets: Sequence[Mapping[str, object]] | None = None,
+    exclude_rows: Sequence[Mapping[str, object]] | None = None,
 ) -> None:
-    """Config `subgroups` and `sensitivity.subsets` name columns of the effect sizes: check them
-    against the sheets' columns now (as `include` is), not minutes later in pooling.
+    """Config keys that name columns, checked against the sheets' columns at the first stage
+    after ingest (as `include` is), not minutes later in pooling.
 
-    A column absent from the sheets gets a "did you mean"; a column the sheets have but the
-    effect sizes do not carry (e.g. a risk-of-bias column added to the sheet) is named as such
-    with the columns that can be used. Raises ConfigError naming the key.
+    `subgroups` act on the effect sizes, so their column must be carried to them (a column the
+    sheets have but the effects do not is named as such with the usable columns).
+    `sensitivity.subsets` (keep/exclude) and `exclude_rows` (where) may name any column of the
+    sheet rows (e.g. an extra `rob` column): subsets are applied through the rows each effect
+    was computed from (`sensitivity.subset_effects`). A column absent from the sheets gets a
+    "did you mean". Raises ConfigError naming the key.
     """
     usable = sorted(set(EFFECT_COLUMNS) - {"yi", "vi", "sei", "derivation", "flags", "row_ids"})
-    checks: list[tuple[str, object]] = [(f"subgroups.{c}", c) for c in (subgroups or {})]
+    in_rows = sorted(set(rows.columns) | set(usable))
+    checks: list[tuple[str, object, list[str]]] = [
+        (f"subgroups.{c}", c, usable) for c in (subgroups or {})
+    ]
     for i, subset in enumerate(subsets or ()):
         for part in ("keep", "exclude"):
             for column in (subset.get(part) or {}) if isinstance(subset, Mapping) else {}:
-                checks.append((f"sensitivity.subsets.{i}.{part}.{column}", column))
-    for key, column in checks:
+                checks.append((f"sensitivity.subsets.{i}.{part}.{column}", column, in_rows))
+    for i, entry in enumerate(exclude_rows or ()):
+        where = entry.get("where") if isinstance(entry, Mapping) else None
+        for column in where or {}:
+            checks.append((f"exclude_rows.{i}.where.{column}", column, sorted(rows.columns)))
+    for key, column, allowed in checks:
         name = str(column)
-        if name in usable:
+        if name in allowed:
             continue
         if name in rows.columns:
             raise ConfigError(
                 f"column '{name}' is in the sheets but not carried to the effect sizes, which "
-                f"subgroups and subsets act on; usable columns: {', '.join(usable)}",
+                f"subgroups act on; usable columns: {', '.join(allowed)}",
                 key=key,
             )
-        close = difflib.get_close_matches(name, usable, n=1, cutoff=0.6)
+        close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
         hint = (
-            f"; did you mean '{close[0]}'?" if close else f"; usable columns: {', '.join(usable)}"
+            f"; did you mean '{close[0]}'?" if close else f"; usable columns: {', '.join(allowed)}"
         )
         raise ConfigError(f"unknown column '{name}' (not in the sheets){hint}", key=key)
+
+
+def _matches(rows: pd.DataFrame, column: str, values: object, key: str) -> np.ndarray:
+    """Rows whose `column` takes one of `values` (a value or a list): numbers compared as
+    numbers on numeric columns, everything else as lower-case text (YAML yes/no mapped back)."""
+    items = list(values) if isinstance(values, (list, tuple)) else [values]
+    series = rows[column]
+    if series.dtype.kind in "fiu":
+        try:
+            wanted = [float(v) for v in items]
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"column '{column}' holds numbers; expected numbers (found {items!r})", key=key
+            ) from None
+        return np.isin(series.to_numpy(dtype=float), wanted)
+    text = series.fillna("").astype(str).str.strip().str.lower().to_numpy()
+    return np.isin(text, [normalise_level(v).strip().lower() for v in items])
 
 
 def apply_filters(
     rows: pd.DataFrame,
     include: Mapping[str, Sequence[str]] | None = None,
     exclude_studies: Sequence[Mapping[str, str]] | None = None,
+    exclude_rows: Sequence[Mapping[str, object]] | None = None,
+    *,
+    first_period_only: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Keep rows whose columns take configured values; drop listed studies; report the rest.
+    """Keep rows whose columns take configured values; drop listed studies and rows; report
+    the rest.
 
     `include` maps a column (e.g. `control`) to the values allowed; `exclude_studies` lists
-    `{study_id, reason}` entries. Returns (kept rows, exclusions with the reason).
+    `{study_id, reason}` entries; `exclude_rows` lists `{where: {column: value or [values],
+    ...}, reason}` entries (a row matching every column of `where` is excluded with the
+    reason, e.g. one arm of one study); `first_period_only` keeps only the first period of
+    crossover trials (Cochrane Handbook 23.2.4: the first period alone is a parallel trial,
+    free of carry-over). Returns (kept rows, exclusions with the reason); the first reason
+    that applies to a row is the one reported.
     """
     keep = np.ones(len(rows), dtype=bool)
     reasons = np.full(len(rows), "", dtype=object)
@@ -167,8 +217,119 @@ def apply_filters(
         bad = keep & (rows["study_id"].to_numpy() == study)
         reasons[bad] = f"study excluded by config: {why}"
         keep &= ~bad
+    for i, entry in enumerate(exclude_rows or ()):
+        key = f"exclude_rows.{i}"
+        where = entry.get("where")
+        why = str(entry.get("reason", "") or "").strip()
+        if not isinstance(where, Mapping) or not where or not why:
+            raise ConfigError("each entry needs where (column: value) and reason", key=key)
+        hit = keep.copy()
+        for column, values in where.items():
+            if column not in rows:
+                raise ConfigError(f"unknown column '{column}' (not in the sheets)", key=key)
+            hit &= _matches(rows, str(column), values, f"{key}.where.{column}")
+        reasons[hit] = R_EXCLUDE_ROWS.format(reason=why)
+        keep &= ~hit
+    if first_period_only:
+        period = _text(rows, "period").str.lower().to_numpy()
+        design = _text(rows, "design").str.lower().to_numpy()
+        bad = keep & (design == "crossover") & (period != "first")
+        reasons[bad] = [R_FIRST_PERIOD_ONLY.format(period=p or "(empty)") for p in period[bad]]
+        keep &= ~bad
     excluded = _exclusions(rows.loc[~keep], "", reasons[~keep])
     return rows.loc[keep].reset_index(drop=True), excluded
+
+
+def apply_row_rules(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows a sheet may hold but no analysis uses, excluded with their reason.
+
+    Baseline rows (time_hours <= 0: before or at the dose) and the second period of a crossover
+    trial (period `second`: after the crossover, open to carry-over; Cochrane Handbook 23.2.4)
+    are kept in the sheet for completeness and leave here. Returns (kept, exclusions).
+    """
+    times = rows["time_hours"].to_numpy(dtype=float)
+    period = _text(rows, "period").str.lower().to_numpy()
+    with np.errstate(invalid="ignore"):
+        baseline = np.isfinite(times) & (times <= 0)
+    second = ~baseline & (period == "second")
+    out = baseline | second
+    reasons = np.where(baseline, R_BASELINE, R_SECOND_PERIOD)[out]
+    return rows.loc[~out].reset_index(drop=True), _exclusions(rows.loc[out], "", reasons)
+
+
+def _text(rows: pd.DataFrame, column: str) -> pd.Series:
+    """A text column as stripped strings ("" where absent or missing)."""
+    if column not in rows:
+        return pd.Series("", index=rows.index, dtype=object)
+    return rows[column].fillna("").astype(str).str.strip()
+
+
+def _scale_rank(scales: np.ndarray, priority: Sequence[str]) -> np.ndarray:
+    """Position of each scale in `priority` (case-insensitive); unlisted scales rank after."""
+    order = {str(p).strip().lower(): i for i, p in enumerate(priority)}
+    return np.array([order.get(str(s).strip().lower(), len(order)) for s in scales])
+
+
+def choose_scale(
+    rows: pd.DataFrame, priority: Sequence[str] | None
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """One scale per study x outcome x timepoint: the first of `priority` the study reports.
+
+    A study reporting one outcome on two scales at one time (e.g. MADRS and HDRS) would
+    otherwise give two results for one arm, which the effect-size stage cannot choose between
+    (all excluded as duplicates). With `priority` (config `scale_priority`, first listed wins,
+    scales not listed rank after every listed one) the rows of the other scales are excluded
+    with the reason. `priority` None keeps every row. Returns (kept, exclusions, unresolved):
+    `unresolved` describes each study x outcome x timepoint that still has several scales
+    (none listed, or two unlisted ones), for a warning.
+    """
+    key = ["study_id", "outcome", "timepoint"]
+    scales = _text(rows, "scale")
+    lowered = scales.str.lower()
+    keep = np.ones(len(rows), dtype=bool)
+    reasons = np.full(len(rows), "", dtype=object)
+    if priority:
+        rank = pd.Series(_scale_rank(scales.to_numpy(), priority), index=rows.index)
+        best = rank.groupby([rows[k] for k in key], sort=False).transform("min")
+        lose = (rank > best).to_numpy()
+        if lose.any():
+            winner = rank == best
+            chosen = (
+                scales[winner]
+                .groupby([rows.loc[winner, k] for k in key], sort=True)
+                .agg(lambda s: ", ".join(sorted(set(s))))
+            )
+            listed = ", ".join(str(p) for p in priority)
+            at = pd.MultiIndex.from_frame(rows.loc[lose, key].astype(object))
+            reasons[lose] = [
+                R_SCALE.format(priority=listed, chosen=c, scale=sc or "(empty)")
+                for c, sc in zip(chosen.reindex(at).to_numpy(), scales[lose], strict=True)
+            ]
+            keep &= ~lose
+    kept = rows.loc[keep]
+    n_scales = lowered[keep].groupby([kept[k] for k in key], sort=True).nunique()
+    unresolved = []
+    for idx in n_scales[n_scales > 1].index:
+        mask = (kept[key] == pd.Series(idx, index=key)).all(axis=1)
+        names = ", ".join(sorted(set(scales[keep][mask.to_numpy()])))
+        unresolved.append(f"{idx[0]} {idx[1]} {idx[2]} ({names})")
+    excluded = _exclusions(rows.loc[~keep], rows.loc[~keep, "timepoint"], reasons[~keep])
+    return kept.reset_index(drop=True), excluded, unresolved
+
+
+def scale_warning(unresolved: Sequence[str], priority: Sequence[str] | None) -> str:
+    """The one-line warning for study x outcome x times that report several scales."""
+    how = (
+        f"scale_priority ({', '.join(map(str, priority))}) does not rank them"
+        if priority
+        else "config scale_priority is not set"
+    )
+    return (
+        f"WARNING: {len(unresolved)} study x outcome x time(s) report several scales and {how}, "
+        "so their rows are excluded as duplicates ('cannot choose', exclusions.csv): "
+        + "; ".join(unresolved)
+        + ". Set scale_priority, e.g. [MADRS, HDRS], to choose one"
+    )
 
 
 @dataclass(frozen=True)
@@ -178,6 +339,7 @@ class WindowResult:
     rows: pd.DataFrame
     excluded: pd.DataFrame
     choices: pd.DataFrame
+    warnings: tuple[str, ...] = ()
 
 
 def _fmt(hours: float) -> str:
@@ -319,26 +481,60 @@ def assign_windows(
     return WindowResult(rows=kept, excluded=excl, choices=choices)
 
 
+def _eligible(
+    rows: pd.DataFrame,
+    include: Mapping[str, Sequence[str]] | None,
+    exclude_studies: Sequence[Mapping[str, str]] | None,
+    exclude_rows: Sequence[Mapping[str, object]] | None,
+    first_period_only: bool,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Config filters (stage "eligibility"), then baseline and second-period rows (stage
+    "windows"); then the duplicate check, on the rows that remain only: two different results
+    at one time in rows that are excluded anyway (a baseline, a second period, an arm excluded
+    by config) are not a contradiction the analysis meets."""
+    kept, filtered = apply_filters(
+        rows, include, exclude_studies, exclude_rows, first_period_only=first_period_only
+    )
+    kept, ruled = apply_row_rules(kept)
+    absent = [c for c in DUPLICATE_KEY if c not in kept]
+    check_duplicates(kept.assign(**{c: "" for c in absent}) if absent else kept)
+    excluded = pd.concat(
+        [filtered.assign(stage="eligibility"), ruled.assign(stage="windows")], ignore_index=True
+    )
+    return kept, excluded
+
+
 def select_windows(
     rows: pd.DataFrame,
     windows: pd.DataFrame,
     rule: str = "closest_to_nominal",
     include: Mapping[str, Sequence[str]] | None = None,
     exclude_studies: Sequence[Mapping[str, str]] | None = None,
+    exclude_rows: Sequence[Mapping[str, object]] | None = None,
+    *,
+    first_period_only: bool = False,
+    scale_priority: Sequence[str] | None = None,
 ) -> WindowResult:
-    """The windows stage of the workflow: eligibility filters, then `assign_windows`.
+    """The windows stage of the workflow: eligibility filters, then `assign_windows`, then one
+    scale per study x outcome x window (`choose_scale`).
 
     Returns the kept rows, every excluded row with its `reason` and `stage` ("eligibility" or
-    "windows"), sorted by file and line, and the time chosen per study x outcome x window.
+    "windows"), sorted by file and line, the time chosen per study x outcome x window, and a
+    warning when a study still reports several scales at one window.
     """
-    kept, filtered = apply_filters(rows, include, exclude_studies)
+    kept, earlier = _eligible(rows, include, exclude_studies, exclude_rows, first_period_only)
     result = assign_windows(kept, windows, rule)
+    chosen, by_scale, unresolved = choose_scale(result.rows, scale_priority)
     excluded = pd.concat(
-        [filtered.assign(stage="eligibility"), result.excluded.assign(stage="windows")],
+        [earlier, result.excluded.assign(stage="windows"), by_scale.assign(stage="windows")],
         ignore_index=True,
     ).sort_values(["source_file", "source_row"], kind="mergesort")
+    chosen = chosen.sort_values(["source_file", "source_row"], kind="mergesort")
     return WindowResult(
-        rows=result.rows, excluded=excluded.reset_index(drop=True), choices=result.choices
+        rows=chosen.reset_index(drop=True),
+        excluded=excluded.reset_index(drop=True),
+        choices=result.choices,
+        warnings=(scale_warning(unresolved, scale_priority),) if unresolved else (),
     )
 
 
@@ -352,16 +548,21 @@ def select_all_times(
     windows: pd.DataFrame,
     include: Mapping[str, Sequence[str]] | None = None,
     exclude_studies: Sequence[Mapping[str, str]] | None = None,
+    exclude_rows: Sequence[Mapping[str, object]] | None = None,
+    *,
+    first_period_only: bool = False,
+    scale_priority: Sequence[str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every reported time, not only those inside windows (input of the time-response model).
 
-    The same eligibility filters as :func:`select_windows`; then each row keeps its own time:
+    The same eligibility filters, row rules and scale choice (per study x outcome x reported
+    time) as :func:`select_windows`; then each row keeps its own time:
     ``timepoint`` = :func:`time_label` of ``time_hours``. Rows of the precomputed format that
     give only a window label get that window's nominal time (as the windows stage treats them)
     and keep the label. Rows with neither are excluded ("no time given"). Returns (rows,
     exclusions with reason and stage), both sorted by file and line.
     """
-    kept, filtered = apply_filters(rows, include, exclude_studies)
+    kept, filtered = _eligible(rows, include, exclude_studies, exclude_rows, first_period_only)
     times = kept["time_hours"].to_numpy(dtype=float)
     given = (
         kept["timepoint"].astype(str).to_numpy()
@@ -379,12 +580,14 @@ def select_all_times(
     reason = [
         f"label '{g}' is not a configured window" if g else "no time given" for g in given[missing]
     ]
+    out, by_scale, _ = choose_scale(out.loc[~missing].reset_index(drop=True), scale_priority)
     excluded = pd.concat(
         [
-            filtered.assign(stage="eligibility"),
+            filtered,
             _exclusions(kept.loc[missing], "", reason).assign(stage="all_times"),
+            by_scale.assign(stage="all_times"),
         ],
         ignore_index=True,
     ).sort_values(["source_file", "source_row"], kind="mergesort")
-    out = out.loc[~missing].sort_values(["source_file", "source_row"], kind="mergesort")
+    out = out.sort_values(["source_file", "source_row"], kind="mergesort")
     return out.reset_index(drop=True), excluded.reset_index(drop=True)
