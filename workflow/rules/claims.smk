@@ -5,7 +5,7 @@ import os
 
 rule check_claims:
     input:
-        claims=CLAIMS_FILE,
+        unpack(_claims_file),
         pooled=f"{PROC}/pooled.parquet",
         proportions=f"{PROC}/pooled_proportions.parquet",
         multivariate=f"{PROC}/timecourse_model.parquet",
@@ -25,7 +25,7 @@ rule check_claims:
         "../envs/timecourse_meta.yaml"
     params:
         timepoints=TIMEPOINTS,
-        windows=config["windows"],
+        windows=WINDOW_SPECS,
         outcome=config["primary_outcome"],
         measure=config["primary_measure"],
         subgroups=config.get("subgroups") or {},

@@ -19,12 +19,13 @@ rule select_windows:
     conda:
         "../envs/timecourse_meta.yaml"
     params:
-        windows=config["windows"],
+        windows=WINDOW_SPECS,
         rule=config["window_choice"],
         include=config["include"],
         exclude_studies=config["exclude_studies"],
         subgroups=config["subgroups"],
         sensitivity=config["sensitivity"],
+        time_unit=TIME_UNIT,
     script:
         "../scripts/select_windows.py"
 
@@ -101,7 +102,7 @@ rule effects_all_times:
     conda:
         "../envs/timecourse_meta.yaml"
     params:
-        windows=config["windows"],
+        windows=WINDOW_SPECS,
         include=config["include"],
         exclude_studies=config["exclude_studies"],
         crossover_r=config["crossover_r"],

@@ -100,7 +100,7 @@ rule sensitivity:
 
 rule published_comparison:
     input:
-        published=PUBLISHED,
+        unpack(_published_file),
         pooled=f"{PROC}/pooled.parquet",
     output:
         published=f"{PROC}/published_comparison.parquet",

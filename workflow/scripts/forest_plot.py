@@ -19,7 +19,6 @@ from timecourse_meta.plots.forest_text import title_text, window_text
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 
-OUTCOME_TITLES = {"score": "depression score", "response": "response", "remission": "remission"}
 ROB_NOTE = (
     "RoB: overall judgement as in results/tables/risk_of_bias.csv (RoB 1: Cochrane Handbook "
     "5.1 section 8.7; RoB 2: Sterne et al. 2019); not assessed where a key domain was not read"
@@ -69,24 +68,26 @@ with exit_on_error(smk.log[0], "forest_plot") as log:
             & (pooled["timepoint"] == tp)
             & (pooled["subgroup"] == "all")
         ].iloc[0]
-        intervention = str(cfg.get("intervention") or "treatment")
-        comparator = str(cfg.get("comparator") or "control")
+        labels = dict(p.labels or {})  # config intervention, comparator, outcome_label, ...
+        intervention = str(labels.get("intervention") or "intervention")
+        comparator = str(labels.get("comparator") or "control")
+        favours = str(labels.get("favours") or "Favours {arm}")
         window = next((w for w in p.windows if str(w["label"]) == tp), {"label": tp})
         title = title_text(
             intervention=intervention,
             comparator=comparator,
-            outcome=str(cfg.get("outcome_label") or OUTCOME_TITLES.get(p.outcome, p.outcome)),
-            window=window_text(
-                tp, window.get("low"), window.get("high"), str(cfg.get("display_time_unit") or "h")
-            ),
+            outcome=str(labels.get("outcome_label") or p.outcome),
+            window=window_text(tp, window.get("low"), window.get("high"), p.time_unit),
             model=model_text(row),
         )
         fig = forest_plot(
             studies,
             pooled_map,
             title=title,
-            measure_label=str(cfg.get("measure_label") or MEASURE_LABELS.get(p.measure, p.measure)),
-            favours=(f"Favours {comparator}", f"Favours {intervention}"),
+            measure_label=str(
+                labels.get("measure_label") or MEASURE_LABELS.get(p.measure, p.measure)
+            ),
+            favours=(favours.format(arm=comparator), favours.format(arm=intervention)),
             group_labels=(
                 intervention[:1].upper() + intervention[1:],
                 comparator[:1].upper() + comparator[1:],

@@ -1,10 +1,17 @@
 """Stage 2 (rule select_windows): eligibility filters, then one reported time per window."""
 
+import sys
+
 import pandas as pd
 
 from timecourse_meta.errors import exit_on_error
 from timecourse_meta.pipeline.tables import write_csv, write_parquet
-from timecourse_meta.pipeline.windows import check_effect_columns, parse_windows, select_windows
+from timecourse_meta.pipeline.windows import (
+    check_effect_columns,
+    outside_warning,
+    parse_windows,
+    select_windows,
+)
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 
@@ -12,7 +19,8 @@ with exit_on_error(smk.log[0], "select_windows") as log:
     rows = pd.read_parquet(smk.input.rows)
     p = smk.params
     check_effect_columns(rows, p.subgroups, (p.sensitivity or {}).get("subsets"))
-    result = select_windows(rows, parse_windows(p.windows), p.rule, p.include, p.exclude_studies)
+    windows = parse_windows(p.windows)
+    result = select_windows(rows, windows, p.rule, p.include, p.exclude_studies)
     write_parquet(result.rows, smk.output.rows)
     write_parquet(result.excluded, smk.output.excluded)
     write_csv(result.choices, smk.output.choices)
@@ -22,3 +30,10 @@ with exit_on_error(smk.log[0], "select_windows") as log:
         f"filters, {int((stages == 'windows').sum())} outside windows or not the chosen time, "
         f"{len(result.rows)} kept"
     )
+    # rows outside every window: excluded at the windows stage without a window label
+    eligible = len(rows) - int((stages == "eligibility").sum())
+    outside = int(((stages == "windows") & (result.excluded["timepoint"] == "")).sum())
+    warning = outside_warning(outside, eligible, windows, p.time_unit)
+    if warning:
+        log(f"WARNING: {warning}")
+        print(f"select_windows: WARNING: {warning}", file=sys.stderr)
