@@ -32,6 +32,7 @@ rule pool_timepoints:
         method_fallback=config["method_fallback"],
         test=config["test"],
         level=config["level"],
+        intervention=LABELS["intervention"],
     script:
         "../scripts/pool_timepoints.py"
 

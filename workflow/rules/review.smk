@@ -131,6 +131,7 @@ rule summary_of_findings:
     params:
         grade=config.get("grade", {}),
         timepoints=TIMEPOINTS,
+        intervention=LABELS["intervention"],
     script:
         "../scripts/summary_of_findings.py"
 

@@ -51,7 +51,8 @@ with exit_on_error(smk.log[0], "pool_timepoints") as log:
         title="Pooled effects by time window",
         notes=[
             f"Random-effects models ({p.method}, test {p.test}, {100 * p.level:g}% CI) per "
-            "window; positive = benefit of treatment (SMD = Hedges' g; OR, RR on the log scale). "
+            f"window; positive = benefit of {p.intervention} (SMD = Hedges' g; OR, RR on the "
+            "log scale). "
             "All columns and the subgroup rows: pooled_by_timepoint.csv.",
         ],
     )

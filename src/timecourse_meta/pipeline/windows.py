@@ -134,8 +134,9 @@ def derive_windows(times_hours: Sequence[float], unit: str = "hours") -> list[di
     Each window is one time exactly (low = high = nominal = that time, in hours), labelled in
     the display `unit` with 4 significant digits and the unit's symbol, without a space so that
     the label can name files ("4h", "2wk"; figures show "4 h", "2 wk"; more digits when two
-    times would get one label). Non-finite and non-positive times are ignored (such rows are excluded
-    later with their reason). Windows are ordered by time. ConfigError when no time is left.
+    times would get one label). Non-finite and non-positive times are ignored (such rows are
+    excluded later with their reason). Windows are ordered by time; ConfigError when no time
+    is left.
     """
     factor = unit_hours(unit)
     values = np.asarray(list(times_hours), dtype=float)
