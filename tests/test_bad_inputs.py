@@ -216,7 +216,7 @@ def test_special_files_are_one_line(kind: str, tmp_path: Path) -> None:
 
 
 def test_shipped_config_passes() -> None:
-    settings = config_of_case(ROOT / "config" / "config.yaml")
+    settings = config_of_case(ROOT / "config" / "ketamine.yaml")
     assert settings["results_dir"] == "results"
     assert settings["processed_dir"] == "data/processed"
     assert list(settings["windows"]["label"]) == ["4h", "24h", "3d", "7d", "14d"]
