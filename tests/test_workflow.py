@@ -237,6 +237,11 @@ def test_rerun_is_byte_identical(project: Path) -> None:
         assert not differ, f"outputs differ between identical runs: {differ}"
 
 
+def _two(v: float) -> str:
+    """A number as the report's first page shows it: two decimals, a minus sign."""
+    return f"{v:.2f}".replace("-", "\u2212")
+
+
 @pytest.mark.slow
 @needs_data
 def test_report_and_lint(project: Path) -> None:
@@ -244,6 +249,19 @@ def test_report_and_lint(project: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     html = (project / "results" / "report.html").read_text(encoding="utf-8")
     assert "pooled_by_timepoint.csv" in html and "forest_24h.png" in html
+    # the first page shows the numbers: per window k, estimate, CI, tau2 (pooled table) and
+    # the claim verdicts (workflow/report/workflow.rst includes results/report_summary.rst)
+    pooled = pd.read_csv(project / "results" / "tables" / "pooled_by_timepoint.csv")
+    overall = pooled[(pooled["outcome"] == "score") & (pooled["subgroup"] == "all")]
+    assert "Results at a glance" in html and "system-message" not in html
+    assert len(overall) == 5
+    for r in overall.itertuples(index=False):
+        cells = [r.timepoint, r.k, _two(r.estimate), f"[{_two(r.ci_low)}, {_two(r.ci_high)}]",
+                 f"{r.tau2:.3f}"]  # fmt: skip
+        for cell in cells:
+            assert f"<td>{cell}</td>" in html, cell
+    assert "<td>consistent_24h</td>" in html and "<td>supported</td>" in html
+    assert "data:image/png;base64," in html
     lint = subprocess.run(
         [sys.executable, "-m", "snakemake", "--lint", "--configfile", KETAMINE_CONFIG],
         cwd=project,

@@ -404,3 +404,11 @@ TIME_UNIT_SYMBOLS: dict[str, str] = {
     "weeks": "wk",
     "months": "mo",
 }
+
+# --- labels ---------------------------------------------------------------------------------
+# Default name of each measure on effect axes and in tables (config `measure_label` overrides).
+MEASURE_LABELS: dict[str, str] = {
+    "SMD": "Hedges' g",
+    "OR": "log odds ratio",
+    "RR": "log risk ratio",
+}

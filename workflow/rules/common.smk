@@ -49,10 +49,16 @@ PUBLISHED = _SETTINGS["published"]
 CLAIMS_FILE = _SETTINGS["claims_file"]
 PROC = _SETTINGS["processed_dir"]
 RES = _SETTINGS["results_dir"]
-WINDOWS = _SETTINGS["windows"]  # table in hours (derived from the sheets for windows: null)
-WINDOW_SPECS = _SETTINGS["window_specs"]  # the same as a list (params of the rules), hours
+WINDOWS = _SETTINGS[
+    "windows"
+]  # table in hours (derived from the sheets for windows: null)
+WINDOW_SPECS = _SETTINGS[
+    "window_specs"
+]  # the same as a list (params of the rules), hours
 TIME_UNIT = _SETTINGS["time_unit"]
-TIME_RESPONSE = _SETTINGS["time_response"]  # config time_response with its times in hours
+TIME_RESPONSE = _SETTINGS[
+    "time_response"
+]  # config time_response with its times in hours
 TABLES = f"{RES}/tables"
 FIGURES = f"{RES}/figures"
 LOGS = "logs"
@@ -73,7 +79,13 @@ if CLAIMS_FILE:
 # The review's words for titles, axes and favours labels (one place: top-level config keys).
 LABELS = {
     key: config.get(key)
-    for key in ("intervention", "comparator", "outcome_label", "measure_label", "favours")
+    for key in (
+        "intervention",
+        "comparator",
+        "outcome_label",
+        "measure_label",
+        "favours",
+    )
 }
 
 
@@ -124,7 +136,7 @@ def final_outputs():
     return (
         [f"{TABLES}/{t}" for t in tables]
         + [f"{FIGURES}/{f}" for f in figures]
-        + [f"{RES}/software_versions.txt"]
+        + [f"{RES}/software_versions.txt", f"{RES}/report_summary.rst"]
     )
 
 

@@ -5,9 +5,7 @@
 from timecourse_meta.pipeline.time_response_tables import parse_time_response_config
 
 # checked when the workflow is parsed
-stop_on_config_error(
-    parse_time_response_config, TIME_RESPONSE, config["level"]
-)
+stop_on_config_error(parse_time_response_config, TIME_RESPONSE, config["level"])
 
 
 rule time_response:

@@ -16,6 +16,7 @@ from timecourse_meta.pipeline.risk_of_bias import study_overall
 from timecourse_meta.plots.figures import placeholder_figure, save_figure
 from timecourse_meta.plots.forest import data_xlim, forest_plot
 from timecourse_meta.plots.forest_text import title_text, window_text
+from timecourse_meta.schema import MEASURE_LABELS
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 
@@ -23,7 +24,6 @@ ROB_NOTE = (
     "RoB: overall judgement as in results/tables/risk_of_bias.csv (RoB 1: Cochrane Handbook "
     "5.1 section 8.7; RoB 2: Sterne et al. 2019); not assessed where a key domain was not read"
 )
-MEASURE_LABELS = {"SMD": "Hedges' g", "OR": "log odds ratio", "RR": "log risk ratio"}
 
 
 def model_text(pooled_row: pd.Series) -> str:

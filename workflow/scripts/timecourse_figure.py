@@ -11,10 +11,10 @@ from timecourse_meta.errors import exit_on_error
 from timecourse_meta.pipeline.windows import parse_windows
 from timecourse_meta.plots.figures import save_figure
 from timecourse_meta.plots.timecourse_plot import FigureLabels, timecourse_plot
+from timecourse_meta.schema import MEASURE_LABELS
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 
-MEASURE_LABELS = {"SMD": "Hedges' g", "OR": "log odds ratio", "RR": "log risk ratio"}
 
 with exit_on_error(smk.log[0], "timecourse_figure") as log:
     p = smk.params
