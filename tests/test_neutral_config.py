@@ -298,3 +298,22 @@ def test_foreign_labels_in_forest_and_time_course(
     assert "Alogliptin vs placebo: HbA1c change, window 2wk (2\u00a0wk)" in text
     assert "Time after dose, weeks (log scale)" in course_text
     assert "2 wk" in course_text and " h\n" not in course_text
+
+
+def test_claim_details_show_times_in_the_time_unit() -> None:
+    from timecourse_meta.pipeline.claims_models import _duration_text, _time
+
+    assert _time(24.0) == "24 h" and _time(336.0, "weeks") == "2 wk"
+    assert _time(164.4, "days", ".3g") == "6.85 d"
+    tr = pd.DataFrame(
+        {"quantity": ["duration"], "time_hours": [164.0], "time_ci_low": [84.0],
+         "time_ci_high": [336.0]}
+    )  # fmt: skip
+    assert _duration_text(tr, {"1wk": 168.0}, "weeks") == (
+        "; curve: last time with lower CI bound > 0 = 0.9762 wk, interval 0.5-2 wk, "
+        "which contains 1wk (1 wk)"
+    )
+    assert _duration_text(tr, {"7d": 168.0}) == (
+        "; curve: last time with lower CI bound > 0 = 164 h, interval 84-336 h, "
+        "which contains 7d (168 h)"
+    )

@@ -29,6 +29,7 @@ rule check_claims:
         outcome=config["primary_outcome"],
         measure=config["primary_measure"],
         subgroups=config.get("subgroups") or {},
+        time_unit=TIME_UNIT,
         # the real file's path as a parameter: workflow.source_path gives a fresh cache path
         # (and time stamp) on every run, which would make the rule look out of date each time
         # relative to the working directory, so the parameter is the same in every copy of the

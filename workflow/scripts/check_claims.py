@@ -43,6 +43,7 @@ with exit_on_error(smk.log[0], "check_claims") as log:
         window_hours=window_hours,
         subgroups=subgroups,
         strict_windows=False,
+        time_unit=smk.params.time_unit,
     )
     for r in table.itertuples(index=False):
         if "is not a configured window" in r.details:

@@ -47,7 +47,7 @@ with exit_on_error(smk.log[0], "forest_plot") as log:
     if getattr(smk.input, "rob", None):
         table = pd.read_parquet(smk.input.rob)  # rule risk_of_bias: one row per study x outcome
         rob = {s: study_overall(table, s, p.outcome) for s in table["study_id"].unique()}
-    fit = {"outcome": p.outcome, "measure": p.measure, "level": p.level}
+    fit = {"outcome": p.outcome, "measure": p.measure, "level": p.level, "time_unit": p.time_unit}
     data = {
         w: forest_data(effects, pooled, weights, w, arms=arms, rob=rob, **fit) for w in p.timepoints
     }
