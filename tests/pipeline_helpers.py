@@ -6,14 +6,18 @@ Mirrors workflow/scripts/ingest_sheets.py, select_windows.py and effect_sizes.py
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import shutil
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from timecourse_meta.pipeline.effect_table import build_effect_table
 from timecourse_meta.pipeline.ingest import read_sheets
@@ -130,3 +134,59 @@ def write_sheet(path: Path, rows: Sequence[Mapping[str, str]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(buf.getvalue(), encoding="utf-8")
     return path
+#: The shipped ketamine analysis, merged over the neutral default config/config.yaml.
+KETAMINE_CONFIG = "config/ketamine.yaml"
+
+
+def snakemake(
+    cwd: Path, *args: str, ketamine: bool = True, timeout: int = 600
+) -> subprocess.CompletedProcess:
+    """Run `python -m snakemake --cores 2 *args` in `cwd` (the test's interpreter).
+
+    `ketamine`: run the shipped ketamine analysis, i.e. add `--configfile config/ketamine.yaml`
+    (the neutral default config/config.yaml has no sheets). Snakemake's --configfile takes
+    several values and a second --configfile option replaces the first, so the ketamine file is
+    put first among the test's own --configfile values (the test's files then override it),
+    else after the targets (before a `--` that ends the options, if any).
+    """
+    argv = list(args)
+    if ketamine:
+        if "--configfile" in argv:
+            at = argv.index("--configfile") + 1
+            argv[at:at] = [KETAMINE_CONFIG]
+        elif "--" in argv:
+            at = argv.index("--")
+            argv[at:at] = ["--configfile", KETAMINE_CONFIG]
+        else:
+            argv += ["--configfile", KETAMINE_CONFIG]
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", *argv],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def merge_config(base: Mapping[str, object], overlay: Mapping[str, object]) -> dict:
+    """`overlay` merged over `base` as Snakemake merges a --configfile over the `configfile:`
+    default (snakemake.utils.update_config): mappings merged key by key, recursively; lists
+    and every other value replaced."""
+    out = copy.deepcopy(dict(base))
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_config(out[key], value)  # type: ignore[arg-type]
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def shipped_config(name: str = "ketamine") -> dict:
+    """config/config.yaml (name 'default') or config/<name>.yaml merged over it, as a run with
+    `--configfile config/<name>.yaml` sees it (before the schema's defaults are filled in)."""
+    base = yaml.safe_load((ROOT / "config" / "config.yaml").read_text(encoding="utf-8")) or {}
+    if name == "default":
+        return base
+    overlay = yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text(encoding="utf-8"))
+    return merge_config(base, overlay or {})

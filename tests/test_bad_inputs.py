@@ -12,14 +12,13 @@ import csv
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from pipeline_helpers import copy_project, run_pipeline
+from pipeline_helpers import copy_project, run_pipeline, shipped_config, snakemake
 
 from timecourse_meta.errors import ConfigError, SheetError
 from timecourse_meta.pipeline.claims import load_claims
@@ -36,7 +35,7 @@ from timecourse_meta.pipeline.windows import check_effect_columns
 ROOT = Path(__file__).resolve().parents[1]
 BAD = ROOT / "tests" / "data" / "bad"
 MANIFEST = yaml.safe_load((BAD / "manifest.yaml").read_text(encoding="utf-8"))["cases"]
-BASE_CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text(encoding="utf-8"))
+BASE_CONFIG = shipped_config("ketamine")  # config/ketamine.yaml over the neutral default
 SCHEMA = load_yaml(ROOT / "config" / "schema" / "config.schema.yaml")
 
 
@@ -217,7 +216,7 @@ def test_special_files_are_one_line(kind: str, tmp_path: Path) -> None:
 
 
 def test_shipped_config_passes() -> None:
-    settings = config_of_case(ROOT / "config" / "config.yaml")
+    settings = config_of_case(ROOT / "config" / "ketamine.yaml")
     assert settings["results_dir"] == "results"
     assert settings["processed_dir"] == "data/processed"
     assert list(settings["windows"]["label"]) == ["4h", "24h", "3d", "7d", "14d"]
@@ -316,17 +315,6 @@ def test_100000_rows_with_one_bad_cell_are_rejected(tmp_path: Path) -> None:
 
 
 # ---- through the real command line ----------------------------------------------------------
-
-
-def snakemake(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -381,7 +381,10 @@ def test_config_schema_accepts_the_living_keys_and_names_a_bad_policy() -> None:
 
     root = Path(__file__).resolve().parents[1]
     schema = load_yaml(root / "config" / "schema" / "config.schema.yaml")
-    shipped = load_yaml(root / "config" / "config.yaml")
+    shipped = {
+        **load_yaml(root / "config" / "config.yaml"),
+        **load_yaml(root / "config" / "ketamine.yaml"),
+    }
     validate_config({**shipped, "baseline": "git:origin/main", "fail_on": "verdict_change"}, schema)
     with pytest.raises(ConfigError, match="config 'fail_on'"):
         validate_config({**shipped, "fail_on": "verdict"}, schema)

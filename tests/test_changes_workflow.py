@@ -18,12 +18,11 @@ import csv
 import io
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from pipeline_helpers import copy_project
+from pipeline_helpers import copy_project, snakemake
 
 from timecourse_meta.pipeline.changes import diff_snapshots
 from timecourse_meta.pipeline.changes_text import changes_markdown
@@ -38,17 +37,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not (ROOT / SHEET).exists(), reason=f"{SHEET} not present"),
 ]
-
-
-def snakemake(project: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", *args],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
 
 
 def ok(proc: subprocess.CompletedProcess) -> None:
@@ -88,7 +76,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, object
     without = [r for r in full if r[0] != HELD_BACK]
     assert len(without) < len(full)
     (project / SHEET).write_text(sheet_text(without), encoding="utf-8")
-    ok(snakemake(project, "baseline"))
+    ok(snakemake(project, "baseline", timeout=900))
     shutil.copytree(project / "results/baseline", project / "snap_without")
     out["pooled_without"] = {
         "pooled": pd.read_csv(
@@ -100,19 +88,21 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, object
     }
     # (2) the full sheet: the held-back study is added
     (project / SHEET).write_text(full_text, encoding="utf-8")
-    failed = snakemake(project, "--config", "baseline=snap_without", "fail_on=any_change")
+    failed = snakemake(
+        project, "--config", "baseline=snap_without", "fail_on=any_change", timeout=900
+    )
     out["gate"] = {"proc": failed, "md_exists": (project / "results/changes.md").exists()}
-    ok(snakemake(project, "--config", "baseline=snap_without"))
+    ok(snakemake(project, "--config", "baseline=snap_without", timeout=900))
     out["added"] = keep(project, "added")
     # (3) baseline of the full data; identical rerun; forced rerun of the comparison
-    ok(snakemake(project, "baseline", "--config", "baseline=snap_without"))
+    ok(snakemake(project, "baseline", "--config", "baseline=snap_without", timeout=900))
     shutil.copytree(project / "results/baseline", project / "snap_full")
-    ok(snakemake(project, "--config", "baseline=snap_full"))
+    ok(snakemake(project, "--config", "baseline=snap_full", timeout=900))
     out["identical"] = keep(project, "identical")
-    ok(snakemake(project, "--config", "baseline=snap_full", "--forcerun", "changes"))
+    ok(snakemake(project, "--config", "baseline=snap_full", "--forcerun", "changes", timeout=900))
     out["identical_again"] = keep(project, "identical_again")
     # (4) estimator changed in the config
-    ok(snakemake(project, "--config", "baseline=snap_full", "method=DL"))
+    ok(snakemake(project, "--config", "baseline=snap_full", "method=DL", timeout=900))
     out["estimator"] = keep(project, "estimator")
     # (5) one number edited: the ketamine arm's mean of the edited study
     edited = [list(r) for r in full]
@@ -124,7 +114,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, object
     old = edited[line][header.index("mean")]
     edited[line][header.index("mean")] = format(float(old) - 1.0, "g")
     (project / SHEET).write_text(sheet_text(edited), encoding="utf-8")
-    ok(snakemake(project, "--config", "baseline=snap_full"))
+    ok(snakemake(project, "--config", "baseline=snap_full", timeout=900))
     out["edited"] = keep(project, "edited")
     out["edit"] = {"line": line + 1, "old": old, "new": edited[line][header.index("mean")]}
     out["project"] = {"path": project}

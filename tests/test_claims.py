@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from pipeline_helpers import shipped_config
 
 from timecourse_meta.errors import ConfigError
 from timecourse_meta.pipeline.claims import (
@@ -193,7 +194,7 @@ def test_yaml_booleans_map_back() -> None:
 
 
 def test_default_claims_match_default_config() -> None:
-    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config = shipped_config("ketamine")
     claims = yaml.safe_load((ROOT / config["claims_file"]).read_text())["claims"]
     windows = [w["label"] for w in config["windows"]]
     validate_claims(claims, windows, list(config["subgroups"]))

@@ -28,10 +28,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pipeline_helpers import copy_project
+from pipeline_helpers import copy_project, shipped_config, snakemake
 
 from timecourse_meta.effects.comparisons import compute_effects, compute_proportions
 from timecourse_meta.errors import exit_on_error
@@ -41,7 +40,7 @@ from timecourse_meta.pipeline.tables import row_accounting, sort_effects
 from timecourse_meta.pipeline.windows import check_effect_columns, parse_windows, select_windows
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text(encoding="utf-8"))
+CONFIG = shipped_config("ketamine")
 WINDOWS = parse_windows(CONFIG["windows"])
 TIMEPOINTS = list(WINDOWS["label"])
 SUBGROUPS = {k: v for k, v in CONFIG["subgroups"].items() if k in ("trd", "control")}
@@ -269,19 +268,12 @@ def _project(dest: Path) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [3, 11, 29, 47, 101])
 def test_random_sheets_through_the_cli(seed: int, tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     project = _project(tmp_path)
     rng = random.Random(seed)
     data, _ = random_sheet(rng)
     (project / "data" / "raw" / SHEET_NAME).write_bytes(data)
     target = ["results/tables/row_accounting.csv", "results/tables/pooled_by_timepoint.csv"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "1", *target, "--config",
-         f"studies=data/raw/{SHEET_NAME}"],
-        cwd=project, capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
+    proc = snakemake(project, *target, "--config", f"studies=data/raw/{SHEET_NAME}", timeout=900)
     assert "unexpected error" not in proc.stderr and "Traceback" not in proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if ": ERROR: " in ln]
     if proc.returncode == 0:

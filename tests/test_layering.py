@@ -54,6 +54,7 @@ PIPELINE_ORDER: tuple[str, ...] = (
     "changes",  # living review: compares a run with its baseline
     "changes_text",
     "snapshot",
+    "report_summary",  # the HTML report's first page: pooled table, verdicts, figure
 )
 HEAVY = ("matplotlib", "seaborn")
 

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from pipeline_helpers import copy_project
+from pipeline_helpers import copy_project, snakemake
 
 from timecourse_meta import Control, ConvergenceError, fit_random_effects
 from timecourse_meta.pipeline.pooling import (
@@ -208,11 +206,9 @@ def test_workflow_writes_the_warnings(tmp_path: Path) -> None:
     )[["study_id", "citation", "time_hours", "yi", "vi", "n_total"]]
     sheet.to_csv(tmp_path / "data" / "raw" / "edge.csv", index=False)
     (tmp_path / "edge.yaml").write_text("risk_of_bias: null\n")  # no risk-of-bias sheet here
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "edge.yaml",
-         "--config", "studies=data/raw/edge.csv", "--", "results/tables/pooled_by_timepoint.csv",
-         "results/tables/pooled_by_timepoint.md"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+    proc = snakemake(
+        tmp_path, "--configfile", "edge.yaml", "--config", "studies=data/raw/edge.csv", "--",
+        "results/tables/pooled_by_timepoint.csv", "results/tables/pooled_by_timepoint.md",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     tables = tmp_path / "results" / "tables"

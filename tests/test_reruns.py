@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import copy_project
+from pipeline_helpers import KETAMINE_CONFIG, copy_project, snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
 SHEET = "data/raw/ketamine_trials.csv"
@@ -73,17 +73,6 @@ def make_project(dest: Path) -> Path:
     return dest
 
 
-def snakemake(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-
-
 def output_files(project: Path) -> list[Path]:
     """Every file the workflow wrote (results/ and data/processed/), project-relative."""
     files = [
@@ -123,7 +112,16 @@ def interrupt(project: Path, sig: signal.Signals) -> int:
     """Start the run, and when effects.parquet appears (effect_sizes is still writing its other
     outputs) send `sig` to the whole process group (Snakemake and its job)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "snakemake", "--cores", "2", *PARTIAL_TARGETS],
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--cores",
+            "2",
+            *PARTIAL_TARGETS,
+            "--configfile",
+            KETAMINE_CONFIG,
+        ],  # fmt: skip
         cwd=project,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

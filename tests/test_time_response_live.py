@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
+from pipeline_helpers import shipped_config
 
 from timecourse_meta.effects.comparisons import compute_effects
 from timecourse_meta.pipeline.ingest import precomputed_effects, read_sheets
@@ -30,7 +30,7 @@ from timecourse_meta.pipeline.time_response_tables import (
 from timecourse_meta.pipeline.windows import parse_windows, select_all_times
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+CONFIG = shipped_config("ketamine")
 
 R_SCRIPT = r"""
 suppressMessages(library(metafor))

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from pipeline_helpers import shipped_config
 
 from timecourse_meta.effects.comparisons import compute_effects
 from timecourse_meta.pipeline.claims import TR_CLAIM_COLUMNS, check_claims
@@ -35,7 +36,7 @@ from timecourse_meta.pipeline.windows import parse_windows, select_all_times, se
 from timecourse_meta.simulation.time_response_coverage import time_response_coverage, true_curve
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+CONFIG = shipped_config("ketamine")
 
 
 @pytest.fixture(scope="module")

@@ -465,8 +465,8 @@ def run_figure_script(tmp_path: Path, with_time_response: bool) -> str:
     smk.params = nl(
         fromdict={
             "windows": windows, "outcome": "score", "measure": "SMD", "level": 0.95,
-            "figure": {"title": "T", "intervention": "drug A", "comparator": "placebo",
-                       "time_unit": "days", "curve_model": "emax" if with_time_response else None},
+            "figure": {"title": "T", "curve_model": "emax" if with_time_response else None},
+            "labels": {"intervention": "drug A", "comparator": "placebo"}, "time_unit": "days",
         }
     )  # fmt: skip
     script = Path(__file__).parents[1] / "workflow" / "scripts" / "timecourse_figure.py"

@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
-from pipeline_helpers import copy_project
+from pipeline_helpers import KETAMINE_CONFIG, copy_project, shipped_config, snakemake
 
 from timecourse_meta.pipeline.tables import (
     format_value,
@@ -109,17 +108,6 @@ def test_row_accounting_detects_unaccounted_rows() -> None:
 # ---- the workflow ------------------------------------------------------------------------------
 
 
-def snakemake(cwd: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not (ROOT / SHEET).exists():
@@ -154,7 +142,7 @@ def test_all_outputs_exist(project: Path) -> None:
 @needs_data
 def test_rows_in_equal_used_plus_excluded(project: Path) -> None:
     rows = pd.read_parquet(project / "data" / "processed" / "rows.parquet")
-    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config = shipped_config("ketamine")
     sheets = [pd.read_csv(ROOT / p, dtype=str, keep_default_na=False) for p in config["studies"]]
     assert len(rows) == sum(len(s) for s in sheets)  # every data line of every sheet was read
     effects = pd.read_csv(project / "results" / "tables" / "effects.csv", keep_default_na=False)
@@ -206,7 +194,7 @@ def test_pooled_tables(project: Path) -> None:
         "warnings",
     ]
     assert set(required) <= set(pooled.columns)
-    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config = shipped_config("ketamine")
     primary = pooled[
         (pooled["outcome"] == "score")
         & (pooled["measure"] == "SMD")
@@ -249,6 +237,11 @@ def test_rerun_is_byte_identical(project: Path) -> None:
         assert not differ, f"outputs differ between identical runs: {differ}"
 
 
+def _two(v: float) -> str:
+    """A number as the report's first page shows it: two decimals, a minus sign."""
+    return f"{v:.2f}".replace("-", "\u2212")
+
+
 @pytest.mark.slow
 @needs_data
 def test_report_and_lint(project: Path) -> None:
@@ -256,8 +249,22 @@ def test_report_and_lint(project: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     html = (project / "results" / "report.html").read_text(encoding="utf-8")
     assert "pooled_by_timepoint.csv" in html and "forest_24h.png" in html
+    # the first page shows the numbers: per window k, estimate, CI, tau2 (pooled table) and
+    # the claim verdicts (workflow/report/workflow.rst includes results/report_summary.rst)
+    pooled = pd.read_csv(project / "results" / "tables" / "pooled_by_timepoint.csv")
+    overall = pooled[(pooled["outcome"] == "score") & (pooled["subgroup"] == "all")]
+    assert "Results at a glance" in html and "system-message" not in html
+    html = html.replace("\\u2212", "\u2212")  # the report's JSON escapes the minus sign
+    assert len(overall) == 5
+    for r in overall.itertuples(index=False):
+        cells = [r.timepoint, r.k, _two(r.estimate), f"[{_two(r.ci_low)}, {_two(r.ci_high)}]",
+                 f"{r.tau2:.3f}"]  # fmt: skip
+        for cell in cells:
+            assert f"<td>{cell}</td>" in html, cell
+    assert "<td>consistent_24h</td>" in html and "<td>supported</td>" in html
+    assert "data:image/png;base64," in html
     lint = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--lint"],
+        [sys.executable, "-m", "snakemake", "--lint", "--configfile", KETAMINE_CONFIG],
         cwd=project,
         capture_output=True,
         text=True,

@@ -434,7 +434,16 @@ ACCOUNTING_COLUMNS: tuple[str, ...] = ("source_file", "rows_in", "rows_used", "r
 # --- time units -----------------------------------------------------------------------------
 # Hours per unit of time: the one conversion table of the package (config `time_unit`, sheet
 # `time_unit` columns, display units). Internally every time is in hours (`time_hours`).
-# A day is 24 h and a week 7 d (SI-accepted units, BIPM SI Brochure 9th ed., Table 8); a month
-# is a twelfth of a Julian year, 365.25 d / 12 = 30.4375 d = 730.5 h (the IUPAC/ISO 80000-3
-# Julian year of 365.25 d); a minute is 1/60 h.
-TIME_UNIT_HOURS: dict[str, float] = {"minutes": 1/60, "hours": 1.0, "days": 24.0, "weeks": 168.0, "months": 730.5}  # fmt: skip
+# A minute is 1/60 h and a day 24 h (non-SI units accepted for use with the SI, BIPM SI
+# Brochure 9th ed., Table 8), a week 7 d = 168 h; a month is a twelfth of the Julian year of
+# 365.25 d (the IAU's Julian year): 365.25 d / 12 = 30.4375 d = 730.5 h.
+TIME_UNIT_HOURS: dict[str, float] = {"minutes": 1/60, "hours": 1.0, "days": 24.0, "weeks": 168.0, "months": 730.5}  # noqa: E501  # fmt: skip
+# Short symbol of each unit in labels ("4 h", "2 wk").
+TIME_UNIT_SYMBOLS: dict[str, str] = {
+    "minutes": "min",
+    "hours": "h",
+    "days": "d",
+    "weeks": "wk",
+    "months": "mo",
+}
+

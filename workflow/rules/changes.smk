@@ -1,9 +1,11 @@
 # Living review: a committed baseline snapshot of the results and what a rerun changed.
 #
-#   snakemake --cores 2 baseline          # write results/baseline/ (CSV only) to commit
-#   snakemake --cores 2                   # ... also writes results/changes.md when a baseline
-#                                         # exists (config `baseline`, default: git HEAD's)
-#   snakemake --cores 2 --config baseline=git:origin/main fail_on=verdict_change   # CI
+#   snakemake --cores 2 baseline --configfile config/ketamine.yaml   # write results/baseline/
+#   snakemake --cores 2 --configfile config/ketamine.yaml  # ... also writes results/changes.md
+#       when a baseline exists (config `baseline`; ketamine.yaml: null = git HEAD's; the
+#       neutral default: none)
+#   snakemake --cores 2 --configfile config/ketamine.yaml \
+#       --config baseline=git:origin/main fail_on=verdict_change   # CI
 #
 # The baseline is read through a parameter, never as an input file, so that Snakemake never
 # rewrites the baseline to bring it "up to date" before comparing with it; its content digest

@@ -5,7 +5,7 @@ import os
 
 rule check_claims:
     input:
-        claims=CLAIMS_FILE,
+        unpack(_claims_file),
         pooled=f"{PROC}/pooled.parquet",
         proportions=f"{PROC}/pooled_proportions.parquet",
         multivariate=f"{PROC}/timecourse_model.parquet",
@@ -25,10 +25,11 @@ rule check_claims:
         "../envs/timecourse_meta.yaml"
     params:
         timepoints=TIMEPOINTS,
-        windows=config["windows"],
+        windows=WINDOW_SPECS,
         outcome=config["primary_outcome"],
         measure=config["primary_measure"],
         subgroups=config.get("subgroups") or {},
+        time_unit=TIME_UNIT,
         # the real file's path as a parameter: workflow.source_path gives a fresh cache path
         # (and time stamp) on every run, which would make the rule look out of date each time
         # relative to the working directory, so the parameter is the same in every copy of the

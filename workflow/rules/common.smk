@@ -17,15 +17,16 @@ from timecourse_meta.pipeline.config import (
     load_yaml,
     normalise_command_line,
 )
-from timecourse_meta.errors import ConfigError
+from timecourse_meta.errors import ConfigError, SheetError
 from timecourse_meta.schema import score_measure
 
 
 def stop_on_config_error(func, *args, **kwargs):
-    """Call func; a ConfigError ends the run with its one-line message and exit status 1."""
+    """Call func; a ConfigError (or a SheetError of a sheet read to derive the windows) ends the
+    run with its one-line message and exit status 1."""
     try:
         return func(*args, **kwargs)
-    except ConfigError as err:
+    except (ConfigError, SheetError) as err:
         print(f"Error: {err}", file=sys.stderr)
         raise SystemExit(1) from None
 
@@ -49,7 +50,16 @@ PUBLISHED = _SETTINGS["published"]
 CLAIMS_FILE = _SETTINGS["claims_file"]
 PROC = _SETTINGS["processed_dir"]
 RES = _SETTINGS["results_dir"]
-WINDOWS = _SETTINGS["windows"]
+WINDOWS = _SETTINGS[
+    "windows"
+]  # table in hours (derived from the sheets for windows: null)
+WINDOW_SPECS = _SETTINGS[
+    "window_specs"
+]  # the same as a list (params of the rules), hours
+TIME_UNIT = _SETTINGS["time_unit"]
+TIME_RESPONSE = _SETTINGS[
+    "time_response"
+]  # config time_response with its times in hours
 TABLES = f"{RES}/tables"
 FIGURES = f"{RES}/figures"
 LOGS = "logs"
@@ -58,14 +68,26 @@ ROB = _SETTINGS[
     "risk_of_bias"
 ]  # risk-of-bias sheet or None (workflow/rules/review.smk)
 # the claims file is checked now (schema, checks, windows, subgroups), not after the pooling
-stop_on_config_error(
-    load_claims,
-    CLAIMS_FILE,
-    load_yaml(workflow.source_path("../../config/schema/claims.schema.yaml")),
-    TIMEPOINTS,
-    list(config.get("subgroups") or {}),
-    strict_windows=False,  # a claim at a window that is not configured is "not testable"
-)
+if CLAIMS_FILE:
+    stop_on_config_error(
+        load_claims,
+        CLAIMS_FILE,
+        load_yaml(workflow.source_path("../../config/schema/claims.schema.yaml")),
+        TIMEPOINTS,
+        list(config.get("subgroups") or {}),
+        strict_windows=False,  # a claim at a window that is not configured is "not testable"
+    )
+# The review's words for titles, axes and favours labels (one place: top-level config keys).
+LABELS = {
+    key: config.get(key)
+    for key in (
+        "intervention",
+        "comparator",
+        "outcome_label",
+        "measure_label",
+        "favours",
+    )
+}
 
 
 def final_outputs():
@@ -115,8 +137,18 @@ def final_outputs():
     return (
         [f"{TABLES}/{t}" for t in tables]
         + [f"{FIGURES}/{f}" for f in figures]
-        + [f"{RES}/software_versions.txt"]
+        + [f"{RES}/software_versions.txt", f"{RES}/report_summary.rst"]
     )
+
+
+def _claims_file(wildcards):
+    """The claims file when config `claims_file` is set (else no claims: an empty table)."""
+    return {"claims": CLAIMS_FILE} if CLAIMS_FILE else {}
+
+
+def _published_file(wildcards):
+    """The published pooled results when config `published` is set (else none listed)."""
+    return {"published": PUBLISHED} if PUBLISHED else {}
 
 
 def _forest_rob(wildcards):

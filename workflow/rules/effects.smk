@@ -19,7 +19,7 @@ rule select_windows:
     conda:
         "../envs/timecourse_meta.yaml"
     params:
-        windows=config["windows"],
+        windows=WINDOW_SPECS,
         rule=config["window_choice"],
         include=config["include"],
         exclude_studies=config["exclude_studies"],
@@ -28,6 +28,7 @@ rule select_windows:
         scale_priority=config["scale_priority"],
         subgroups=config["subgroups"],
         sensitivity=config["sensitivity"],
+        time_unit=TIME_UNIT,
     script:
         "../scripts/select_windows.py"
 
@@ -105,7 +106,7 @@ rule effects_all_times:
     conda:
         "../envs/timecourse_meta.yaml"
     params:
-        windows=config["windows"],
+        windows=WINDOW_SPECS,
         include=config["include"],
         exclude_studies=config["exclude_studies"],
         exclude_rows=config["exclude_rows"],

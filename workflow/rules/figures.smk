@@ -30,7 +30,9 @@ rule forest_plot:
         measure=config["primary_measure"],
         level=config["level"],
         timepoints=TIMEPOINTS,
-        windows=config["windows"],
+        windows=WINDOW_SPECS,
+        labels=LABELS,
+        time_unit=TIME_UNIT,
     script:
         "../scripts/forest_plot.py"
 
@@ -53,10 +55,12 @@ rule timecourse_figure:
     conda:
         "../envs/timecourse_meta.yaml"
     params:
-        windows=config["windows"],
+        windows=WINDOW_SPECS,
         outcome=config["primary_outcome"],
         measure=config["primary_measure"],
         level=config["level"],
         figure=config.get("figure", {}),
+        labels=LABELS,
+        time_unit=TIME_UNIT,
     script:
         "../scripts/timecourse_figure.py"

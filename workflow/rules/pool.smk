@@ -32,6 +32,7 @@ rule pool_timepoints:
         method_fallback=config["method_fallback"],
         test=config["test"],
         level=config["level"],
+        intervention=LABELS["intervention"],
     script:
         "../scripts/pool_timepoints.py"
 
@@ -101,7 +102,7 @@ rule sensitivity:
 
 rule published_comparison:
     input:
-        published=PUBLISHED,
+        unpack(_published_file),
         pooled=f"{PROC}/pooled.parquet",
     output:
         published=f"{PROC}/published_comparison.parquet",

@@ -37,3 +37,34 @@ rule software_versions:
         "../envs/timecourse_meta.yaml"
     script:
         "../scripts/software_versions.py"
+
+
+rule report_summary:
+    input:
+        pooled=f"{TABLES}/pooled_by_timepoint.csv",
+        claims=f"{TABLES}/claims.csv",
+        exclusions=f"{TABLES}/exclusions.csv",
+        accounting=f"{TABLES}/row_accounting.csv",
+        figure=f"{FIGURES}/timecourse.png",
+    output:
+        rst=report(
+            f"{RES}/report_summary.rst",
+            caption="../report/report_summary.rst",
+            category="0. Overview",
+        ),
+    log:
+        f"{LOGS}/report_summary.log",
+    benchmark:
+        f"{LOGS}/benchmarks/report_summary.tsv"
+    conda:
+        "../envs/timecourse_meta.yaml"
+    params:
+        timepoints=TIMEPOINTS,
+        windows=WINDOW_SPECS,
+        outcome=config["primary_outcome"],
+        measure=config["primary_measure"],
+        level=config["level"],
+        labels=LABELS,
+        time_unit=TIME_UNIT,
+    script:
+        "../scripts/report_summary.py"

@@ -48,7 +48,7 @@ if ROB:
         params:
             key_domains=config.get("risk_of_bias_key_domains"),
             some_concerns_high=config.get("risk_of_bias_some_concerns_high"),
-            window=config.get("risk_of_bias_window", "24h"),
+            window=config.get("risk_of_bias_window") or TIMEPOINTS[0],
             outcome=config["primary_outcome"],
             measure=config["primary_measure"],
         script:
@@ -103,6 +103,7 @@ rule funnel_plot:
     params:
         outcome=config["primary_outcome"],
         measure=config["primary_measure"],
+        labels=LABELS,
     script:
         "../scripts/funnel_plot.py"
 
@@ -130,6 +131,7 @@ rule summary_of_findings:
     params:
         grade=config.get("grade", {}),
         timepoints=TIMEPOINTS,
+        intervention=LABELS["intervention"],
     script:
         "../scripts/summary_of_findings.py"
 

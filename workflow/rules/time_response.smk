@@ -5,9 +5,7 @@
 from timecourse_meta.pipeline.time_response_tables import parse_time_response_config
 
 # checked when the workflow is parsed
-stop_on_config_error(
-    parse_time_response_config, config["time_response"], config["level"]
-)
+stop_on_config_error(parse_time_response_config, TIME_RESPONSE, config["level"])
 
 
 rule time_response:
@@ -40,8 +38,8 @@ rule time_response:
     conda:
         "../envs/timecourse_meta.yaml"
     params:
-        time_response=config["time_response"],
-        windows=config["windows"],
+        time_response=TIME_RESPONSE,
+        windows=WINDOW_SPECS,
         outcome=config["primary_outcome"],
         measure=config["primary_measure"],
         level=config["level"],

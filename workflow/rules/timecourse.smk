@@ -47,7 +47,7 @@ rule timecourse_model:
         "../envs/timecourse_meta.yaml"
     params:
         timepoints=TIMEPOINTS,
-        windows=config["windows"],
+        windows=WINDOW_SPECS,
         timecourse=config["timecourse"],
         outcome=config["primary_outcome"],
         measure=config["primary_measure"],

@@ -20,7 +20,6 @@ from timecourse_meta.schema import measure_label
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 
-OUTCOME_TITLES = {"score": "depression score", "response": "response", "remission": "remission"}
 ROB_NOTE = (
     "RoB: overall judgement as in results/tables/risk_of_bias.csv (RoB 1: Cochrane Handbook "
     "5.1 section 8.7; RoB 2: Sterne et al. 2019); not assessed where a key domain was not read"
@@ -48,7 +47,7 @@ with exit_on_error(smk.log[0], "forest_plot") as log:
     if getattr(smk.input, "rob", None):
         table = pd.read_parquet(smk.input.rob)  # rule risk_of_bias: one row per study x outcome
         rob = {s: study_overall(table, s, p.outcome) for s in table["study_id"].unique()}
-    fit = {"outcome": p.outcome, "measure": p.measure, "level": p.level}
+    fit = {"outcome": p.outcome, "measure": p.measure, "level": p.level, "time_unit": p.time_unit}
     data = {
         w: forest_data(effects, pooled, weights, w, arms=arms, rob=rob, **fit) for w in p.timepoints
     }
@@ -69,24 +68,26 @@ with exit_on_error(smk.log[0], "forest_plot") as log:
             & (pooled["timepoint"] == tp)
             & (pooled["subgroup"] == "all")
         ].iloc[0]
-        intervention = str(cfg.get("intervention") or "treatment")
-        comparator = str(cfg.get("comparator") or "control")
+        labels = dict(p.labels or {})  # config intervention, comparator, outcome_label, ...
+        intervention = str(labels.get("intervention") or "intervention")
+        comparator = str(labels.get("comparator") or "control")
+        favours = str(labels.get("favours") or "Favours {arm}")
         window = next((w for w in p.windows if str(w["label"]) == tp), {"label": tp})
         title = title_text(
             intervention=intervention,
             comparator=comparator,
-            outcome=str(cfg.get("outcome_label") or OUTCOME_TITLES.get(p.outcome, p.outcome)),
-            window=window_text(
-                tp, window.get("low"), window.get("high"), str(cfg.get("display_time_unit") or "h")
-            ),
+            outcome=str(labels.get("outcome_label") or p.outcome),
+            window=window_text(tp, window.get("low"), window.get("high"), p.time_unit),
             model=model_text(row),
         )
         fig = forest_plot(
             studies,
             pooled_map,
             title=title,
-            measure_label=str(cfg.get("measure_label") or measure_label(p.measure)),
-            favours=(f"Favours {comparator}", f"Favours {intervention}"),
+            measure_label=str(
+                labels.get("measure_label") or measure_label(p.measure)
+            ),
+            favours=(favours.format(arm=comparator), favours.format(arm=intervention)),
             group_labels=(
                 intervention[:1].upper() + intervention[1:],
                 comparator[:1].upper() + comparator[1:],

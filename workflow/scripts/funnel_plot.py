@@ -11,7 +11,6 @@ from timecourse_meta.schema import measure_label
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 
-OUTCOME_TITLES = {"score": "Depression score", "response": "Response", "remission": "Remission"}
 
 with exit_on_error(smk.log[0], "funnel_plot") as log:
     p = smk.params
@@ -33,7 +32,10 @@ with exit_on_error(smk.log[0], "funnel_plot") as log:
     est = float(row["estimate"].iloc[0]) if len(row) and int(row["k"].iloc[0]) > 1 else None
     test = small[small["timepoint"] == tp]
     result = str(test["result"].iloc[0]) if len(test) else "not run"
-    label = measure_label(p.measure)
+    words = dict(p.labels or {})  # config outcome_label, measure_label, intervention
+    label = words.get("measure_label") or measure_label(p.measure)
+    outcome = str(words.get("outcome_label") or p.outcome)
+    intervention = str(words.get("intervention") or "intervention")
     if sel.empty:  # e.g. every study excluded: the run goes on, the figure says why
         fig = placeholder_figure(f"{tp}: no {p.outcome} ({p.measure}) effects: nothing to draw")
         save_figure(fig, smk.output.png, formats=["png"])
@@ -43,8 +45,8 @@ with exit_on_error(smk.log[0], "funnel_plot") as log:
         fig = funnel_plot(
             sel["yi"].to_numpy(float),
             np.sqrt(sel["vi"].to_numpy(float)),
-            title=f"{OUTCOME_TITLES.get(p.outcome, p.outcome)}, {tp}: contour-enhanced funnel plot",
-            xlabel=f"{label} (positive = benefit of treatment)",
+            title=f"{outcome[:1].upper()}{outcome[1:]}, {tp}: contour-enhanced funnel plot",
+            xlabel=f"{label} (positive = benefit of {intervention})",
             pooled_estimate=est,
             note=f"k = {len(sel)}. Egger test: {result}",
         )

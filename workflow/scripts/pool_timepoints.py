@@ -54,7 +54,7 @@ with exit_on_error(smk.log[0], "pool_timepoints") as log:
         title="Pooled effects by time window",
         notes=[
             f"Random-effects models ({p.method}, test {p.test}, {100 * p.level:g}% CI) per "
-            f"window; positive = benefit of treatment ({scales}). "
+            f"window; positive = benefit of {p.intervention} ({scales}). "
             "All columns and the subgroup rows: pooled_by_timepoint.csv.",
         ],
     )

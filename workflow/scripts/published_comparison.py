@@ -11,12 +11,15 @@ smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 REQUIRED = ["time_window", "review", "measure", "estimate", "ci_low", "ci_high", "source_address"]
 
 with exit_on_error(smk.log[0], "published_comparison") as log:
-    published = pd.read_csv(
-        smk.input.published, dtype=str, keep_default_na=False, encoding="utf-8-sig"
-    )
+    source = smk.input.get("published")  # config published: null = none listed
+    if source:
+        published = pd.read_csv(source, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    else:
+        published = pd.DataFrame(columns=REQUIRED, dtype=str)
+        log("no published pooled results configured (config published: null)")
     missing = [c for c in REQUIRED if c not in published]
     if missing:
-        raise SheetError(smk.input.published, f"missing column(s): {', '.join(missing)}", line=1)
+        raise SheetError(source, f"missing column(s): {', '.join(missing)}", line=1)
     for col in ("estimate", "ci_low", "ci_high"):
         published[col] = pd.to_numeric(published[col].replace("", None))
     pooled = pd.read_parquet(smk.input.pooled)

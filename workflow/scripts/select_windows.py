@@ -6,7 +6,12 @@ import pandas as pd
 
 from timecourse_meta.errors import exit_on_error
 from timecourse_meta.pipeline.tables import write_csv, write_parquet
-from timecourse_meta.pipeline.windows import check_effect_columns, parse_windows, select_windows
+from timecourse_meta.pipeline.windows import (
+    check_effect_columns,
+    outside_warning,
+    parse_windows,
+    select_windows,
+)
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 
@@ -14,9 +19,10 @@ with exit_on_error(smk.log[0], "select_windows") as log:
     rows = pd.read_parquet(smk.input.rows)
     p = smk.params
     check_effect_columns(rows, p.subgroups, (p.sensitivity or {}).get("subsets"), p.exclude_rows)
+    windows = parse_windows(p.windows)
     result = select_windows(
         rows,
-        parse_windows(p.windows),
+        windows,
         p.rule,
         p.include,
         p.exclude_studies,
@@ -37,3 +43,17 @@ with exit_on_error(smk.log[0], "select_windows") as log:
         "not the chosen time or scale, "
         f"{len(result.rows)} kept"
     )
+    # rows outside every window: excluded at the windows stage without a window label
+    reasons = result.excluded["reason"].astype(str)
+    in_no_window = (stages == "windows") & reasons.str.contains(
+        "in no configured window|is not a configured window|no time given"
+    )
+    ruled_out = (stages == "eligibility") | (
+        (stages == "windows") & (result.excluded["timepoint"] == "") & ~in_no_window
+    )
+    eligible = len(rows) - int(ruled_out.sum())  # baseline, second-period rows are not 'outside'
+    outside = int(in_no_window.sum())
+    warning = outside_warning(outside, eligible, windows, p.time_unit)
+    if warning:
+        log(f"WARNING: {warning}")
+        print(f"select_windows: WARNING: {warning}", file=sys.stderr)

@@ -28,7 +28,11 @@ with exit_on_error(smk.log[0], "summary_of_findings") as log:
         control=control,
     )
     write_csv(table, smk.output.csv)
-    text = sof_markdown(table, title=str(cfg.get("title", "Summary of findings")))
+    text = sof_markdown(
+        table,
+        title=str(cfg.get("title", "Summary of findings")),
+        intervention=str(p.intervention),
+    )
     with open(smk.output.md, "w", encoding="utf-8", newline="\n") as handle:
         handle.write(text)
     counts = table["certainty"].value_counts().to_dict()

@@ -54,13 +54,14 @@ with exit_on_error(smk.log[0], "timecourse_figure") as log:
         if model is None and models:
             model = models[0]
             log(f"time-response models {models}: drawing {model!r} (config figure.curve_model)")
+    words = dict(p.labels or {})  # config intervention, comparator, outcome_label, ...
     labels = FigureLabels(
         title=cfg.get("title"),
-        outcome_label=cfg.get("outcome_label") or p.outcome,
-        measure_label=cfg.get("measure_label") or measure_label(p.measure),
-        favours=cfg.get("favours", "Favours {arm}"),
-        intervention=cfg.get("intervention", "intervention"),
-        comparator=cfg.get("comparator", "control"),
+        outcome_label=words.get("outcome_label") or p.outcome,
+        measure_label=words.get("measure_label") or measure_label(p.measure),
+        favours=words.get("favours") or "Favours {arm}",
+        intervention=words.get("intervention") or "intervention",
+        comparator=words.get("comparator") or "control",
     )
     fig = timecourse_plot(
         pooled,
@@ -69,7 +70,7 @@ with exit_on_error(smk.log[0], "timecourse_figure") as log:
         summary=summary,
         published=published,
         labels=labels,
-        time_unit=cfg.get("time_unit", "auto"),
+        time_unit=p.time_unit,  # config time_unit: ticks and axis title
         model=model,
         level=p.level,
     )

@@ -235,8 +235,11 @@ def check_claims(
     window_hours: Mapping[str, float] | None = None,
     subgroups: Sequence[str] | None = None,
     strict_windows: bool = True,
+    time_unit: str = "hours",
 ) -> pd.DataFrame:
     """Evaluate each claim on the pooled table (and pooled proportions); one row per claim.
+
+    Times in the time-response details are shown in `time_unit` (config `time_unit`).
 
     `pooled` has the `pooling.POOLED_COLUMNS`; `outcome`/`measure` are the defaults a condition
     uses when it names none. `k` is the smallest k among the claim's conditions.
@@ -285,7 +288,8 @@ def check_claims(
         if time_response is not None:
             res_tr = _combine(
                 [
-                    _unconfigured(c, windows) or _check_tr(c, time_response, window_hours, defaults)  # type: ignore[arg-type]
+                    _unconfigured(c, windows)
+                    or _check_tr(c, time_response, window_hours, defaults, time_unit)  # type: ignore[arg-type]
                     for c in conds
                 ]
             )
@@ -298,5 +302,7 @@ def check_claims(
     columns += list(TR_CLAIM_COLUMNS) if time_response is not None else []
     table = pd.DataFrame(rows, columns=columns)
     if any(c.get("rivals") for c in claims):
-        table["rival_decision"] = _rival_decisions(table, claims, time_response, window_hours)
+        table["rival_decision"] = _rival_decisions(
+            table, claims, time_response, window_hours, time_unit
+        )
     return table

@@ -10,7 +10,22 @@ import numpy as np
 import pandas as pd
 
 from timecourse_meta.pipeline.claims_core import _check_one, _conditions, _excludes, _Outcome
-from timecourse_meta.schema import MV_CHECKS, NOT_APPLICABLE, NOT_SUPPORTED, NOT_TESTABLE, SUPPORTED
+from timecourse_meta.schema import (
+    MV_CHECKS,
+    NOT_APPLICABLE,
+    NOT_SUPPORTED,
+    NOT_TESTABLE,
+    SUPPORTED,
+    TIME_UNIT_HOURS,
+    TIME_UNIT_SYMBOLS,
+)
+
+
+def _time(hours: float, unit: str = "hours", spec: str = "g", symbol: bool = True) -> str:
+    """A time given in hours as the claims' details show it, in config `time_unit`:
+    '24 h', '2 wk' (format `spec` applied to the value in that unit)."""
+    value = format(float(hours) / TIME_UNIT_HOURS[unit], spec)
+    return f"{value} {TIME_UNIT_SYMBOLS[unit]}" if symbol else value
 
 
 def _not_applicable(
@@ -61,9 +76,9 @@ def _tr_row(tr: pd.DataFrame, hours: float) -> pd.Series | None:
     return row
 
 
-def _fmt_tr(label: str, hours: float, row: pd.Series) -> str:
+def _fmt_tr(label: str, hours: float, row: pd.Series, unit: str = "hours") -> str:
     return (
-        f"{label} ({hours:g} h): {row['estimate']:.3f} [{row['ci_low']:.3f}, "
+        f"{label} ({_time(hours, unit)}): {row['estimate']:.3f} [{row['ci_low']:.3f}, "
         f"{row['ci_high']:.3f}] (time-response curve)"
     )
 
@@ -73,8 +88,10 @@ def _check_tr(
     tr: pd.DataFrame,
     window_hours: Mapping[str, float],
     defaults: Mapping[str, str],
+    unit: str = "hours",
 ) -> _Outcome:
-    """One condition judged on the time-response curve at the windows' nominal times."""
+    """One condition judged on the time-response curve at the windows' nominal times; times in
+    the details shown in `unit` (config `time_unit`)."""
     not_applicable = _not_applicable(cond, tr, defaults)
     if not_applicable is not None:
         return not_applicable
@@ -84,18 +101,21 @@ def _check_tr(
     row = rows.get(window)
     if row is None:
         return _Outcome(NOT_TESTABLE, 0, [f"{window}: no time-response prediction"])
-    text = [_fmt_tr(window, float(window_hours[window]), row)]
+    text = [_fmt_tr(window, float(window_hours[window]), row, unit)]
     if "extrapolation" in str(row.get("note", "")):
         return _Outcome(NOT_TESTABLE, 0, [*text, "outside the reported times"], row)
     if check == "largest_of_windows":
         others = {w: r for w, r in rows.items() if w != window and r is not None}
-        text = [_fmt_tr(w, float(window_hours[w]), r) for w, r in rows.items() if r is not None]
+        text = [
+            _fmt_tr(w, float(window_hours[w]), r, unit) for w, r in rows.items() if r is not None
+        ]
         peak = tr[tr["quantity"] == "peak"]
         if len(peak):
             pk = peak.iloc[0]
             text.append(
-                f"peak of the curve at {pk['time_hours']:.3g} h (bootstrap interval "
-                f"{pk['time_ci_low']:.3g}-{pk['time_ci_high']:.3g} h)"
+                f"peak of the curve at {_time(pk['time_hours'], unit, '.3g')} (bootstrap "
+                f"interval {_time(pk['time_ci_low'], unit, '.3g', False)}-"
+                f"{_time(pk['time_ci_high'], unit, '.3g')})"
             )
         ok = all(row["estimate"] > r["estimate"] for r in others.values())
         return _Outcome(SUPPORTED if ok else NOT_SUPPORTED, 1, text, row)
@@ -109,6 +129,7 @@ def _rival_decisions(
     claims: Sequence[Mapping[str, object]],
     time_response: pd.DataFrame | None = None,
     window_hours: Mapping[str, float] | None = None,
+    unit: str = "hours",
 ) -> list[str]:
     """`rival_decision` per claim: for each verdict set, which rival the data support."""
     groups: dict[str, list[str]] = {}
@@ -147,14 +168,14 @@ def _rival_decisions(
                     for w in windows[group]
                     if w in (window_hours or {})  # a window not configured has no time
                 }
-                listed += _duration_text(time_response, hours)
+                listed += _duration_text(time_response, hours, unit)
             parts.append(f"{name}: {what} ({listed})")
         for i in ids:
             texts[i] = f"rivals '{group}': " + " | ".join(parts)
     return [texts[i] for i in table["id"]]
 
 
-def _duration_text(tr: pd.DataFrame, hours: Mapping[str, float]) -> str:
+def _duration_text(tr: pd.DataFrame, hours: Mapping[str, float], unit: str = "hours") -> str:
     """The curve's duration with its interval, and which of the rivals' windows (nominal
     ``hours``) the interval contains (both: the duration does not separate the rivals)."""
     rows = tr[tr["quantity"] == "duration"]
@@ -163,10 +184,10 @@ def _duration_text(tr: pd.DataFrame, hours: Mapping[str, float]) -> str:
     d = rows.iloc[0]
     lo, hi = d["time_ci_low"], d["time_ci_high"]
     text = (
-        f"; curve: last time with lower CI bound > 0 = {d['time_hours']:.4g} h, "
-        f"interval {lo:.4g}-{hi:.4g} h"
+        f"; curve: last time with lower CI bound > 0 = {_time(d['time_hours'], unit, '.4g')}, "
+        f"interval {_time(lo, unit, '.4g', False)}-{_time(hi, unit, '.4g')}"
     )
-    inside = [f"{w} ({h:g} h)" for w, h in hours.items() if lo <= h <= hi]
+    inside = [f"{w} ({_time(h, unit)})" for w, h in hours.items() if lo <= h <= hi]
     if inside:
         text += f", which contains {' and '.join(inside)}"
     return text

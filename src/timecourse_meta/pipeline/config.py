@@ -22,11 +22,12 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePosixPath
 
+import pandas as pd
 import yaml
 
 from timecourse_meta.errors import ConfigError, excerpt
 from timecourse_meta.pipeline.sheet_checks import special_file_kind
-from timecourse_meta.pipeline.windows import parse_windows
+from timecourse_meta.pipeline.windows import parse_windows, unit_hours, window_specs
 
 __all__ = [
     "WRITABLE_DIRS",
@@ -38,6 +39,7 @@ __all__ = [
     "normalise_command_line",
     "output_dir",
     "schema_problems",
+    "time_response_in_hours",
     "validate_config",
 ]
 
@@ -359,18 +361,57 @@ def _optional_file(value: object, existing: Callable[[object, str], str]) -> str
     return existing(value, "risk_of_bias")
 
 
+def time_response_in_hours(
+    cfg: Mapping[str, object] | None, unit: str, windows: pd.DataFrame
+) -> dict[str, object]:
+    """Config `time_response` with its times (`knots`, `predict_at`, `test_at`, given in
+    config `time_unit`) converted to hours, the unit of the model.
+
+    Absent times take the data's windows (in hours): `predict_at` null = no times besides the
+    windows' nominal times (which the summary always adds), `test_at` null = the last window's
+    nominal time. Other keys are unchanged.
+    """
+    out = dict(cfg or {})
+    factor = unit_hours(unit)
+
+    def hours(value: object) -> object:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and factor != 1.0:
+            return float(value) * factor
+        return value
+
+    if out.get("knots") is not None:
+        out["knots"] = [hours(v) for v in out["knots"]]  # type: ignore[union-attr]
+    if out.get("predict_at") is not None:
+        out["predict_at"] = [hours(v) for v in out["predict_at"]]  # type: ignore[union-attr]
+    else:
+        out["predict_at"] = []
+    if out.get("test_at") is not None:
+        out["test_at"] = hours(out["test_at"])
+    else:
+        out["test_at"] = float(windows["nominal"].max())
+    return out
+
+
 def check_config(
     config: Mapping[str, object], schema: Mapping[str, object], root: str | Path
 ) -> dict[str, object]:
     """Everything the workflow checks in its configuration before any rule runs.
 
-    Schema (`validate_config`), input files (`input_file`: anywhere readable, must exist; the
-    default `published` file may be absent), output
-    directories confined to results/ and data/processed/ of the project at `root`
-    (`output_dir`), and the time windows (`windows.parse_windows`). Returns the clean paths and
-    the windows table; raises ConfigError naming the key for the first problem. Absent keys take
-    the schema default.
+    Schema (`validate_config`), input files (`input_file`: anywhere readable, must exist;
+    `published` and `claims_file` may be null = none configured), output directories
+    confined to results/ and data/processed/ of the project at `root` (`output_dir`), and the time windows (`windows.window_specs`: config `windows` converted
+    from `time_unit` to hours, or, for `windows: null`, one window per time the sheets report,
+    read with `ingest.read_sheets`). Returns the clean paths, the windows (`window_specs`: list
+    in hours; `windows`: its table), `time_unit` and `time_response` in hours; raises
+    ConfigError naming the key for the first problem. Absent keys take the schema default.
     """
+    if isinstance(config, Mapping) and config.get("studies") is None:
+        raise ConfigError(
+            "set `studies`: the extraction sheet(s) to analyse, e.g. "
+            "--config studies=data/raw/my_sheet.csv or `studies: [a.csv, b.csv]` in a "
+            "--configfile (the shipped ketamine analysis: --configfile config/ketamine.yaml)",
+            key="studies",
+        )
     validate_config(config, schema)
 
     def get(key: str) -> object:
@@ -379,21 +420,44 @@ def check_config(
     def existing(value: object, key: str) -> str:
         return input_file(value, key, root)
 
-    published = get("published")
-    if "published" in config and config["published"] != _default(schema, "published"):
-        published = existing(published, "published")  # named explicitly: it must exist
-    else:  # the default may be absent: only the published_comparison rule then needs it
-        published = input_path(published, "published")
+    def optional_input(value: object, key: str) -> str | None:
+        # YAML null, or 'null'/'none' text from the command line: none configured
+        if value is None or str(value).strip().lower() in _NULL_TEXT:
+            return None
+        return existing(value, key)
+
     studies = get("studies")
+    sheets = [
+        existing(p, "studies")
+        for p in ([studies] if isinstance(studies, str) else list(studies))  # type: ignore[arg-type]
+    ]
+    unit = str(get("time_unit") or "hours")
+    spec = get("windows")
+    times = None
+    if spec is None:  # windows derived from the data: every time the sheets report
+        from timecourse_meta.pipeline.ingest import read_sheets
+
+        times = read_sheets(
+            sheets, root=root, csv_separator=str(get("csv_separator")),
+            decimal=str(get("decimal")), time_unit=unit,
+            control_arms=list(get("control_arms") or []),  # type: ignore[call-overload]
+            stat_kind_default=get("stat_kind_default"),  # type: ignore[arg-type]
+        )["time_hours"].to_numpy(dtype=float)  # fmt: skip
+    specs = window_specs(spec, unit, times)  # type: ignore[arg-type]
+    windows = parse_windows(specs)
     return {
-        "studies": [
-            existing(p, "studies")
-            for p in ([studies] if isinstance(studies, str) else list(studies))  # type: ignore[arg-type]
-        ],
-        "published": published,
-        "claims_file": existing(get("claims_file"), "claims_file"),
+        "studies": sheets,
+        "published": optional_input(get("published"), "published"),
+        "claims_file": optional_input(get("claims_file"), "claims_file"),
         "processed_dir": output_dir(get("processed_dir"), "processed_dir", root),
         "results_dir": output_dir(get("results_dir"), "results_dir", root),
-        "windows": parse_windows(get("windows")),  # type: ignore[arg-type]
+        "time_unit": unit,
+        "window_specs": specs,
+        "windows": windows,
+        "time_response": time_response_in_hours(
+            get("time_response"),  # type: ignore[arg-type]
+            unit,
+            windows,
+        ),
         "risk_of_bias": _optional_file(get("risk_of_bias"), existing),
     }

@@ -22,6 +22,7 @@ import pandas as pd
 from scipy import stats
 
 from timecourse_meta.effects.sd_recovery import recover_sd
+from timecourse_meta.schema import TIME_UNIT_HOURS, TIME_UNIT_SYMBOLS
 
 __all__ = ["forest_data", "pooled_mapping", "study_label"]
 
@@ -142,8 +143,12 @@ def forest_data(
     level: float = 0.95,
     arms: pd.DataFrame | None = None,
     rob: Mapping[str, str] | None = None,
+    time_unit: str = "hours",
 ) -> tuple[pd.DataFrame, dict[str, object] | None]:
     """Study rows and pooled mapping for `forest_plot` for one window; joins, never fits.
+
+    `time_unit` (config `time_unit`): the unit of the reported time added to study labels
+    when the times inside the window differ ('Smith 2020 (26 h)', '(2.5 wk)').
 
     Study CIs are Wald intervals yi +- z sqrt(vi) at `level` (as metafor's forest). Weights are
     read from `weights` (subgroup 'all'); an effect row without a weight keeps NaN (the plot
@@ -192,8 +197,10 @@ def forest_data(
     })  # fmt: skip
     hours = studies["time_hours"]
     if hours.nunique() > 1:  # reported times differ inside the window: show the one used
-        studies["label"] = [f"{lab} ({h:g} h)" for lab, h in zip(studies["label"], hours,
-                                                                  strict=True)]  # fmt: skip
+        factor, symbol = TIME_UNIT_HOURS[time_unit], TIME_UNIT_SYMBOLS[time_unit]
+        shown = [f"{h:g}" if factor == 1.0 else f"{float(f'{h / factor:.4g}'):g}" for h in hours]
+        studies["label"] = [f"{lab} ({t} {symbol})"
+                            for lab, t in zip(studies["label"], shown, strict=True)]  # fmt: skip
     dup = studies["label"].duplicated(keep=False).to_numpy()
     if dup.any():  # same citation label twice: fall back to the comparison id for those rows
         studies.loc[dup, "label"] = sel["comparison_id"].astype(str).to_numpy()[dup]

@@ -431,13 +431,14 @@ def _md(text: object) -> str:
     return md_cell(str(text))
 
 
-def sof_markdown(table: pd.DataFrame, *, title: str) -> str:
+def sof_markdown(table: pd.DataFrame, *, title: str, intervention: str = "intervention") -> str:
     """The table laid out like a Cochrane summary-of-findings table, reasons as footnotes.
 
     Columns as in Cochrane SoF tables (Handbook 5.1 section 11.5): outcome, anticipated
     absolute effects, relative effect (95% CI), number of participants (studies), certainty
     of the evidence (GRADE), comments. Every domain that is rated down, not assessed or not
     applicable gets a numbered footnote with its reason; the footnotes name every rule used.
+    `intervention`: the review's word for it (config `intervention`) in the direction note.
     """
     head = [
         "Outcome (window)",
@@ -482,7 +483,7 @@ def sof_markdown(table: pd.DataFrame, *, title: str) -> str:
     lines += [
         "",
         "Certainty: start high for randomised trials; -1 per serious and -2 per very "
-        "serious concern (GRADE). Effects: positive = benefit of treatment (SMD; log-scale "
+        f"serious concern (GRADE). Effects: positive = benefit of {intervention} (SMD; log-scale "
         "ratios shown exponentiated).",
         "",
     ]

@@ -26,6 +26,8 @@ from timecourse_meta.schema import (
     R_FIRST_PERIOD_ONLY,
     R_SCALE,
     R_SECOND_PERIOD,
+    TIME_UNIT_HOURS,
+    TIME_UNIT_SYMBOLS,
     normalise_level,
 )
 
@@ -40,10 +42,15 @@ __all__ = [
     "check_effect_columns",
     "choose_scale",
     "scale_warning",
+    "derive_windows",
+    "outside_warning",
     "parse_windows",
     "select_all_times",
     "select_windows",
     "time_label",
+    "unit_hours",
+    "window_specs",
+    "windows_in_hours",
 ]
 
 # Default windows (issue text): label, low, high, nominal time in hours; bounds inclusive.
@@ -96,6 +103,109 @@ def parse_windows(spec: Sequence[Mapping[str, object]] | None) -> pd.DataFrame:
         a, b = ordered["label"].iloc[i], ordered["label"].iloc[i + 1]
         raise ConfigError(f"windows '{a}' and '{b}' overlap", key="windows")
     return frame.reset_index(drop=True)
+
+
+def unit_hours(unit: str, key: str = "time_unit") -> float:
+    """Hours per `unit` (schema.TIME_UNIT_HOURS); ConfigError naming `key` for another word."""
+    if unit not in TIME_UNIT_HOURS:
+        raise ConfigError(
+            f"unknown time unit {unit!r}, expected one of {', '.join(TIME_UNIT_HOURS)}", key=key
+        )
+    return TIME_UNIT_HOURS[unit]
+
+
+def windows_in_hours(
+    spec: Sequence[Mapping[str, object]], unit: str = "hours"
+) -> list[dict[str, object]]:
+    """Config windows given in `unit` (config `time_unit`) as windows in hours (low, high and
+    nominal multiplied by the unit's hours, schema.TIME_UNIT_HOURS); labels unchanged.
+
+    Values that are not numbers are passed through, so that `parse_windows` reports them.
+    """
+    factor = unit_hours(unit)
+    out = []
+    for item in spec:
+        converted = dict(item)
+        for bound in ("low", "high", "nominal"):
+            value = converted.get(bound)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                converted[bound] = float(value) * factor if factor != 1.0 else value
+        out.append(converted)
+    return out
+
+
+def _unit_label(value: float, symbol: str, digits: int) -> str:
+    return f"{float(f'{value:.{digits}g}'):g}{symbol}"
+
+
+def derive_windows(times_hours: Sequence[float], unit: str = "hours") -> list[dict[str, object]]:
+    """Windows derived from the data (config `windows: null`): one per distinct reported time.
+
+    Each window is one time exactly (low = high = nominal = that time, in hours), labelled in
+    the display `unit` with 4 significant digits and the unit's symbol, without a space so that
+    the label can name files ("4h", "2wk"; figures show "4 h", "2 wk"; more digits when two
+    times would get one label). Non-finite and non-positive times are ignored (such rows are
+    excluded later with their reason). Windows are ordered by time; ConfigError when no time
+    is left.
+    """
+    factor = unit_hours(unit)
+    values = np.asarray(list(times_hours), dtype=float)
+    values = np.unique(values[np.isfinite(values) & (values > 0)])
+    if values.size == 0:
+        raise ConfigError(
+            "windows: null derives one window per reported time, but the sheets report no "
+            "time (time_hours); give windows explicitly",
+            key="windows",
+        )
+    symbol = TIME_UNIT_SYMBOLS[unit]
+    for digits in (4, 6, 8, 10, 12, 15, 17):
+        labels = [_unit_label(v / factor, symbol, digits) for v in values]
+        if len(set(labels)) == len(labels):
+            break
+    return [
+        {"label": lab, "low": float(v), "high": float(v), "nominal": float(v)}
+        for lab, v in zip(labels, values, strict=True)
+    ]
+
+
+def window_specs(
+    spec: Sequence[Mapping[str, object]] | None,
+    unit: str = "hours",
+    times_hours: Sequence[float] | None = None,
+) -> list[dict[str, object]]:
+    """The windows the workflow uses, in hours: config `windows` (given in `unit`) converted,
+    or, when `spec` is None, `derive_windows` of the reported times. Checked by `parse_windows`.
+    """
+    if spec is None:
+        if times_hours is None:
+            raise ConfigError("windows: null needs the reported times", key="windows")
+        items = derive_windows(times_hours, unit)
+    else:
+        items = windows_in_hours(spec, unit)
+    parse_windows(items)
+    return items
+
+
+def outside_warning(
+    n_outside: int, n_rows: int, windows: pd.DataFrame, unit: str = "hours"
+) -> str | None:
+    """A warning when most rows (more than half) fall outside every window, else None.
+
+    "N of M rows fall outside every window (windows: 4 h: 2-6 h, ...)": with windows that do
+    not match the sheets' times (e.g. hours given where the config's `time_unit` is weeks),
+    almost nothing would be analysed without a word. Bounds shown in `unit`.
+    """
+    if n_rows <= 0 or 2 * n_outside <= n_rows:
+        return None
+    factor, symbol = unit_hours(unit), TIME_UNIT_SYMBOLS[unit]
+
+    def shown(row: pd.Series) -> str:
+        low, high = float(row["low"]) / factor, float(row["high"]) / factor
+        span = f"{low:.4g}" if low == high else f"{low:.4g}\u2013{high:.4g}"
+        return f"{row['label']}: {span} {symbol}"
+
+    listed = "; ".join(shown(r) for _, r in windows.iterrows())
+    return f"{n_outside} of {n_rows} rows fall outside every window (windows: {listed})"
 
 
 def _exclusions(rows: pd.DataFrame, timepoint: pd.Series | str, reason: pd.Series | str):

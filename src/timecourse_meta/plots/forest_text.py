@@ -11,6 +11,8 @@ import math
 import re
 from collections.abc import Mapping
 
+from timecourse_meta.schema import TIME_UNIT_HOURS, TIME_UNIT_SYMBOLS
+
 __all__ = [
     "ci_text",
     "format_p",
@@ -131,19 +133,27 @@ def overall_test_text(pooled: Mapping[str, object]) -> str:
 
 
 def _bound(hours: float, unit: str) -> str:
-    v = hours / 24.0 if unit == "d" else hours
-    return f"{v:g}"
+    v = hours / TIME_UNIT_HOURS[_UNIT_NAMES.get(unit, unit)]
+    return f"{float(f'{v:.6g}'):g}"
+
+
+# unit symbols ('h', 'd', 'wk', ...) -> unit names (schema.TIME_UNIT_HOURS)
+_UNIT_NAMES = {symbol: name for name, symbol in TIME_UNIT_SYMBOLS.items()}
 
 
 def window_text(
     label: str, low: float | None = None, high: float | None = None, unit: str = "h"
 ) -> str:
-    """'window 3d (60–84 h)' or, with unit 'd', 'window 3d (2.5–3.5 d)'; bounds in hours
-    after the dose (a no-break space keeps number and unit on one line)."""
+    """'window 3d (60–84 h)' or, with unit 'd' (or 'days'), 'window 3d (2.5–3.5 d)'; bounds
+    given in hours, shown in `unit` (a time unit or its symbol, schema.TIME_UNIT_SYMBOLS); a
+    window of one time: 'window 2wk (2 wk)' (a no-break space keeps number and unit together)."""
     lo, hi = to_float(low), to_float(high)
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return f"window {label}"
-    return f"window {label} ({_bound(lo, unit)}\u2013{_bound(hi, unit)}\u00a0{unit})"
+    symbol = TIME_UNIT_SYMBOLS.get(unit, unit)
+    if lo == hi:
+        return f"window {label} ({_bound(lo, unit)}\u00a0{symbol})"
+    return f"window {label} ({_bound(lo, unit)}\u2013{_bound(hi, unit)}\u00a0{symbol})"
 
 
 def title_text(

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from timecourse_meta.schema import TIME_UNIT_HOURS, TIME_UNIT_SYMBOLS
+
 __all__ = [
     "TIME_UNITS",
     "UNIT_HOURS",
@@ -42,15 +44,10 @@ __all__ = [
     "y_limits",
 ]
 
-#: Hours per display unit. A month is a twelfth of a Julian year (365.25 d / 12 = 30.4375 d).
-UNIT_HOURS: dict[str, float] = {
-    "minutes": 1.0 / 60.0,
-    "hours": 1.0,
-    "days": 24.0,
-    "weeks": 168.0,
-    "months": 365.25 * 24.0 / 12.0,
-}
-UNIT_SYMBOL = {"minutes": "min", "hours": "h", "days": "d", "weeks": "wk", "months": "mo"}
+#: Hours per display unit: the package's one table (schema.TIME_UNIT_HOURS; a month is a
+#: twelfth of a Julian year, 365.25 d / 12 = 30.4375 d).
+UNIT_HOURS: dict[str, float] = TIME_UNIT_HOURS
+UNIT_SYMBOL = TIME_UNIT_SYMBOLS
 #: 'auto' labels times under 48 h in hours (under 1 h in minutes) and longer times in days.
 TIME_UNITS = ("auto", *UNIT_HOURS)
 
