@@ -399,11 +399,13 @@ def check_config(
 
     Schema (`validate_config`), input files (`input_file`: anywhere readable, must exist;
     `published` and `claims_file` may be null = none configured), output directories
-    confined to results/ and data/processed/ of the project at `root` (`output_dir`), and the time windows (`windows.window_specs`: config `windows` converted
-    from `time_unit` to hours, or, for `windows: null`, one window per time the sheets report,
-    read with `ingest.read_sheets`). Returns the clean paths, the windows (`window_specs`: list
-    in hours; `windows`: its table), `time_unit` and `time_response` in hours; raises
-    ConfigError naming the key for the first problem. Absent keys take the schema default.
+    confined to results/ and data/processed/ of the project at `root` (`output_dir`), and the
+    time windows (`windows.window_specs`: config `windows` converted from `time_unit` to hours,
+    or, for `windows: null`, one window per time the sheets report, read with
+    `ingest.read_sheets` and the sheet options). Returns the clean paths, the windows
+    (`window_specs`: list in hours; `windows`: its table), `time_unit` and `time_response` in
+    hours; raises ConfigError naming the key for the first problem. Absent keys take the
+    schema default.
     """
     if isinstance(config, Mapping) and config.get("studies") is None:
         raise ConfigError(
