@@ -134,6 +134,8 @@ def write_sheet(path: Path, rows: Sequence[Mapping[str, str]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(buf.getvalue(), encoding="utf-8")
     return path
+
+
 #: The shipped ketamine analysis, merged over the neutral default config/config.yaml.
 KETAMINE_CONFIG = "config/ketamine.yaml"
 

@@ -446,4 +446,3 @@ TIME_UNIT_SYMBOLS: dict[str, str] = {
     "weeks": "wk",
     "months": "mo",
 }
-

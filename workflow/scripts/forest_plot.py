@@ -84,9 +84,7 @@ with exit_on_error(smk.log[0], "forest_plot") as log:
             studies,
             pooled_map,
             title=title,
-            measure_label=str(
-                labels.get("measure_label") or measure_label(p.measure)
-            ),
+            measure_label=str(labels.get("measure_label") or measure_label(p.measure)),
             favours=(favours.format(arm=comparator), favours.format(arm=intervention)),
             group_labels=(
                 intervention[:1].upper() + intervention[1:],
