@@ -48,13 +48,16 @@ def run_pipeline(
     first_period_only: bool = False,
     scale_priority: Sequence[str] | None = None,
     score_measure: str = "SMD",
+    sheet_options: Mapping[str, object] | None = None,
 ) -> Run:
     """Run the first three workflow stages on `sheets`; raise what the workflow would raise.
 
     The same package calls, in the same order, as the rules ingest_sheets, select_windows and
     effect_sizes (each stage is one package function; the scripts only add file I/O).
+    `sheet_options`: the ingest options of `read_sheets` (csv_separator, decimal, time_unit,
+    control_arms, stat_kind_default), as the ingest rule passes them from the config.
     """
-    rows = read_sheets(list(sheets), root=root)
+    rows = read_sheets(list(sheets), root=root, **dict(sheet_options or {}))
     table = parse_windows(windows)
     windowed = select_windows(
         rows,

@@ -8,24 +8,22 @@ alogliptin_golden.R (R + metafor escalc "MD" and rma REML/Knapp-Hartung per wind
   study's placebo, placebo n split k ways, yi = y_placebo - y_alogliptin, vi from SD = se *
   sqrt(n)) recomputed by hand with numpy from the CSV; config, golden and claims agree; the
   package's per-window pooling of the golden yi/vi reproduces metafor's fits.
-* xfail until the issue 12 branches land (the MBNMAtime sheet layout, primary_measure MD,
-  time_unit): the package's pipeline and the Snakemake workflow on the example reproduce the
-  golden per-window results to 1e-6.
+* The package's pipeline (fast) and the Snakemake workflow (slow) on the example, read in its
+  own MBNMAtime layout with primary_measure MD and time_unit weeks, reproduce the golden
+  per-window results to 1e-6.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from pipeline_helpers import copy_project, run_pipeline
+from pipeline_helpers import copy_project, run_pipeline, snakemake
 
 from timecourse_meta.pipeline.claims import load_claims
 from timecourse_meta.pipeline.config import check_config, load_yaml
@@ -39,7 +37,6 @@ CONFIG = ROOT / "config" / "examples" / "alogliptin.yaml"
 PLACEBO = "placebo"  # data README: placebo arms are treatment == "placebo"
 POOLED_FIELDS = {"estimate": "estimate", "se": "se", "ci_low": "ci_lb", "ci_high": "ci_ub"}
 TOL = 1e-6
-PENDING = "needs the MBNMAtime sheet format, MD and time_unit (issue 12 branches)"
 
 needs_sheet = pytest.mark.skipif(
     not SHEET.is_file(), reason=f"{SHEET_NAME} not present (the shared data sets are not here)"
@@ -273,13 +270,11 @@ def test_package_pooling_of_the_golden_comparisons() -> None:
 
 
 @needs_sheet
-@pytest.mark.xfail(reason=PENDING, strict=False)
 def test_config_passes_the_workflow_checks() -> None:
     check_config(config(), load_yaml(ROOT / "config" / "schema" / "config.schema.yaml"), ROOT)
 
 
 @needs_sheet
-@pytest.mark.xfail(reason=PENDING, strict=False)
 def test_package_pipeline_reproduces_the_golden_windows() -> None:
     """ingest -> windows -> effects (pipeline_helpers.run_pipeline) -> pool_by_timepoint.
 
@@ -290,7 +285,7 @@ def test_package_pipeline_reproduces_the_golden_windows() -> None:
     from timecourse_meta import schema
 
     cfg = config()
-    hours = schema.TIME_UNIT_HOURS[cfg["time_unit"]]  # type: ignore[attr-defined]
+    hours = schema.TIME_UNIT_HOURS[cfg["time_unit"]]
     windows = [
         {**w, **{f: w[f] * hours for f in ("low", "high", "nominal")}} for w in cfg["windows"]
     ]
@@ -303,9 +298,12 @@ def test_package_pipeline_reproduces_the_golden_windows() -> None:
         exclude_studies=cfg["exclude_studies"],
         lower_is_better_default=cfg["lower_is_better_default"],
         precomputed_measure=cfg["precomputed_measure"],
-        control_arms=cfg["control_arms"],  # type: ignore[call-arg]
-        stat_kind_default=cfg["stat_kind_default"],  # type: ignore[call-arg]
-        time_unit=cfg["time_unit"],  # type: ignore[call-arg]
+        score_measure=cfg["primary_measure"],
+        sheet_options={
+            "control_arms": cfg["control_arms"],
+            "stat_kind_default": cfg["stat_kind_default"],
+            "time_unit": cfg["time_unit"],
+        },
     )
     g = golden()
     assert len(run.rows) == g["rows_in"]
@@ -340,35 +338,21 @@ def test_package_pipeline_reproduces_the_golden_windows() -> None:
 
 @pytest.mark.slow
 @needs_sheet
-@pytest.mark.xfail(reason=PENDING, strict=False)
 def test_workflow_on_the_example_reproduces_the_golden_windows(tmp_path: Path) -> None:
-    """snakemake --configfile config/examples/alogliptin.yaml in a copy of the project.
+    """`snakemake --cores 2 --configfile config/examples/alogliptin.yaml` (the whole default
+    target, as the README says) in a copy of the project.
 
     The copy is tmp/project with tmp/shared linked to the real ../shared, so the config's
-    ../shared/... path resolves as in the repository. --replace-workflow-config: the example's
-    config replaces the workflow's default config/config.yaml instead of being merged into it.
+    ../shared/... path resolves as in the repository. The example's file is merged over the
+    neutral default config/config.yaml, which holds nothing of the ketamine analysis.
     """
     project = copy_project(tmp_path / "project", data=False)
     (tmp_path / "shared").symlink_to((ROOT / ".." / "shared").resolve(), target_is_directory=True)
     cfg = config()
+    res = project / cfg["results_dir"]
     table = f"{cfg['results_dir']}/tables/pooled_by_timepoint.csv"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--cores",
-            "2",
-            "--configfile",
-            "config/examples/alogliptin.yaml",
-            "--replace-workflow-config",
-            table,
-        ],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
+    proc = snakemake(
+        project, "--configfile", "config/examples/alogliptin.yaml", ketamine=False, timeout=900
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (project / table).is_file()
@@ -378,3 +362,17 @@ def test_workflow_on_the_example_reproduces_the_golden_windows(tmp_path: Path) -
     # full precision from the parquet the same rule writes beside the CSV
     pooled = pd.read_parquet(project / cfg["processed_dir"] / "pooled.parquet")
     _compare_pooled(pooled, cfg["primary_measure"], cfg["primary_outcome"])
+    # the same outputs as the ketamine run: time-course model, time-response curve, claims,
+    # figures per window, report page; and none of the ketamine analysis leaks in
+    for name in ("timecourse_model.csv", "time_response_summary.csv", "claims.csv"):
+        assert (res / "tables" / name).is_file(), name
+    for w in cfg["windows"]:
+        assert (res / "figures" / f"forest_{w['label']}.png").is_file()
+    assert (res / "figures" / "timecourse.png").is_file()
+    claims = pd.read_csv(res / "tables" / "claims.csv", keep_default_na=False)
+    assert set(claims["id"]) == {c["id"] for c in load_claims(ROOT / cfg["claims_file"])}
+    assert set(claims["verdict"]) <= {"supported", "not supported", "not testable"}
+    summary = (res / "report_summary.rst").read_text(encoding="utf-8")
+    assert "alogliptin" in summary
+    for word in ("ketamine", "depression", "MADRS", "Hedges"):
+        assert word not in summary, word

@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
-from pipeline_helpers import copy_project
+from pipeline_helpers import copy_project, shipped_config
 from scipy import special
 
 from timecourse_meta.errors import ConfigError, SheetError
@@ -32,7 +31,7 @@ from timecourse_meta.schema import TIME_UNIT_HOURS
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = load_yaml(ROOT / "config" / "schema" / "config.schema.yaml")
-BASE_CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text(encoding="utf-8"))
+BASE_CONFIG = shipped_config("ketamine")  # the ketamine analysis: its sheets exist
 EXAMPLES = ROOT.parent / "shared" / "data" / "timecourse_examples"
 
 

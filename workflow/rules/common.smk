@@ -86,6 +86,7 @@ LABELS = {
         "outcome_label",
         "measure_label",
         "favours",
+        "time_label",
     )
 }
 

@@ -62,6 +62,7 @@ with exit_on_error(smk.log[0], "timecourse_figure") as log:
         favours=words.get("favours") or "Favours {arm}",
         intervention=words.get("intervention") or "intervention",
         comparator=words.get("comparator") or "control",
+        time_label=words.get("time_label") or "Time",
     )
     fig = timecourse_plot(
         pooled,

@@ -223,6 +223,7 @@ class Layout:
     favours_text: dict[str, str]
     ylabel_x_pt: float
     k_text: list[str]
+    k_y: list[float]  # axes fraction of each 'k = n' label (staggered where they would touch)
     published_x: np.ndarray  # published results' positions, dodged left of their time
 
 
@@ -284,6 +285,27 @@ def _k_text(pooled: pd.DataFrame) -> list[str]:
     return out
 
 
+def _k_rows(
+    hours: np.ndarray, texts: list[str], xlim: tuple[float, float], ax_x0: float, ax_w: float
+) -> list[int]:
+    """Row of each 'k = n' label (0 = lowest): a label that would touch the one before it in
+    a row goes one row up (greedy, left to right), so close windows never overlap."""
+    right_of_row: list[float] = []
+    rows = [0] * len(texts)
+    for i in np.argsort(hours, kind="stable"):
+        if not math.isfinite(float(hours[i])) or hours[i] <= 0:
+            continue
+        x = float(log_x_pt(float(hours[i]), *xlim, ax_x0, ax_w))
+        half = text_width_pt(texts[i], SMALL) / 2
+        row = next((r for r, right in enumerate(right_of_row) if x - half > right + 2.0), None)
+        if row is None:
+            row = len(right_of_row)
+            right_of_row.append(0.0)
+        right_of_row[row] = x + half
+        rows[i] = row
+    return rows
+
+
 def _mark_label(row: pd.Series, labels: FigureLabels, unit: str) -> str:
     word = labels.quantities.get(row["quantity"], row["quantity"])
     txt = f"{word} {format_time(float(row['time_hours']), unit, 2)}"
@@ -311,7 +333,11 @@ def layout_timecourse(
     xticks = time_ticks(*xlim, time_unit, axis_width_pt=ax_w, font_pt=FONT_SIZE)
     pub_x = np.empty(0) if inp.published is None else dodged(inp.published["hours"], xlim)
     core, ext = _y_values(inp)
-    ymin, ymax, data_low = y_limits(core, ext, null=null, bottom_band=K_BAND)
+    k_text = _k_text(inp.pooled)
+    k_rows = _k_rows(inp.pooled["hours"].to_numpy(float), k_text, xlim, ax_x0, ax_w)
+    row_h = SMALL * 1.25 / ax_h  # one label row, axes fraction
+    k_band = K_BAND + row_h * max(k_rows, default=0)
+    ymin, ymax, data_low = y_limits(core, ext, null=null, bottom_band=k_band)
 
     # favours labels, rotated, left of the tick labels: each side of the null needs its length
     fav = {
@@ -340,7 +366,7 @@ def layout_timecourse(
             anchors,
             mark_text,
             size_pt=SMALL,
-            bounds=Box(ax_x0 + 2, ax_y0 + K_BAND * ax_h, ax_x0 + ax_w - 2, ax_y0 + ax_h - 2),
+            bounds=Box(ax_x0 + 2, ax_y0 + k_band * ax_h, ax_x0 + ax_w - 2, ax_y0 + ax_h - 2),
             obstacles=_obstacles(inp, marks, pub_x, xlim, (ymin, ymax), ax_pt),
         )
         mark_leaders = [
@@ -363,7 +389,8 @@ def layout_timecourse(
         favours_pos=fav_pos,
         favours_text=fav,
         ylabel_x_pt=fav_x - SMALL * 1.25 - 3.0,
-        k_text=_k_text(inp.pooled),
+        k_text=k_text,
+        k_y=[0.012 + row_h * r for r in k_rows],
         published_x=pub_x,
     )
 

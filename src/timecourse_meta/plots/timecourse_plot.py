@@ -116,10 +116,10 @@ def _draw(inp: Inputs, lay: Layout, labels: FigureLabels, null: float) -> Figure
     clipped = _mark_clipped(ax, inp, lay)
     if lay.marks is not None and len(lay.marks):
         handles.append(_draw_marks(fig, ax, lay))
-    for h, txt in zip(inp.pooled["hours"], lay.k_text, strict=True):
+    for h, txt, y in zip(inp.pooled["hours"], lay.k_text, lay.k_y, strict=True):
         ax.text(
             h,
-            0.012,
+            y,
             txt,
             transform=blended_transform_factory(ax.transData, ax.transAxes),
             ha="center",
