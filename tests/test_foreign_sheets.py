@@ -115,7 +115,7 @@ def test_metafor_yi_vi_sheet_is_read_with_aliases(tmp_path: Path) -> None:
     [
         ("week", "2", 336.0, "2 weeks"),
         ("weeks", "0.5", 84.0, "0.5 weeks"),
-        ("day", "1", 24.0, "1 days"),
+        ("day", "1", 24.0, "1 day"),
         ("hours", "240", 240.0, "240 hours"),
         ("timepoint", "6", 6.0, "6 hours"),  # numeric timepoint: a time (hours by default)
     ],

@@ -234,9 +234,9 @@ def convert_time(
         units.append(unit)
     out = frame.copy()
     out["time_hours"] = values * np.array([TIME_UNIT_HOURS[u] for u in units])
-    reported = [
-        f"{text} {unit}" if text != "" else ""
-        for text, unit in zip(frame[column], units, strict=True)
+    reported = [  # "1 week", "4 weeks"
+        f"{text} {unit[:-1] if values[i] == 1 else unit}" if text != "" else ""
+        for i, (text, unit) in enumerate(zip(frame[column], units, strict=True))
     ]
     if "time_as_reported" in out:
         keep = out["time_as_reported"] != ""
