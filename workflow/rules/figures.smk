@@ -61,6 +61,6 @@ rule timecourse_figure:
         level=config["level"],
         figure=config.get("figure", {}),
         labels=LABELS,
-        time_unit=TIME_UNIT,
+        time_unit=(config.get("figure") or {}).get("time_axis") or TIME_UNIT,
     script:
         "../scripts/timecourse_figure.py"
