@@ -166,3 +166,17 @@ def test_absolute_risk_by_hand() -> None:
     out = grade_row(row, WINDOW, rob=rob(["low"] * 4), small=None, cfg=cfg)
     assert np.isclose(out["risk_treatment_per_1000"], 1000 / 3)
     assert out["relative_effect"] == "OR 2.00 (1.50 to 3.00)"
+
+
+def test_mean_difference_row_in_the_outcomes_units_and_review_words() -> None:
+    # MD: the absolute effect is the pooled difference itself; no relative effect
+    out = grade_row(pooled(measure="MD", estimate=0.68, ci_low=0.6, ci_high=0.76), WINDOW,
+                    rob=None, small=None, cfg={})  # fmt: skip
+    assert out["absolute_effect"] == "MD 0.68 (0.60 to 0.76); positive = benefit"
+    assert out["relative_effect"] == "not applicable (mean difference)"
+    md = sof_markdown(pd.DataFrame([out]), title="T", intervention="alogliptin",
+                      outcome_labels={"score": "HbA1c change"})  # fmt: skip
+    row = next(line for line in md.splitlines() if line.startswith("| HbA1c change (24h)"))
+    assert "High \u00b9,\u00b2,\u00b3" in row  # footnote marks as superscripts, not inert <sup>
+    assert "&lt;" not in md and "SMD" not in md
+    assert "positive = benefit of alogliptin (mean difference; log-scale" in md

@@ -132,6 +132,8 @@ rule summary_of_findings:
         grade=config.get("grade", {}),
         timepoints=TIMEPOINTS,
         intervention=LABELS["intervention"],
+        primary_outcome=config["primary_outcome"],
+        outcome_label=LABELS["outcome_label"],
     script:
         "../scripts/summary_of_findings.py"
 

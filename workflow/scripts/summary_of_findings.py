@@ -32,6 +32,7 @@ with exit_on_error(smk.log[0], "summary_of_findings") as log:
         table,
         title=str(cfg.get("title", "Summary of findings")),
         intervention=str(p.intervention),
+        outcome_labels={str(p.primary_outcome): p.outcome_label} if p.outcome_label else None,
     )
     with open(smk.output.md, "w", encoding="utf-8", newline="\n") as handle:
         handle.write(text)

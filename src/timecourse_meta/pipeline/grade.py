@@ -31,6 +31,7 @@ from scipy import stats
 
 from timecourse_meta.pipeline.risk_of_bias import study_overall, study_weights
 from timecourse_meta.pipeline.tables import md_cell
+from timecourse_meta.schema import measure_label
 
 __all__ = [
     "CERTAINTY",
@@ -311,6 +312,10 @@ def _effects_text(
         out["relative_effect"] = (
             f"{measure} {math.exp(est):.2f} ({math.exp(lo):.2f} to {math.exp(hi):.2f})"
         )
+    elif measure == "MD":  # in the outcome's own units: the absolute effect itself
+        out["relative_effect"] = "not applicable (mean difference)"
+        out["absolute_effect"] = f"MD {est:.2f} ({lo:.2f} to {hi:.2f}); positive = benefit"
+        return p0
     else:
         out["relative_effect"] = f"{measure} {est:.2f} ({lo:.2f} to {hi:.2f})"
         out["absolute_effect"] = "not applicable (standardised mean difference)"
@@ -431,15 +436,29 @@ def _md(text: object) -> str:
     return md_cell(str(text))
 
 
-def sof_markdown(table: pd.DataFrame, *, title: str, intervention: str = "intervention") -> str:
+_SUPERSCRIPT = str.maketrans(
+    "0123456789", "\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079"
+)
+
+
+def sof_markdown(
+    table: pd.DataFrame,
+    *,
+    title: str,
+    intervention: str = "intervention",
+    outcome_labels: Mapping[str, str] | None = None,
+) -> str:
     """The table laid out like a Cochrane summary-of-findings table, reasons as footnotes.
 
     Columns as in Cochrane SoF tables (Handbook 5.1 section 11.5): outcome, anticipated
     absolute effects, relative effect (95% CI), number of participants (studies), certainty
     of the evidence (GRADE), comments. Every domain that is rated down, not assessed or not
     applicable gets a numbered footnote with its reason; the footnotes name every rule used.
-    `intervention`: the review's word for it (config `intervention`) in the direction note.
+    `intervention`: the review's word for it (config `intervention`) in the direction note;
+    `outcome_labels`: the review's name of an outcome (config `outcome_label` of the primary
+    outcome), else the outcome key.
     """
+    names = dict(outcome_labels or {})
     head = [
         "Outcome (window)",
         "Anticipated absolute effects (95% CI)",
@@ -462,7 +481,8 @@ def sof_markdown(table: pd.DataFrame, *, title: str, intervention: str = "interv
         n = r["n_participants"]
         n_text = f"{int(n)} ({k_text})" if pd.notna(n) else f"not reported ({k_text})"
         cert = f"{_SYMBOLS[r['certainty']]} {r['certainty'].capitalize()}"
-        cert += f" <sup>{','.join(marks)}</sup>" if marks else ""
+        # footnote marks as superscript digits (a <sup> tag would be made inert by md_cell)
+        cert += f" {','.join(m.translate(_SUPERSCRIPT) for m in marks)}" if marks else ""
         if r["certainty_note"] != "all domains rated":
             cert += f" ({r['certainty_note']})"
         downs = [
@@ -472,7 +492,7 @@ def sof_markdown(table: pd.DataFrame, *, title: str, intervention: str = "interv
         ]
         comment = ("Rated down for " + ", ".join(downs)) if downs else "Not rated down"
         cells = [
-            f"{r['outcome']} ({r['timepoint']})",
+            f"{names.get(str(r['outcome'])) or r['outcome']} ({r['timepoint']})",
             r["absolute_effect"],
             r["relative_effect"],
             n_text,
@@ -480,11 +500,12 @@ def sof_markdown(table: pd.DataFrame, *, title: str, intervention: str = "interv
             f"{comment}; started at {r['start']}",
         ]
         lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
+    measures = [*dict.fromkeys(measure_label(m) for m in table.get("measure", []))]
+    scales = "; ".join([*measures, "log-scale ratios shown exponentiated"])
     lines += [
         "",
         "Certainty: start high for randomised trials; -1 per serious and -2 per very "
-        f"serious concern (GRADE). Effects: positive = benefit of {intervention} (SMD; log-scale "
-        "ratios shown exponentiated).",
+        f"serious concern (GRADE). Effects: positive = benefit of {intervention} ({scales}).",
         "",
     ]
     lines += [f"{i}. {_md(t)}" for i, t in enumerate(notes, start=1)]
