@@ -9,21 +9,15 @@ tables (pipeline.pooling) -> claims (pipeline.claims) -> provenance and row acco
 
 from __future__ import annotations
 
+# --- sheet rows -----------------------------------------------------------------------------
+# Trial attributes of a sheet row (subgroup and sensitivity columns; an arm-level minimal sheet
+# may lack them and gets "not reported").
+TRIAL_ATTRIBUTES: tuple[str, ...] = (
+    "population", "trd", "concomitant_ad", "control", "drug", "route", "dose", "scale",
+)  # fmt: skip
+
 # --- effect sizes (one row per comparison x outcome x time point) ---------------------------
-ATTRIBUTE_COLUMNS: tuple[str, ...] = (
-    "citation",
-    "doi",
-    "pmid",
-    "population",
-    "trd",
-    "concomitant_ad",
-    "control",
-    "drug",
-    "route",
-    "dose",
-    "scale",
-    "period",
-)
+ATTRIBUTE_COLUMNS: tuple[str, ...] = ("citation", "doi", "pmid", *TRIAL_ATTRIBUTES, "period")
 EFFECT_COLUMNS: tuple[str, ...] = (
     "study_id",
     "comparison_id",

@@ -31,7 +31,7 @@ import pandas as pd
 
 from timecourse_meta.errors import SheetError
 from timecourse_meta.pipeline.sheet_checks import SOURCE_COLUMNS, parse_numeric
-from timecourse_meta.schema import TIME_UNIT_HOURS
+from timecourse_meta.schema import TIME_UNIT_HOURS, TRIAL_ATTRIBUTES
 
 __all__ = [
     "ARM_ALIASES",
@@ -88,16 +88,7 @@ UNSOURCED_COLUMNS: tuple[str, ...] = (
 )
 NOT_REPORTED = "not reported"
 # Trial attributes an arm-level minimal sheet may lack (neutral value instead of a refusal).
-ARM_LEVEL_DEFAULTS: tuple[str, ...] = (
-    "population",
-    "trd",
-    "concomitant_ad",
-    "control",
-    "drug",
-    "route",
-    "dose",
-    "scale",
-)
+ARM_LEVEL_DEFAULTS: tuple[str, ...] = TRIAL_ATTRIBUTES
 # Columns only the full extraction sheet has: a sheet with none of them and without `yi` is an
 # arm-level minimal sheet.
 _EXTRACTION_ONLY: tuple[str, ...] = ("source_locator", "source_quote", "value_origin")
