@@ -108,6 +108,8 @@ EFFECT_COLUMNS: tuple[str, ...] = (
     "row_ids",
 )
 _POSITION = ("source_file", "source_row")
+# derived by ingest, not a cell of the sheet: left out of the content hash
+_DERIVED = ("sheet_layout",)
 _HASH_DIGITS = 16  # hex digits of the row content hash (64 bits)
 #: candidate key columns of a table whose layout this module does not know (time response)
 _GENERIC_KEYS = ("outcome", "measure", "model", "timepoint", "window", "term", "parameter",
@@ -139,10 +141,11 @@ def row_snapshot(rows: pd.DataFrame) -> pd.DataFrame:
     """Every input row with its `file:line` id and a content hash, all cells as text.
 
     The hash is SHA-256 over `column=value` lines of the non-empty cells, columns sorted, the
-    position (file, line) left out: a row that only moves has the same hash, a column that is
-    empty everywhere (e.g. one added to the sheet format later) does not change it.
+    position (file, line) and the layout ingest derived (`sheet_layout`) left out: a row that
+    only moves has the same hash, a column that is empty everywhere (e.g. one added to the
+    sheet format later) does not change it.
     """
-    columns = [c for c in rows.columns if c not in _POSITION]
+    columns = [c for c in rows.columns if c not in _POSITION + _DERIVED]
     body = pd.DataFrame({c: rows[c].map(_cell) for c in columns}, index=rows.index)
     hashes = []
     for record in body.to_dict("records"):
