@@ -1,4 +1,5 @@
-"""Shared pytest helpers: R availability and metafor-style numeric comparison."""
+"""Shared pytest helpers: R availability, metafor-style numeric comparison, and the one full
+run of the shipped ketamine workflow that the slow end-to-end tests share (`ketamine_run`)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import math
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
+from pipeline_helpers import ROOT, copy_project, snakemake
 
 NO_R_REASON = "Rscript with metafor not available: live cross-check skipped"
 
@@ -125,3 +128,22 @@ def _short(a: np.ndarray) -> str:
 def metafor_compare() -> Callable[..., None]:
     """The `compare` helper as a fixture, for test modules."""
     return compare
+
+
+#: The shipped ketamine sheet; without it the shared run (and the tests using it) skip.
+KETAMINE_SHEET = "data/raw/ketamine_trials.csv"
+
+
+@pytest.fixture(scope="session")
+def ketamine_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the project after one full run (default target) of the shipped ketamine
+    analysis, made once per session and shared by every slow test that only reads its outputs
+    (test_workflow, test_reruns, test_changes_workflow). Treat it as READ-ONLY: a test that
+    changes files, reruns rules or writes a report works on `copy_run(ketamine_run, dest)`
+    (tests/pipeline_helpers.py), which keeps modification times and Snakemake's records."""
+    if not (ROOT / KETAMINE_SHEET).exists():
+        pytest.skip(f"{KETAMINE_SHEET} not present yet")
+    path = copy_project(tmp_path_factory.mktemp("ketamine_run") / "project")
+    proc = snakemake(path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return path

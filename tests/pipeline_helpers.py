@@ -98,6 +98,14 @@ def copy_project(dest: Path, *, data: bool = True) -> Path:
     return dest
 
 
+def copy_run(run: Path, dest: Path) -> Path:
+    """Copy a project after a run (e.g. the shared `ketamine_run` fixture) to `dest`: outputs,
+    modification times and Snakemake's records (.snakemake/) included, so Snakemake sees the
+    copy exactly as up to date as the original; return `dest`."""
+    shutil.copytree(run, dest, symlinks=True, ignore=shutil.ignore_patterns("locks"))
+    return dest
+
+
 #: One valid extraction-sheet row (docs/extraction_sheet.md); tests change cells per row.
 SHEET_ROW: dict[str, str] = {
     "study_id": "Trial2006", "citation": "Trial A et al. J 2006;1:1-2", "doi": "10.1/x",

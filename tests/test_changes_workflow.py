@@ -1,15 +1,20 @@
 """Living review end to end: real edits of the shipped data, compared with a real baseline.
 
-One clean project copy goes through a sequence of runs (about 8 minutes on 2 idle cores):
-(1) the shipped sheet without Berman2000 (its two rows held back) -> `snakemake baseline`,
-kept as snapshot `snap_without/`; (2) the full sheet, compared with it: the study and its two
-rows are added, the 3 d window gains a study and claim duration_3d changes verdict; with
-`fail_on=verdict_change` the run fails with one line while changes.md is still written;
-(3) `snakemake baseline` again (snapshot `snap_full/`) and a rerun against it: no change,
-empty diff, byte-identical on a forced rerun; (4) the estimator changed in the config
-(method=DL); (5) one number edited (Dwyer2021 ketamine arm mean); (6) Berman2000 removed:
-the full-data snapshot compared with the held-back one (both written by the workflow).
-Expected values are read from the runs' own tables and the sheet, never typed in.
+The runs start from the session's one full run of the shipped ketamine analysis
+(`ketamine_run`, tests/conftest.py), copied with Snakemake's records, so only what each step
+changes is rebuilt: (1) in a side copy, the shipped sheet without Berman2000 (its two rows held
+back) -> `snakemake baseline` (snapshot inputs only), kept as snapshot `snap_without/`; (2) in
+the main copy, `snakemake baseline` of the full data (snapshot `snap_full/`); (3) the full data
+compared with `snap_without`: the study and its two rows are added, the 3 d window gains a
+study and claim verdicts are compared; with `fail_on=any_change` the run fails with one line
+while changes.md is still written (the default target, so the gate waits for every output);
+(4) a rerun against `snap_full`: no change, empty diff, byte-identical on a forced rerun of
+the comparison; (5) the estimator changed in the config (method=DL); (6) one number edited
+(Dwyer2021 ketamine arm mean); (7) Berman2000 removed: the full-data snapshot compared with the
+held-back one (both written by the workflow). Steps (5) and (6) ask for the living-review
+outputs only (CHANGES_TARGETS), so Snakemake rebuilds what they and the snapshot depend on and
+skips figures the comparison never reads. Expected values are read from the runs' own tables
+and the sheet, never typed in.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from pipeline_helpers import copy_project, snakemake
+from pipeline_helpers import copy_run, snakemake
 
 from timecourse_meta.pipeline.changes import diff_snapshots
 from timecourse_meta.pipeline.changes_text import changes_markdown
@@ -67,44 +72,63 @@ def sheet_text(rows: list[list[str]]) -> str:
     return buffer.getvalue()
 
 
+#: The living review's outputs, without the gate (workflow/rules/changes.smk, CHANGES_OUTPUTS):
+#: the rule `changes` and what it reads (the snapshot inputs: rows, pooled, claims, ...).
+CHANGES_TARGETS = [
+    "results/changes.md",
+    "results/tables/changes.csv",
+    "results/changes.html",
+    "results/figures/changes_timecourse.png",
+]
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, object]]:
-    project = copy_project(tmp_path_factory.mktemp("living") / "project")
+def runs(
+    ketamine_run: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, dict[str, object]]:
+    root = tmp_path_factory.mktemp("living")
+    project = copy_run(ketamine_run, root / "project")
     full_text = (project / SHEET).read_text(encoding="utf-8")
     full = list(csv.reader(io.StringIO(full_text)))
     out: dict[str, dict[str, object]] = {"sheet": {"full": full}}
+    # (1) the held-back data, in a side copy: its snapshot becomes `snap_without`
+    side = copy_run(ketamine_run, root / "without")
     without = [r for r in full if r[0] != HELD_BACK]
     assert len(without) < len(full)
-    (project / SHEET).write_text(sheet_text(without), encoding="utf-8")
-    ok(snakemake(project, "baseline", timeout=900))
-    shutil.copytree(project / "results/baseline", project / "snap_without")
+    (side / SHEET).write_text(sheet_text(without), encoding="utf-8")
+    ok(snakemake(side, "baseline", timeout=900))
+    shutil.copytree(side / "results/baseline", project / "snap_without")
     out["pooled_without"] = {
         "pooled": pd.read_csv(
-            project / "results/baseline/pooled_by_timepoint.csv", dtype=str, keep_default_na=False
+            project / "snap_without/pooled_by_timepoint.csv", dtype=str, keep_default_na=False
         ),  # fmt: skip
         "claims": pd.read_csv(
-            project / "results/baseline/claims.csv", dtype=str, keep_default_na=False
+            project / "snap_without/claims.csv", dtype=str, keep_default_na=False
         ),  # fmt: skip
     }
-    # (2) the full sheet: the held-back study is added
-    (project / SHEET).write_text(full_text, encoding="utf-8")
+    # (2) baseline of the full data
+    ok(snakemake(project, "baseline", timeout=900))
+    shutil.copytree(project / "results/baseline", project / "snap_full")
+    # (3) the full data against the held-back snapshot: the held-back study is added
     failed = snakemake(
         project, "--config", "baseline=snap_without", "fail_on=any_change", timeout=900
     )
     out["gate"] = {"proc": failed, "md_exists": (project / "results/changes.md").exists()}
     ok(snakemake(project, "--config", "baseline=snap_without", timeout=900))
     out["added"] = keep(project, "added")
-    # (3) baseline of the full data; identical rerun; forced rerun of the comparison
-    ok(snakemake(project, "baseline", "--config", "baseline=snap_without", timeout=900))
-    shutil.copytree(project / "results/baseline", project / "snap_full")
+    # (4) identical rerun against the full-data snapshot; forced rerun of the comparison
     ok(snakemake(project, "--config", "baseline=snap_full", timeout=900))
     out["identical"] = keep(project, "identical")
     ok(snakemake(project, "--config", "baseline=snap_full", "--forcerun", "changes", timeout=900))
     out["identical_again"] = keep(project, "identical_again")
-    # (4) estimator changed in the config
-    ok(snakemake(project, "--config", "baseline=snap_full", "method=DL", timeout=900))
+    # (5) estimator changed in the config
+    ok(
+        snakemake(
+            project, *CHANGES_TARGETS, "--config", "baseline=snap_full", "method=DL", timeout=900
+        )
+    )
     out["estimator"] = keep(project, "estimator")
-    # (5) one number edited: the ketamine arm's mean of the edited study
+    # (6) one number edited: the ketamine arm's mean of the edited study
     edited = [list(r) for r in full]
     header = edited[0]
     line = next(
@@ -114,7 +138,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, object
     old = edited[line][header.index("mean")]
     edited[line][header.index("mean")] = format(float(old) - 1.0, "g")
     (project / SHEET).write_text(sheet_text(edited), encoding="utf-8")
-    ok(snakemake(project, "--config", "baseline=snap_full", timeout=900))
+    ok(snakemake(project, *CHANGES_TARGETS, "--config", "baseline=snap_full", timeout=900))
     out["edited"] = keep(project, "edited")
     out["edit"] = {"line": line + 1, "old": old, "new": edited[line][header.index("mean")]}
     out["project"] = {"path": project}
@@ -233,7 +257,7 @@ def test_one_edited_number_is_one_edited_row_field(runs) -> None:
 
 
 def test_removed_study_is_the_mirror_of_the_added_one(runs) -> None:
-    # (6) removal: the full-data snapshot as baseline, the held-back data as this run; both
+    # (7) removal: the full-data snapshot as baseline, the held-back data as this run; both
     # snapshots were written by `snakemake baseline` above, compared as the changes rule does
     project = runs["project"]["path"]
     full = read_snapshot(resolve_baseline("snap_full", "results", project), project)

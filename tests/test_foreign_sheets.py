@@ -449,8 +449,10 @@ def test_cli_foreign_sheet_outside_the_project(tmp_path: Path) -> None:
     )
     tables = project / "results" / "tables"
     effects = pd.read_csv(tables / "effects.csv", keep_default_na=False)
-    assert len(effects) == 3 * 2 * 2  # 3 studies x 2 doses x 2 windows (24h, 7d)
-    assert set(effects["timepoint"]) == {"24h", "7d"}
+    # the neutral default derives one window per reported time, labelled in hours
+    # (windows.derive_windows): day 1 -> "24h", day 7 -> "168h"
+    assert len(effects) == 3 * 2 * 2  # 3 studies x 2 doses x 2 windows (24h, 168h)
+    assert set(effects["timepoint"]) == {"24h", "168h"}
     assert effects["flags"].str.contains("control_split_2_ways").all()
     assert np.all(effects["yi"].astype(float) > 0)  # lower scores on ketamine = benefit
     prov = pd.read_csv(tables / "provenance.csv", keep_default_na=False)

@@ -222,6 +222,7 @@ FOREIGN = {
     "outcome_label": "HbA1c change",
     "measure_label": "Hedges' g",
     "favours": "Favours {arm}",
+    "time_label": "Time on treatment",  # config key time_label (neutral default: "Time")
 }
 
 
@@ -296,7 +297,7 @@ def test_foreign_labels_in_forest_and_time_course(
         assert "Favours alogliptin" in drawn and "Favours placebo" in drawn
         assert "HbA1c change" in drawn
     assert "Alogliptin vs placebo: HbA1c change, window 2wk (2\u00a0wk)" in text
-    assert "Time, weeks (log scale)" in course_text
+    assert "Time on treatment, weeks (log scale)" in course_text
     assert "2 wk" in course_text and " h\n" not in course_text
 
 

@@ -205,7 +205,8 @@ def test_workflow_writes_the_warnings(tmp_path: Path) -> None:
         time_hours=EDGE_EFFECTS["timepoint"].map(hours), citation="synthetic test input"
     )[["study_id", "citation", "time_hours", "yi", "vi", "n_total"]]
     sheet.to_csv(tmp_path / "data" / "raw" / "edge.csv", index=False)
-    (tmp_path / "edge.yaml").write_text("risk_of_bias: null\n")  # no risk-of-bias sheet here
+    # no risk-of-bias sheet and no published results in this copy (data/raw/ not copied)
+    (tmp_path / "edge.yaml").write_text("risk_of_bias: null\npublished: null\n")
     proc = snakemake(
         tmp_path, "--configfile", "edge.yaml", "--config", "studies=data/raw/edge.csv", "--",
         "results/tables/pooled_by_timepoint.csv", "results/tables/pooled_by_timepoint.md",

@@ -1,12 +1,16 @@
 """Reruns lose nothing and change nothing: interrupted runs, clean copies, incremental reruns.
 
-One full run of the workflow (the module's baseline, ~80 s on 2 cores) is compared with
-(1) runs interrupted by SIGTERM or SIGKILL to the whole process group while a rule is writing
-its outputs, then rerun; (2) a full run in a second clean copy at another path; (3) dry runs
-after one trial is added to the sheet (only rules downstream of the sheet may rerun; the
-software-version rule never) or after the published results change (only their rules rerun).
-The baseline sheet is the shipped sheet plus one synthetic trial whose name is HTML
-(`<script>...`) with Unicode in its citation, so the HTML report's escaping is checked too.
+The baseline is the session's one full run of the shipped ketamine analysis (`ketamine_run`,
+tests/conftest.py). It is compared with (1) runs interrupted by SIGTERM or SIGKILL to the whole
+process group while a rule is writing its outputs, then rerun in place; (2) a full run in a
+second clean copy at another path: the suite's one check that the same input gives the same
+bytes, every file of results/ and data/processed/ (it replaces a --forceall rerun in the same
+directory, which checked that property again at the cost of another full run); (3) dry runs,
+in a copy of the baseline, after one trial is added to the sheet (only rules downstream of the
+sheet may rerun; the software-version rule never) or after the published results change (only
+their rules rerun). The HTML report's escaping is checked on the tiny `.test` configuration
+(.test/config, three shipped trials) plus one synthetic trial whose name is HTML (`<script>...`)
+with Unicode in its citation: escaping depends on the names, not on how many trials there are.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import time
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import KETAMINE_CONFIG, copy_project, snakemake
+from pipeline_helpers import KETAMINE_CONFIG, copy_project, copy_run, snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
 SHEET = "data/raw/ketamine_trials.csv"
@@ -65,12 +69,8 @@ def append_rows(sheet: Path, rows: list[dict[str, str]]) -> None:
 
 
 def make_project(dest: Path) -> Path:
-    """A clean copy of the project with the hostile-name trial added to the sheet."""
-    copy_project(dest)
-    with open(dest / SHEET, "rb") as handle:
-        assert handle.read().endswith(b"\n")
-    append_rows(dest / SHEET, trial_rows(HOSTILE, "M\u00fcller \u2013 \u65e5\u672c & <b>co</b>"))
-    return dest
+    """A clean copy of the project (shipped data, no outputs, no Snakemake records)."""
+    return copy_project(dest)
 
 
 def output_files(project: Path) -> list[Path]:
@@ -89,16 +89,17 @@ def differing(a: Path, b: Path, files: list[Path]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    project = make_project(tmp_path_factory.mktemp("baseline") / "project")
-    proc = snakemake(project)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return project
+def baseline(ketamine_run: Path) -> Path:
+    """The shared full run (read only: tests that rerun work in copies of it)."""
+    return ketamine_run
 
 
 def test_clean_copies_give_identical_bytes(
     baseline: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
+    """Same input, same bytes: a second clean run, in a copy at another path, writes exactly
+    the files of the shared run, byte for byte (figures included; the report is not an output
+    of the run)."""
     other = make_project(tmp_path_factory.mktemp("second") / "elsewhere" / "copy")
     proc = snakemake(other)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -187,8 +188,8 @@ def downstream(project: Path, *rules: str) -> set[str]:
 
 
 def test_only_dependents_rerun(baseline: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
-    project = tmp_path_factory.mktemp("incremental") / "project"
-    shutil.copytree(baseline, project)  # keeps modification times and Snakemake's records
+    project = copy_run(baseline, tmp_path_factory.mktemp("incremental") / "project")
+    # copy_run keeps modification times and Snakemake's records
     assert jobs_to_run(project) == {}
     os.utime(project / SHEET)  # newer time, same bytes: Snakemake compares checksums
     assert jobs_to_run(project) == {}
@@ -209,9 +210,28 @@ def test_only_dependents_rerun(baseline: Path, tmp_path_factory: pytest.TempPath
     assert not {"ingest_sheets", "effect_sizes", "pool_timepoints"} & set(rerun)
 
 
-def test_html_in_names_is_escaped_in_the_report(baseline: Path) -> None:
-    proc = snakemake(baseline, "--report", "results/report.html")
+@pytest.fixture(scope="module")
+def hostile_test_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The `.test` configuration run end to end (as tests/test_conventions.py runs it) with the
+    synthetic hostile-name trial added to its sheet, then its HTML report; returns `.test/`."""
+    project = tmp_path_factory.mktemp("hostile") / "project"
+    for name in ("config", "workflow", ".test"):
+        shutil.copytree(ROOT / name, project / name)
+    sheet = project / ".test" / "data" / "raw" / "ketamine_subset.csv"
+    with open(sheet, "rb") as handle:
+        assert handle.read().endswith(b"\n")
+    append_rows(sheet, trial_rows(HOSTILE, "M\u00fcller \u2013 \u65e5\u672c & <b>co</b>"))
+    proc = snakemake(project, "--directory", ".test", ketamine=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = snakemake(
+        project, "--directory", ".test", "--report", "results/report.html", ketamine=False
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return project / ".test"
+
+
+def test_html_in_names_is_escaped_in_the_report(hostile_test_run: Path) -> None:
+    baseline = hostile_test_run
     html = (baseline / "results" / "report.html").read_text(encoding="utf-8")
     assert HOSTILE not in html and "<b>co</b>" not in html
     # the name is in the report, inside the embedded (base64) table, shown as text

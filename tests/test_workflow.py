@@ -1,13 +1,11 @@
 """End-to-end: the Snakemake workflow on the shipped data, in a temporary copy of the project.
 
-Also unit tests of the deterministic table writers the workflow relies on. The full run takes
-about a minute on 2 cores (18 jobs, each starting Python with pandas and matplotlib).
+Also unit tests of the deterministic table writers the workflow relies on. The full run is the
+session's shared `ketamine_run` (tests/conftest.py), made once for all slow tests that read it.
 """
 
 from __future__ import annotations
 
-import filecmp
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from pipeline_helpers import KETAMINE_CONFIG, copy_project, shipped_config, snakemake
+from pipeline_helpers import KETAMINE_CONFIG, copy_project, copy_run, shipped_config, snakemake
 
 from timecourse_meta.pipeline.tables import (
     format_value,
@@ -109,13 +107,10 @@ def test_row_accounting_detects_unaccounted_rows() -> None:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not (ROOT / SHEET).exists():
-        pytest.skip(f"{SHEET} not present yet")
-    path = copy_project(tmp_path_factory.mktemp("project"))
-    proc = snakemake(path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return path
+def project(ketamine_run: Path) -> Path:
+    """The session's one full run of the shipped ketamine analysis (tests/conftest.py), read
+    only; tests that write into a project work on a copy of it."""
+    return ketamine_run
 
 
 @pytest.mark.slow
@@ -219,22 +214,10 @@ def test_pooled_tables(project: Path) -> None:
     assert (prov["note"] == "").all() and (prov["source_quote"] != "").all()
 
 
-@pytest.mark.slow
-@needs_data
-def test_rerun_is_byte_identical(project: Path) -> None:
-    first = project.parent / "first_results"
-    shutil.copytree(project / "results", first)
-    shutil.copytree(project / "data" / "processed", project.parent / "first_processed")
-    proc = snakemake(project, "--forceall")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    for a, b in (
-        (first, project / "results"),
-        (project.parent / "first_processed", project / "data" / "processed"),
-    ):
-        files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
-        assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
-        differ = [str(f) for f in files if not filecmp.cmp(a / f, b / f, shallow=False)]
-        assert not differ, f"outputs differ between identical runs: {differ}"
+# "Same input, same bytes" is checked once, in tests/test_reruns.py: a second clean run in another
+# copy of the project (at another path) against this session's shared run, byte for byte, every
+# file of results/ and data/processed/; reruns in place after an interrupted run are compared
+# the same way there. A --forceall rerun in this directory would check the same property again.
 
 
 def _two(v: float) -> str:
@@ -244,7 +227,8 @@ def _two(v: float) -> str:
 
 @pytest.mark.slow
 @needs_data
-def test_report_and_lint(project: Path) -> None:
+def test_report_and_lint(project: Path, tmp_path: Path) -> None:
+    project = copy_run(project, tmp_path / "project")  # the report is written into the copy
     proc = snakemake(project, "--report", "results/report.html")
     assert proc.returncode == 0, proc.stderr[-3000:]
     html = (project / "results" / "report.html").read_text(encoding="utf-8")
