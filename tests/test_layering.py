@@ -35,6 +35,8 @@ PIPELINE_ORDER: tuple[str, ...] = (
     "sheet_layouts",
     "importers",
     "ingest",
+    "window_specs",
+    "row_rules",
     "windows",
     "effect_table",
     "config",

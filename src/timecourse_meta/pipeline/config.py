@@ -27,7 +27,7 @@ import yaml
 
 from timecourse_meta.errors import ConfigError, excerpt
 from timecourse_meta.pipeline.sheet_checks import special_file_kind
-from timecourse_meta.pipeline.windows import parse_windows, unit_hours, window_specs
+from timecourse_meta.pipeline.window_specs import parse_windows, unit_hours, window_specs
 
 __all__ = [
     "WRITABLE_DIRS",
