@@ -32,6 +32,7 @@ LAYERS: dict[str, int] = {
 PIPELINE_ORDER: tuple[str, ...] = (
     "tables",
     "sheet_checks",
+    "duplicates",
     "sheet_layouts",
     "importers",
     "ingest",

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from timecourse_meta.errors import ConfigError, SheetError
+from timecourse_meta.pipeline.duplicates import DUPLICATE_KEY, check_duplicates
 from timecourse_meta.pipeline.row_rules import (
     apply_filters,
     apply_row_rules,
@@ -26,7 +27,6 @@ from timecourse_meta.pipeline.row_rules import (
     exclusion_rows,
     scale_warning,
 )
-from timecourse_meta.pipeline.sheet_checks import DUPLICATE_KEY, check_duplicates
 from timecourse_meta.pipeline.window_specs import (
     DEFAULT_WINDOWS,
     RULES,
