@@ -44,6 +44,7 @@ PIPELINE_ORDER: tuple[str, ...] = (
     "pooling",
     "sensitivity",
     "published",
+    "timecourse_spec",
     "timecourse_tables",
     "time_response_tables",
     "claims_core",

@@ -2,7 +2,7 @@
 # metafor rma.mv): window means, contrasts between windows, comparison of the between-study
 # covariance structures, and sensitivity to the assumed within-study correlation.
 
-from timecourse_meta.pipeline.timecourse_tables import parse_timecourse_config
+from timecourse_meta.pipeline.timecourse_spec import parse_timecourse_config
 
 # checked when the workflow is parsed: a contrast naming an unknown window stops here
 stop_on_config_error(
