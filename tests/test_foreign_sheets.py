@@ -27,7 +27,6 @@ from timecourse_meta.pipeline.ingest import read_sheets, sheet_warnings
 from timecourse_meta.pipeline.sheet_layouts import UNSOURCED, UNSOURCED_COLUMNS
 from timecourse_meta.pipeline.tables import provenance_table
 from timecourse_meta.pipeline.windows import parse_windows, select_windows
-from timecourse_meta.schema import TIME_UNIT_HOURS
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = load_yaml(ROOT / "config" / "schema" / "config.schema.yaml")
@@ -84,16 +83,6 @@ def test_output_dirs_stay_inside_the_project(tmp_path: Path) -> None:
 
 
 # ---- 2. column aliases and time units ---------------------------------------------------------
-def test_time_unit_table() -> None:
-    assert TIME_UNIT_HOURS == {
-        "minutes": 1 / 60,
-        "hours": 1.0,
-        "days": 24.0,
-        "weeks": 168.0,
-        "months": 730.5,
-    }
-
-
 def test_metafor_yi_vi_sheet_is_read_with_aliases(tmp_path: Path) -> None:
     path = write(tmp_path, "study,citation,yi,sei,time\nA,A 2001,0.5,0.2,4\nB,B 2002,0.3,0.1,2\n")
     rows = read_sheets([path], time_unit="weeks")

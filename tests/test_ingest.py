@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from pipeline_helpers import SHEET_ROW
 
 from timecourse_meta.errors import SheetError
 from timecourse_meta.pipeline import ingest
@@ -29,17 +30,7 @@ from timecourse_meta.pipeline.windows import parse_windows, select_windows
 
 ROOT = Path(__file__).resolve().parents[1]
 
-BASE = {
-    "study_id": "Trial2006", "citation": "Trial A et al. J 2006;1:1-2", "doi": "10.1/x",
-    "pmid": "", "source_address": "https://example.org/table/T2", "source_locator": "Table 2",
-    "source_quote": "MADRS day 1: 20.1 (5.2) vs 30.2 (6.1)", "source_type": "primary",
-    "value_origin": "table", "extraction_note": "", "design": "parallel", "period": "all",
-    "population": "unipolar", "trd": "yes", "concomitant_ad": "no", "control": "saline",
-    "drug": "ketamine", "route": "iv", "dose": "0.5 mg/kg", "scale": "MADRS",
-    "lower_is_better": "yes", "arm": "ketamine", "arm_role": "treatment", "outcome": "score",
-    "time_hours": "24", "time_as_reported": "Day 1", "n": "10", "stat_kind": "final",
-    "mean": "20.1", "sd": "5.2",
-}  # fmt: skip
+BASE = SHEET_ROW  # one valid extraction-sheet row (tests/pipeline_helpers.py)
 
 
 def sheet_text(rows: list[dict], columns: list[str] | None = None) -> str:
