@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from timecourse_meta.schema import MEASURE_LABELS
+from timecourse_meta.schema import measure_label as measure_name
 
 __all__ = ["pooled_rows", "summary_rst"]
 
@@ -87,7 +87,7 @@ def summary_rst(
     intervention = str(labels.get("intervention") or "intervention")
     comparator = str(labels.get("comparator") or "control")
     outcome_label = str(labels.get("outcome_label") or outcome)
-    measure_label = str(labels.get("measure_label") or MEASURE_LABELS.get(measure, measure))
+    measure_label = str(labels.get("measure_label") or measure_name(measure))
     head = f"{intervention[:1].upper()}{intervention[1:]} vs {comparator}"
     pct = f"{100 * level:g}%"
     lines = [
