@@ -22,6 +22,7 @@ from timecourse_meta.pipeline.config import check_config, load_yaml
 from timecourse_meta.pipeline.pooling import pool_by_timepoint_weighted
 from timecourse_meta.pipeline.windows import (
     derive_windows,
+    outside_counts,
     outside_warning,
     parse_windows,
     select_windows,
@@ -104,6 +105,24 @@ def test_outside_warning_when_most_rows_are_outside() -> None:
     assert outside_warning(5, 5, weeks, "weeks") == (
         "5 of 5 rows fall outside every window (windows: 2wk: 1.5\u20132.5 wk)"
     )
+
+
+def test_outside_counts_leave_out_rows_no_window_could_hold() -> None:
+    # 10 rows: 1 dropped by a filter, 1 baseline and 1 second-period row (row rules), 1 not the
+    # chosen time, 3 in no window (time, label, no time): 3 outside of the 10 - 3 = 7 left
+    excluded = pd.DataFrame(
+        {
+            "stage": ["eligibility", "windows", "windows", "windows", "windows", "windows",
+                      "windows"],
+            "timepoint": ["", "", "", "24h", "", "", ""],
+            "reason": ["control not in include", "baseline (time <= 0)",
+                       "crossover second period (after the crossover) not analysed",
+                       "not the chosen time (closest_to_nominal)",
+                       "time 700 h is in no configured window",
+                       "label 'wk2' is not a configured window", "no time given"],
+        }
+    )  # fmt: skip
+    assert outside_counts(10, excluded) == (3, 7)
 
 
 def test_windows_given_in_the_wrong_unit_trigger_the_warning() -> None:

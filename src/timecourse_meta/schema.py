@@ -117,6 +117,10 @@ R_C_NOT_MD = (
     "standardised contrast (effect_type g or d, or t_stat) cannot give a raw mean difference "
     "(primary_measure MD): give effect_type md with its SE, variance or CI"
 )
+# Rows in no window (pipeline.windows); templates filled with str.format.
+R_LABEL_NOT_A_WINDOW = "label '{label}' is not a configured window"
+R_TIME_IN_NO_WINDOW = "time {time} is in no configured window"
+R_NO_TIME = "no time given"
 # Row selection before effect sizes (pipeline.windows): baseline rows, crossover periods,
 # config exclude_rows and scale_priority. Templates are filled with str.format.
 R_BASELINE = "baseline (time <= 0)"

@@ -8,7 +8,7 @@ import pandas as pd
 from timecourse_meta.errors import exit_on_error
 from timecourse_meta.pipeline.report_summary import summary_rst
 from timecourse_meta.pipeline.tables import MISSING
-from timecourse_meta.pipeline.windows import outside_warning, parse_windows
+from timecourse_meta.pipeline.windows import outside_counts, outside_warning, parse_windows
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 
@@ -20,8 +20,7 @@ with exit_on_error(smk.log[0], "report_summary") as log:
     excluded = pd.read_csv(smk.input.exclusions, dtype=str, keep_default_na=False)
     accounting = pd.read_csv(smk.input.accounting, dtype=str, keep_default_na=False)
     rows_in = int(accounting.loc[accounting["source_file"] == "TOTAL", "rows_in"].iloc[0])
-    eligible = rows_in - int((excluded["stage"] == "eligibility").sum())
-    outside = int(((excluded["stage"] == "windows") & (excluded["timepoint"] == "")).sum())
+    outside, eligible = outside_counts(rows_in, excluded)
     windows = parse_windows(p.windows)
     warning = outside_warning(outside, eligible, windows, p.time_unit)
     text = summary_rst(

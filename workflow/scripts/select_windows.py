@@ -8,6 +8,7 @@ from timecourse_meta.errors import exit_on_error
 from timecourse_meta.pipeline.tables import write_csv, write_parquet
 from timecourse_meta.pipeline.windows import (
     check_effect_columns,
+    outside_counts,
     outside_warning,
     parse_windows,
     select_windows,
@@ -43,16 +44,7 @@ with exit_on_error(smk.log[0], "select_windows") as log:
         "not the chosen time or scale, "
         f"{len(result.rows)} kept"
     )
-    # rows outside every window: excluded at the windows stage without a window label
-    reasons = result.excluded["reason"].astype(str)
-    in_no_window = (stages == "windows") & reasons.str.contains(
-        "in no configured window|is not a configured window|no time given"
-    )
-    ruled_out = (stages == "eligibility") | (
-        (stages == "windows") & (result.excluded["timepoint"] == "") & ~in_no_window
-    )
-    eligible = len(rows) - int(ruled_out.sum())  # baseline, second-period rows are not 'outside'
-    outside = int(in_no_window.sum())
+    outside, eligible = outside_counts(len(rows), result.excluded)
     warning = outside_warning(outside, eligible, windows, p.time_unit)
     if warning:
         log(f"WARNING: {warning}")

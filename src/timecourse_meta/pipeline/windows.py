@@ -11,6 +11,7 @@ re-exported here, the stage's one entry point.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -37,7 +38,12 @@ from timecourse_meta.pipeline.window_specs import (
     window_specs,
     windows_in_hours,
 )
-from timecourse_meta.schema import EXCLUSION_COLUMNS
+from timecourse_meta.schema import (
+    EXCLUSION_COLUMNS,
+    R_LABEL_NOT_A_WINDOW,
+    R_NO_TIME,
+    R_TIME_IN_NO_WINDOW,
+)
 
 __all__ = [
     "DEFAULT_WINDOWS",
@@ -49,6 +55,7 @@ __all__ = [
     "assign_windows",
     "check_effect_columns",
     "choose_scale",
+    "outside_counts",
     "derive_windows",
     "outside_warning",
     "parse_windows",
@@ -125,9 +132,9 @@ def assign_windows(
 
     outside = index < 0
     reason_out = [
-        f"label '{g}' is not a configured window"
+        R_LABEL_NOT_A_WINDOW.format(label=g)
         if lab
-        else (f"time {_fmt(t)} is in no configured window" if np.isfinite(t) else "no time given")
+        else (R_TIME_IN_NO_WINDOW.format(time=_fmt(t)) if np.isfinite(t) else R_NO_TIME)
         for g, t, lab in zip(given[outside], times[outside], by_label[outside], strict=True)
     ]
     excluded = [exclusion_rows(rows.loc[outside], "", reason_out)]
@@ -268,6 +275,35 @@ def select_windows(
     )
 
 
+def _template_pattern(template: str) -> str:
+    """A regular expression matching the reasons a str.format template produces."""
+    return re.sub(r"\\\{\w+\\\}", ".*", re.escape(template))
+
+
+_IN_NO_WINDOW = re.compile(
+    "|".join(
+        f"^{_template_pattern(t)}$" for t in (R_LABEL_NOT_A_WINDOW, R_TIME_IN_NO_WINDOW, R_NO_TIME)
+    )
+)
+
+
+def outside_counts(n_rows: int, excluded: pd.DataFrame) -> tuple[int, int]:
+    """(rows in no window, rows that could have been in one) for :func:`outside_warning`.
+
+    `excluded`: the exclusions of :func:`select_windows`. Rows in no window are those the
+    windows stage excluded for their time or label; rows excluded before (eligibility filters)
+    or by a row rule (baseline, second period) could never have been in a window and are left
+    out of the count they are compared with.
+    """
+    stage = excluded["stage"].astype(str)
+    reason = excluded["reason"].astype(str)
+    in_no_window = (stage == "windows") & reason.str.match(_IN_NO_WINDOW)
+    ruled_out = (stage == "eligibility") | (
+        (stage == "windows") & (excluded["timepoint"].astype(str) == "") & ~in_no_window
+    )
+    return int(in_no_window.sum()), n_rows - int(ruled_out.sum())
+
+
 def time_label(hours: float) -> str:
     """Label of a reported time in the all-times table: hours to 4 significant digits + 'h'."""
     return f"{hours:.4g}h"
@@ -307,9 +343,7 @@ def select_all_times(
     out["timepoint"] = labels
     out.loc[by_label, "time_hours"] = [nominal[g] for g in given[by_label]]
     missing = ~np.isfinite(times) & ~by_label
-    reason = [
-        f"label '{g}' is not a configured window" if g else "no time given" for g in given[missing]
-    ]
+    reason = [R_LABEL_NOT_A_WINDOW.format(label=g) if g else R_NO_TIME for g in given[missing]]
     out, by_scale, _ = choose_scale(out.loc[~missing].reset_index(drop=True), scale_priority)
     excluded = pd.concat(
         [
