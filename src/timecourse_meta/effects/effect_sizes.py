@@ -135,6 +135,16 @@ def _check_n(*ns: np.ndarray) -> None:
         raise ValueError("group sizes must be > 0")
 
 
+def _check_sd(*sds: np.ndarray) -> None:
+    if any(np.any(sd < 0) for sd in sds):
+        raise ValueError("standard deviations must be >= 0")
+
+
+def _check_r(r: np.ndarray) -> None:
+    if np.any(np.abs(r) > 1):
+        raise ValueError("correlations must lie in [-1, 1]")
+
+
 def smd(
     m1: ArrayLike,
     sd1: ArrayLike,
@@ -153,8 +163,7 @@ def smd(
     standardiser is then the SD of change. Returns ``(yi, vi)``.
     """
     m1, sd1, n1, m2, sd2, n2 = map(_arr, (m1, sd1, n1, m2, sd2, n2))
-    if np.any(sd1 < 0) or np.any(sd2 < 0):
-        raise ValueError("standard deviations must be >= 0")
+    _check_sd(sd1, sd2)
     _check_n(n1, n2)
     with np.errstate(invalid="ignore", divide="ignore"):
         sp = np.sqrt(((n1 - 1) * sd1**2 + (n2 - 1) * sd2**2) / (n1 + n2 - 2))
@@ -179,8 +188,7 @@ def mean_difference(
     Returns ``(yi, vi)``.
     """
     m1, sd1, n1, m2, sd2, n2 = map(_arr, (m1, sd1, n1, m2, sd2, n2))
-    if np.any(sd1 < 0) or np.any(sd2 < 0):
-        raise ValueError("standard deviations must be >= 0")
+    _check_sd(sd1, sd2)
     _check_n(n1, n2)
     with np.errstate(invalid="ignore", divide="ignore"):
         yi = m1 - m2
@@ -206,10 +214,8 @@ def mean_difference_paired(
     SMD, Cochrane Handbook §23.2.7.2). Returns ``(yi, vi)``.
     """
     m_treat, sd_treat, m_ctrl, sd_ctrl, n, r = map(_arr, (m_treat, sd_treat, m_ctrl, sd_ctrl, n, r))
-    if np.any(sd_treat < 0) or np.any(sd_ctrl < 0):
-        raise ValueError("standard deviations must be >= 0")
-    if np.any(np.abs(r) > 1):
-        raise ValueError("correlations must lie in [-1, 1]")
+    _check_sd(sd_treat, sd_ctrl)
+    _check_r(r)
     _check_n(n)
     with np.errstate(invalid="ignore", divide="ignore"):
         yi = m_treat - m_ctrl
@@ -333,8 +339,7 @@ def smd_crossover_from_md_se(
     md, se, n, r = map(_arr, (md, se, n, r))
     if np.any(se < 0):
         raise ValueError("standard errors must be >= 0")
-    if np.any(np.abs(r) > 1):
-        raise ValueError("correlations must lie in [-1, 1]")
+    _check_r(r)
     _check_n(n)
     with np.errstate(invalid="ignore", divide="ignore"):
         sd_diff = se * np.sqrt(n)
@@ -371,10 +376,8 @@ def smd_crossover(
     function coincide exactly. Returns ``(yi, vi)``.
     """
     m_treat, sd_treat, m_ctrl, sd_ctrl, n, r = map(_arr, (m_treat, sd_treat, m_ctrl, sd_ctrl, n, r))
-    if np.any(sd_treat < 0) or np.any(sd_ctrl < 0):
-        raise ValueError("standard deviations must be >= 0")
-    if np.any(np.abs(r) > 1):
-        raise ValueError("correlations must lie in [-1, 1]")
+    _check_sd(sd_treat, sd_ctrl)
+    _check_r(r)
     _check_n(n)
     with np.errstate(invalid="ignore", divide="ignore"):
         sp = np.sqrt((sd_treat**2 + sd_ctrl**2) / 2)
