@@ -268,6 +268,11 @@ def fill_sources(path: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
     return out, False
 
 
+def _cells(frame: pd.DataFrame, column: str) -> pd.Series:
+    """A column of the sheet, or empty cells where the sheet lacks it."""
+    return frame[column] if column in frame else pd.Series("", index=frame.index, dtype=object)
+
+
 def arm_level_rows(
     path: str,
     frame: pd.DataFrame,
@@ -298,7 +303,7 @@ def arm_level_rows(
     out = frame.copy()
     lines = out["source_row"].to_numpy()
     controls = {c.strip().lower() for c in control_arms}
-    role = out["arm_role"] if "arm_role" in out else pd.Series("", index=out.index, dtype=object)
+    role = _cells(out, "arm_role")
     if not controls and (role == "").any():
         i = int(np.flatnonzero((role == "").to_numpy())[0])
         raise SheetError(
@@ -325,7 +330,7 @@ def arm_level_rows(
     if "outcome" not in out:
         out["outcome"] = "score"
     out["outcome"] = out["outcome"].where(out["outcome"] != "", "score")
-    kind = out["stat_kind"] if "stat_kind" in out else pd.Series("", index=out.index, dtype=object)
+    kind = _cells(out, "stat_kind")
     empty = (kind == "").to_numpy() & (out["outcome"] == "score").to_numpy()
     if empty.any() and stat_kind_default is None:
         i = int(np.flatnonzero(empty)[0])
@@ -337,14 +342,14 @@ def arm_level_rows(
             column="stat_kind" if "stat_kind" in out else None,
         )
     out["stat_kind"] = kind.where(~empty, stat_kind_default or "")
-    design = out["design"] if "design" in out else pd.Series("", index=out.index, dtype=object)
+    design = _cells(out, "design")
     no_design = (design == "").to_numpy()
     out["design"] = design.where(~no_design, "parallel")
     for column in ARM_LEVEL_DEFAULTS:
         if column not in out:
             out[column] = ""
         out[column] = out[column].where(out[column] != "", NOT_REPORTED)
-    note = out["extraction_note"] if "extraction_note" in out else pd.Series("", index=out.index)
+    note = _cells(out, "extraction_note")
     parts = [
         note.fillna("").to_numpy(dtype=object),
         np.where(no_design, "design not reported: arms analysed as independent groups", ""),
