@@ -188,6 +188,19 @@ def test_claims_file_loads_with_the_example_windows_and_subgroups() -> None:
     assert all(c["source"].strip() for c in claims)
 
 
+def pool_as_configured(effects: pd.DataFrame, cfg: dict) -> pd.DataFrame:
+    """The example's per-window pooling, with its windows, subgroups and model settings."""
+    return pool_by_timepoint(
+        effects,
+        [w["label"] for w in cfg["windows"]],
+        subgroups=cfg["subgroups"],
+        method=cfg["method"],
+        test=cfg["test"],
+        level=cfg["level"],
+        method_fallback=cfg["method_fallback"],
+    )
+
+
 def _compare_pooled(
     pooled: pd.DataFrame, measure: str, outcome: str, *, extra: bool = False
 ) -> None:
@@ -241,15 +254,7 @@ def test_package_pooling_of_the_golden_comparisons() -> None:
             "dose": gold["dose"],
         }
     )
-    pooled = pool_by_timepoint(
-        effects,
-        [w["label"] for w in cfg["windows"]],
-        subgroups=cfg["subgroups"],
-        method=cfg["method"],
-        test=cfg["test"],
-        level=cfg["level"],
-        method_fallback=cfg["method_fallback"],
-    )
+    pooled = pool_as_configured(effects, cfg)
     _compare_pooled(pooled, cfg["primary_measure"], cfg["primary_outcome"], extra=True)
 
     # the same trials at every window (the studies of the last window; docs/examples.md)
@@ -324,15 +329,7 @@ def test_package_pipeline_reproduces_the_golden_windows() -> None:
     np.testing.assert_allclose(merged["yi"], merged["yi_gold"], rtol=0, atol=1e-10)
     np.testing.assert_allclose(merged["vi"], merged["vi_gold"], rtol=0, atol=1e-10)
 
-    pooled = pool_by_timepoint(
-        run.effects,
-        [w["label"] for w in cfg["windows"]],
-        subgroups=cfg["subgroups"],
-        method=cfg["method"],
-        test=cfg["test"],
-        level=cfg["level"],
-        method_fallback=cfg["method_fallback"],
-    )
+    pooled = pool_as_configured(run.effects, cfg)
     _compare_pooled(pooled, cfg["primary_measure"], cfg["primary_outcome"])
 
 
