@@ -259,6 +259,13 @@ def _run_script(name: str, smk: object, monkeypatch: pytest.MonkeyPatch) -> list
     return drawn
 
 
+def _outputs(tmp_path: Path, labels: list[str]) -> object:
+    """The rule's output lists: one PNG and one PDF per window."""
+    nl = pytest.importorskip("snakemake.iocontainers", reason="needs snakemake").Namedlist
+    files = {ext: [str(tmp_path / f"f_{w}.{ext}") for w in labels] for ext in ("png", "pdf")}
+    return nl(fromdict=files)
+
+
 def _smk(tmp_path: Path, inputs: dict, params: dict, **extra: object) -> object:
     iocontainers = pytest.importorskip("snakemake.iocontainers", reason="needs snakemake")
     nl = iocontainers.Namedlist
@@ -293,9 +300,11 @@ def test_foreign_labels_in_forest_and_time_course(
         files,
         {**common, "timepoints": labels},
         config={"forest": {}},
-        wildcards=type("W", (), {"timepoint": "2wk"})(),
+        output=_outputs(tmp_path, labels),
     )
-    (text,) = _run_script("forest_plot.py", forest, monkeypatch)[:1]
+    texts = _run_script("forest_plots.py", forest, monkeypatch)
+    assert len(texts) == 2 * len(labels)  # PNG and PDF of every window
+    text = texts[2 * labels.index("2wk")]  # the PNG of window 2wk
     published = pd.DataFrame(
         {"time_window": pd.Series([], dtype=str), "review": pd.Series([], dtype=str),
          "comparable": pd.Series([], dtype=str), "g_benefit": pd.Series([], dtype=float),

@@ -519,7 +519,7 @@ def test_forest_common_xlim_and_layout_helpers() -> None:
 
 def test_forest_script_does_not_refit() -> None:
     """The forest rule's script imports no model code: it draws the pooled table it is given."""
-    script = Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "forest_plot.py"
+    script = Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "forest_plots.py"
     mods = sorted({m for _, m, _ in _script_imports(script) if m.startswith("timecourse_meta")})
     assert "timecourse_meta.pipeline.forest_data" in mods
     code = (

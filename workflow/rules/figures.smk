@@ -1,7 +1,7 @@
 # Stage 5: a forest plot per window and the time-course figure.
 
 
-rule forest_plot:
+rule forest_plots:
     input:
         unpack(_forest_rob),
         effects=f"{PROC}/effects.parquet",
@@ -9,20 +9,22 @@ rule forest_plot:
         weights=f"{PROC}/study_weights.parquet",
         arms=f"{PROC}/rows_windowed.parquet",
     output:
-        png=report(
-            f"{FIGURES}/forest_{{timepoint}}.png",
-            caption="../report/forest.rst",
-            category="3. Figures",
-            subcategory="Forest plots",
-            labels={"window": "{timepoint}"},
-        ),
-        pdf=f"{FIGURES}/forest_{{timepoint}}.pdf",
+        # one job draws every window: one Python start-up instead of one per window
+        png=[
+            report(
+                f"{FIGURES}/forest_{tp}.png",
+                caption="../report/forest.rst",
+                category="3. Figures",
+                subcategory="Forest plots",
+                labels={"window": tp},
+            )
+            for tp in TIMEPOINTS
+        ],
+        pdf=[f"{FIGURES}/forest_{tp}.pdf" for tp in TIMEPOINTS],
     log:
-        f"{LOGS}/forest_plot_{{timepoint}}.log",
+        f"{LOGS}/forest_plots.log",
     benchmark:
-        f"{LOGS}/benchmarks/forest_plot_{{timepoint}}.tsv"
-    wildcard_constraints:
-        timepoint="|".join(TIMEPOINTS),
+        f"{LOGS}/benchmarks/forest_plots.tsv"
     conda:
         "../envs/timecourse_meta.yaml"
     params:
@@ -34,7 +36,7 @@ rule forest_plot:
         labels=LABELS,
         time_unit=TIME_UNIT,
     script:
-        "../scripts/forest_plot.py"
+        "../scripts/forest_plots.py"
 
 
 rule timecourse_figure:

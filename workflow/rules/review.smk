@@ -78,34 +78,37 @@ rule small_study_effects:
         "../scripts/small_study_effects.py"
 
 
-rule funnel_plot:
+rule funnel_plots:
     input:
         effects=f"{PROC}/effects.parquet",
         pooled=f"{PROC}/pooled.parquet",
         small_study=f"{TABLES}/small_study_effects.csv",
     output:
-        png=report(
-            f"{FIGURES}/funnel_{{timepoint}}.png",
-            caption="../report/funnel.rst",
-            category="5. Review",
-            subcategory="Funnel plots",
-            labels={"window": "{timepoint}"},
-        ),
-        pdf=f"{FIGURES}/funnel_{{timepoint}}.pdf",
+        # one job draws every window: one Python start-up instead of one per window
+        png=[
+            report(
+                f"{FIGURES}/funnel_{tp}.png",
+                caption="../report/funnel.rst",
+                category="5. Review",
+                subcategory="Funnel plots",
+                labels={"window": tp},
+            )
+            for tp in TIMEPOINTS
+        ],
+        pdf=[f"{FIGURES}/funnel_{tp}.pdf" for tp in TIMEPOINTS],
     log:
-        f"{LOGS}/funnel_plot_{{timepoint}}.log",
+        f"{LOGS}/funnel_plots.log",
     benchmark:
-        f"{LOGS}/benchmarks/funnel_plot_{{timepoint}}.tsv"
-    wildcard_constraints:
-        timepoint="|".join(TIMEPOINTS),
+        f"{LOGS}/benchmarks/funnel_plots.tsv"
     conda:
         "../envs/timecourse_meta.yaml"
     params:
         outcome=config["primary_outcome"],
         measure=config["primary_measure"],
+        timepoints=TIMEPOINTS,
         labels=LABELS,
     script:
-        "../scripts/funnel_plot.py"
+        "../scripts/funnel_plots.py"
 
 
 rule summary_of_findings:
