@@ -166,6 +166,9 @@ def test_smd_unchanged_by_default_and_measure_names() -> None:
     assert measure_label("MD") == "mean difference"
     assert measure_label("SMD") == "Hedges' g"
     assert measure_label("XYZ") == "XYZ"
+    # the config's label wins; an empty one falls back to the measure's name
+    assert measure_label("MD", {"measure_label": "HbA1c change (%)"}) == "HbA1c change (%)"
+    assert measure_label("SMD", {"measure_label": None}) == "Hedges' g"
     assert [score_measure(m) for m in ("SMD", "MD", "OR", "RR")] == ["SMD", "MD", "SMD", "SMD"]
 
 

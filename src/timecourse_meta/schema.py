@@ -9,6 +9,8 @@ tables (pipeline.pooling) -> claims (pipeline.claims) -> provenance and row acco
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 # --- sheet rows -----------------------------------------------------------------------------
 # Trial attributes of a sheet row (subgroup and sensitivity columns; an arm-level minimal sheet
 # may lack them and gets "not reported").
@@ -393,10 +395,12 @@ MEASURE_LABELS: dict[str, str] = {
 }
 
 
-def measure_label(measure: str) -> str:
-    """How a measure is named on axes and in table notes ('SMD' -> "Hedges' g", 'MD' -> "mean
-    difference"); an unknown measure is shown as given."""
-    return MEASURE_LABELS.get(str(measure), str(measure))
+def measure_label(measure: str, labels: Mapping[str, object] | None = None) -> str:
+    """How a measure is named on axes and in table notes: the config's ``measure_label`` when
+    ``labels`` (the config's label keys) sets one, else the measure's name ('SMD' -> "Hedges'
+    g", 'MD' -> "mean difference"); an unknown measure is shown as given."""
+    given = (labels or {}).get("measure_label")
+    return str(given) if given else MEASURE_LABELS.get(str(measure), str(measure))
 
 
 def normalise_level(value: object) -> str:

@@ -71,7 +71,7 @@ def draw_window(
         studies,
         pooled_map,
         title=title,
-        measure_label=str(labels.get("measure_label") or measure_label(p.measure)),
+        measure_label=measure_label(p.measure, labels),
         favours=(favours.format(arm=comparator), favours.format(arm=intervention)),
         group_labels=(
             intervention[:1].upper() + intervention[1:],

@@ -39,7 +39,7 @@ def draw_window(
     test = small[small["timepoint"] == tp]
     result = str(test["result"].iloc[0]) if len(test) else "not run"
     words = dict(p.labels or {})  # config outcome_label, measure_label, intervention
-    label = words.get("measure_label") or measure_label(p.measure)
+    label = measure_label(p.measure, words)
     outcome = str(words.get("outcome_label") or p.outcome)
     intervention = str(words.get("intervention") or "intervention")
     fig = funnel_plot(

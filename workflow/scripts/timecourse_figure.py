@@ -58,7 +58,7 @@ with exit_on_error(smk.log[0], "timecourse_figure") as log:
     labels = FigureLabels(
         title=cfg.get("title"),
         outcome_label=words.get("outcome_label") or p.outcome,
-        measure_label=words.get("measure_label") or measure_label(p.measure),
+        measure_label=measure_label(p.measure, words),
         favours=words.get("favours") or "Favours {arm}",
         intervention=words.get("intervention") or "intervention",
         comparator=words.get("comparator") or "control",

@@ -87,7 +87,7 @@ def summary_rst(
     intervention = str(labels.get("intervention") or "intervention")
     comparator = str(labels.get("comparator") or "control")
     outcome_label = str(labels.get("outcome_label") or outcome)
-    measure_label = str(labels.get("measure_label") or measure_name(measure))
+    measure_label = measure_name(measure, labels)
     head = f"{intervention[:1].upper()}{intervention[1:]} vs {comparator}"
     pct = f"{100 * level:g}%"
     lines = [
