@@ -32,6 +32,8 @@ LAYERS: dict[str, int] = {
 PIPELINE_ORDER: tuple[str, ...] = (
     "tables",
     "sheet_checks",
+    "row_statistics",  # checks within a row of a sheet
+    "csv_reader",  # the one CSV reader (sheets, risk-of-bias sheet)
     "duplicates",
     "sheet_layouts",
     "importers",
