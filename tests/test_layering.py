@@ -57,6 +57,7 @@ PIPELINE_ORDER: tuple[str, ...] = (
     "grade",
     "prisma",
     "forest_data",  # joins effects, pooled fits, weights and RoB judgements for the forest plots
+    "snapshot_tables",  # living review: a run's results as text tables
     "changes",  # living review: compares a run with its baseline
     "changes_text",
     "snapshot",
