@@ -55,6 +55,7 @@ PIPELINE_ORDER: tuple[str, ...] = (
     "risk_of_bias",  # review outputs: risk of bias, GRADE, PRISMA, small-study effects
     "small_study_effects",
     "grade",
+    "grade_markdown",
     "prisma",
     "forest_data",  # joins effects, pooled fits, weights and RoB judgements for the forest plots
     "snapshot_tables",  # living review: a run's results as text tables
