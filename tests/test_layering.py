@@ -47,6 +47,7 @@ PIPELINE_ORDER: tuple[str, ...] = (
     "sensitivity",
     "published",
     "timecourse_spec",
+    "timecourse_fits",
     "timecourse_tables",
     "time_response_tables",
     "claims_core",
