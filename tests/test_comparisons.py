@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from timecourse_meta import schema
+from timecourse_meta.effects.binary_effects import log_odds_ratio, log_risk_ratio
 from timecourse_meta.effects.comparisons import compute_effects, compute_proportions
-from timecourse_meta.effects.effect_sizes import log_odds_ratio, log_risk_ratio, smd, smd_from_d
+from timecourse_meta.effects.effect_sizes import smd, smd_from_d
 from timecourse_meta.schema import (
     EFFECT_COLUMNS,
     EXCLUSION_COLUMNS,

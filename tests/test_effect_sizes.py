@@ -10,13 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from timecourse_meta.effects.effect_sizes import (
-    EffectSizeWarning,
+from timecourse_meta.effects.binary_effects import (
     expit,
-    hedges_j,
     log_odds_ratio,
     log_risk_ratio,
     logit_proportion,
+)
+from timecourse_meta.effects.effect_sizes import (
+    EffectSizeWarning,
+    hedges_j,
     orient,
     smd,
     smd_crossover,

@@ -12,8 +12,8 @@ from timecourse_meta.pipeline.grade import (
     absolute_risk,
     grade_row,
     optimal_information_size,
-    sof_markdown,
 )
+from timecourse_meta.pipeline.grade_markdown import sof_markdown
 
 CFG: dict[str, object] = {
     "start": "high",

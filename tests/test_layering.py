@@ -32,6 +32,8 @@ LAYERS: dict[str, int] = {
 PIPELINE_ORDER: tuple[str, ...] = (
     "tables",
     "sheet_checks",
+    "row_statistics",  # checks within a row of a sheet
+    "csv_reader",  # the one CSV reader (sheets, risk-of-bias sheet)
     "duplicates",
     "sheet_layouts",
     "importers",
@@ -45,6 +47,7 @@ PIPELINE_ORDER: tuple[str, ...] = (
     "sensitivity",
     "published",
     "timecourse_spec",
+    "timecourse_fits",
     "timecourse_tables",
     "time_response_tables",
     "claims_core",
@@ -53,8 +56,10 @@ PIPELINE_ORDER: tuple[str, ...] = (
     "risk_of_bias",  # review outputs: risk of bias, GRADE, PRISMA, small-study effects
     "small_study_effects",
     "grade",
+    "grade_markdown",
     "prisma",
     "forest_data",  # joins effects, pooled fits, weights and RoB judgements for the forest plots
+    "snapshot_tables",  # living review: a run's results as text tables
     "changes",  # living review: compares a run with its baseline
     "changes_text",
     "snapshot",

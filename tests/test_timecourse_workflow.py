@@ -20,11 +20,11 @@ import pytest
 
 from timecourse_meta.errors import ConfigError
 from timecourse_meta.pipeline.tables import to_csv_text
+from timecourse_meta.pipeline.timecourse_fits import timecourse_data
 from timecourse_meta.pipeline.timecourse_tables import (
     build_timecourse_tables,
     parse_timecourse_config,
     structure_table,
-    timecourse_data,
 )
 from timecourse_meta.schema import CONTRAST_COLUMNS, MODEL_COLUMNS, RHO_COLUMNS, STRUCTURE_COLUMNS
 

@@ -3,7 +3,8 @@
 import pandas as pd
 
 from timecourse_meta.errors import exit_on_error
-from timecourse_meta.pipeline.grade import sof_markdown, summary_of_findings
+from timecourse_meta.pipeline.grade import summary_of_findings
+from timecourse_meta.pipeline.grade_markdown import sof_markdown
 from timecourse_meta.pipeline.tables import MISSING, write_csv
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive

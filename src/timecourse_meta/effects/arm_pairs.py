@@ -13,10 +13,9 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from timecourse_meta.effects.binary_effects import log_odds_ratio, log_risk_ratio
 from timecourse_meta.effects.effect_sizes import (
     EffectSizeWarning,
-    log_odds_ratio,
-    log_risk_ratio,
     mean_difference,
     mean_difference_paired,
     orient,

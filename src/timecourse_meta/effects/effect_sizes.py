@@ -7,8 +7,6 @@ over studies. Formulas follow metafor 3.8.1 ``escalc`` exactly (checked against 
 * ``smd``/``smd_from_d``/``smd_from_t``/``smd_var_ls``: measure ``"SMD"``, default ``vtype="LS"``.
 * ``smd_from_md_se``: ``"SMD"`` with ``ti = md / se``; ``smd_crossover_from_md_se``: the paired
   SMD of ``smd_crossover`` from a crossover mean difference and its SE.
-* ``log_odds_ratio``/``log_risk_ratio``: measures ``"OR"``/``"RR"`` with ``add``/``to``/``drop00``.
-* ``logit_proportion``: measure ``"PLO"``.
 * ``mean_difference``: measure ``"MD"`` (default ``vtype="LS"``); ``mean_difference_paired``:
   measure ``"MC"`` (raw mean change, paired/crossover designs).
 
@@ -16,28 +14,23 @@ Change-score SMDs use the same ``smd`` function applied to the change means and 
 (Cochrane Handbook §10.5.2: the SD of the change is then the standardiser, so change-score SMDs
 should not be mixed with final-value SMDs without thought).
 
-Undefined results (e.g. Hedges' J for ``n1 + n2 - 2 <= 1``, double-zero studies with
-``drop00=True``) are NaN, as metafor's NA, and are never silent: they emit an
-``EffectSizeWarning`` (continuous measures) or are marked in ``BinaryEffect.double_zero``.
+The binary and proportion measures (``"OR"``, ``"RR"``, ``"PLO"``) are in ``binary_effects``.
+
+Undefined results (e.g. Hedges' J for ``n1 + n2 - 2 <= 1``) are NaN, as metafor's NA, and are
+never silent: they emit an ``EffectSizeWarning``.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import special, stats
 
 __all__ = [
-    "BinaryEffect",
     "EffectSizeWarning",
-    "expit",
     "hedges_j",
-    "log_odds_ratio",
-    "log_risk_ratio",
-    "logit_proportion",
     "mean_difference",
     "mean_difference_paired",
     "orient",
@@ -54,32 +47,9 @@ __all__ = [
     "var_from_se",
 ]
 
-_TO_OPTIONS = ("only0", "all", "if0all", "none")
-
 
 class EffectSizeWarning(UserWarning):
     """An effect size could not be computed for some entries (NaN returned there)."""
-
-
-@dataclass(frozen=True)
-class BinaryEffect:
-    """Result of a two-by-two or single-proportion measure.
-
-    ``yi``/``vi``: effect (log scale) and its sampling variance.
-    ``zero_cell_corrected``: ``add`` was added to the cells of this study.
-    ``double_zero``: study dropped by ``drop00`` (no events or only events in both arms);
-    ``yi`` and ``vi`` are NaN there by design (no information on the OR/RR).
-    """
-
-    yi: np.ndarray
-    vi: np.ndarray
-    zero_cell_corrected: np.ndarray
-    double_zero: np.ndarray
-
-    @property
-    def sei(self) -> np.ndarray:
-        """Standard errors, sqrt(vi)."""
-        return np.sqrt(self.vi)
 
 
 def _arr(x: ArrayLike) -> np.ndarray:
@@ -385,144 +355,6 @@ def smd_crossover(
         vi = (1 / n + yi**2 / (2 * n)) * 2 * (1 - r)
     _warn_nan(yi, [m_treat, sd_treat, m_ctrl, sd_ctrl, n, r], "smd_crossover")
     return yi, vi
-
-
-def _recode_infinite(yi: np.ndarray, vi: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """metafor's escalc: +-Inf in yi or vi is recoded to NA (NaN here), with a warning.
-
-    Without a continuity correction (``to="none"``) a zero cell gives log(0) = -Inf and
-    1/0 = Inf; metafor 3.8.1 warns "Some 'yi' and/or 'vi' values equal to +-Inf. Recoded to NAs."
-    """
-    inf = np.isinf(yi) | np.isinf(vi)
-    if np.any(inf):
-        warnings.warn(
-            f"{what}: {int(np.sum(inf))} value(s) of yi and/or vi equal to +-Inf (zero cells "
-            "without continuity correction), recoded to NaN as metafor does",
-            EffectSizeWarning,
-            stacklevel=3,
-        )
-        yi = np.where(np.isinf(yi), np.nan, yi)
-        vi = np.where(np.isinf(vi), np.nan, vi)
-    return yi, vi
-
-
-def _check_counts(events: np.ndarray, n: np.ndarray) -> None:
-    if np.any(events < 0) or np.any(n < 0):
-        raise ValueError("counts must be >= 0")
-    if np.any(events > n):
-        raise ValueError("event counts larger than group sizes")
-
-
-def _add_to_cells(
-    cells: list[np.ndarray], zero: np.ndarray, add: float, to: str
-) -> tuple[list[np.ndarray], np.ndarray]:
-    """metafor's continuity correction; returns corrected cells and which studies got it."""
-    if to not in _TO_OPTIONS:
-        raise ValueError(f"to must be one of {_TO_OPTIONS}")
-    if to == "all":
-        hit = np.ones(zero.shape, dtype=bool)
-    elif to == "only0":
-        hit = zero
-    elif to == "if0all":
-        hit = np.full(zero.shape, bool(np.any(zero)))
-    else:
-        hit = np.zeros(zero.shape, dtype=bool)
-    hit = hit & (add != 0)
-    return [c + np.where(hit, add, 0.0) for c in cells], hit
-
-
-def _two_by_two(
-    ai: ArrayLike, n1: ArrayLike, ci: ArrayLike, n2: ArrayLike, add: float, to: str, drop00: bool
-) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    ai, n1, ci, n2 = np.broadcast_arrays(*map(_arr, (ai, n1, ci, n2)))
-    _check_counts(ai, n1)
-    _check_counts(ci, n2)
-    bi, di = n1 - ai, n2 - ci
-    # drop00: no events in both arms, or only events in both arms (metafor's id00)
-    double_zero = ((ai == 0) & (ci == 0)) | ((bi == 0) & (di == 0))
-    if not drop00:
-        double_zero = np.zeros(ai.shape, dtype=bool)
-    zero = ((ai == 0) | (bi == 0) | (ci == 0) | (di == 0)) & ~double_zero
-    cells, hit = _add_to_cells([ai, bi, ci, di], zero, add, to)
-    nan_if_dz = [np.where(double_zero, np.nan, c) for c in cells]
-    return nan_if_dz, hit & ~double_zero, double_zero
-
-
-def log_odds_ratio(
-    ai: ArrayLike,
-    n1: ArrayLike,
-    ci: ArrayLike,
-    n2: ArrayLike,
-    add: float = 0.5,
-    to: str = "only0",
-    drop00: bool = True,
-) -> BinaryEffect:
-    """Log odds ratio (group 1 vs group 2) from events ``ai``/``ci`` out of ``n1``/``n2``.
-
-    metafor ``escalc(measure="OR")``: yi = log(ai di / (bi ci)), vi = 1/ai + 1/bi + 1/ci + 1/di,
-    after adding ``add`` to all four cells of studies with a zero cell (``to="only0"``).
-    ``drop00=True`` (metafor's escalc default is FALSE; its rma.mh/rma.peto default is TRUE and
-    Cochrane Handbook §10.4.4.2 recommends excluding such studies) sets yi = vi = NaN for
-    studies with no events, or only events, in both arms, marked in ``double_zero``.
-    """
-    with np.errstate(invalid="ignore", divide="ignore"):
-        (a, b, c, d), hit, dz = _two_by_two(ai, n1, ci, n2, add, to, drop00)
-        yi = np.log(a / b) - np.log(c / d)
-        vi = 1 / a + 1 / b + 1 / c + 1 / d
-    yi, vi = _recode_infinite(yi, vi, "log odds ratio")
-    return BinaryEffect(yi, vi, hit, dz)
-
-
-def log_risk_ratio(
-    ai: ArrayLike,
-    n1: ArrayLike,
-    ci: ArrayLike,
-    n2: ArrayLike,
-    add: float = 0.5,
-    to: str = "only0",
-    drop00: bool = True,
-) -> BinaryEffect:
-    """Log risk ratio (group 1 vs group 2) from events ``ai``/``ci`` out of ``n1``/``n2``.
-
-    metafor ``escalc(measure="RR")``: yi = log(ai/n1) - log(ci/n2),
-    vi = 1/ai - 1/n1 + 1/ci - 1/n2, with n1, n2 recomputed from the corrected cells
-    (so a corrected arm has n + 2*add). Zero-cell and double-zero handling as
-    ``log_odds_ratio``.
-    """
-    with np.errstate(invalid="ignore", divide="ignore"):
-        (a, b, c, d), hit, dz = _two_by_two(ai, n1, ci, n2, add, to, drop00)
-        m1, m2 = a + b, c + d
-        yi = np.log(a / m1) - np.log(c / m2)
-        vi = 1 / a - 1 / m1 + 1 / c - 1 / m2
-    yi, vi = _recode_infinite(yi, vi, "log risk ratio")
-    return BinaryEffect(yi, vi, hit, dz)
-
-
-def logit_proportion(
-    xi: ArrayLike, ni: ArrayLike, add: float = 0.5, to: str = "only0"
-) -> BinaryEffect:
-    """Logit of a proportion (metafor ``escalc(measure="PLO")``).
-
-    yi = log(x / (n - x)), vi = 1/x + 1/(n - x), after adding ``add`` to x and n - x for
-    proportions of 0 or 1 (``to="only0"``). ``double_zero`` is always False here.
-    Back-transform with ``expit``.
-    """
-    xi, ni = np.broadcast_arrays(*map(_arr, (xi, ni)))
-    _check_counts(xi, ni)
-    if np.any(ni <= 0):
-        raise ValueError("group sizes must be > 0")
-    mi = ni - xi
-    (x, m), hit = _add_to_cells([xi, mi], (xi == 0) | (mi == 0), add, to)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        yi = np.log(x / m)
-        vi = 1 / x + 1 / m
-    yi, vi = _recode_infinite(yi, vi, "logit proportion")
-    return BinaryEffect(yi, vi, hit, np.zeros(xi.shape, dtype=bool))
-
-
-def expit(x: ArrayLike) -> np.ndarray:
-    """Inverse logit, 1 / (1 + exp(-x)) (back-transform of ``logit_proportion``)."""
-    return special.expit(_arr(x))
 
 
 def split_shared_control(n_control: ArrayLike, n_arms: ArrayLike) -> np.ndarray:

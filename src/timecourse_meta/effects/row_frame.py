@@ -1,7 +1,7 @@
 """Small vectorised helpers shared by the effect-size stages (comparisons, arm_pairs,
 contrast_effects): flagging rows with an exclusion reason, key lookups and per-row text joins.
 
-The working frame is the one `comparisons._prepare` builds: parsed columns prefixed with "_",
+The working frame is the one `row_checks.prepare_rows` builds: parsed columns prefixed with "_",
 `_reason` (first exclusion reason, NA while the row is a candidate) and `_row_id` (position).
 """
 

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from timecourse_meta.errors import SheetError
-from timecourse_meta.pipeline.ingest import read_text_table
+from timecourse_meta.pipeline.csv_reader import read_text_table
 
 __all__ = [
     "DOMAINS",

@@ -1,6 +1,6 @@
 """Where the living review's baseline comes from, and reading / writing a snapshot.
 
-The baseline is a snapshot directory (`changes.SNAPSHOT_FILES`, CSV only) written by
+The baseline is a snapshot directory (`snapshot_tables.SNAPSHOT_FILES`, CSV only) written by
 `snakemake baseline` to `<results_dir>/baseline/` and committed. The config key `baseline`
 (or `--config baseline=...`) says which one a run is compared with:
 
@@ -28,8 +28,8 @@ from pathlib import Path
 import pandas as pd
 
 from timecourse_meta.errors import ConfigError
-from timecourse_meta.pipeline.changes import REQUIRED_TABLES, SNAPSHOT_FILES, make_snapshot
 from timecourse_meta.pipeline.config import input_path
+from timecourse_meta.pipeline.snapshot_tables import REQUIRED_TABLES, SNAPSHOT_FILES, make_snapshot
 from timecourse_meta.pipeline.tables import to_csv_text
 
 __all__ = ["Baseline", "current_snapshot", "read_snapshot", "resolve_baseline", "write_snapshot"]
