@@ -15,6 +15,7 @@ from timecourse_meta.pipeline.forest_data import forest_data
 from timecourse_meta.pipeline.risk_of_bias import study_overall
 from timecourse_meta.plots.figures import placeholder_figure, save_figure
 from timecourse_meta.plots.forest import data_xlim, forest_plot
+from timecourse_meta.plots.forest_rows import cap_studies
 from timecourse_meta.plots.forest_text import title_text, window_text
 from timecourse_meta.schema import measure_label
 
@@ -48,8 +49,10 @@ with exit_on_error(smk.log[0], "forest_plot") as log:
         table = pd.read_parquet(smk.input.rob)  # rule risk_of_bias: one row per study x outcome
         rob = {s: study_overall(table, s, p.outcome) for s in table["study_id"].unique()}
     fit = {"outcome": p.outcome, "measure": p.measure, "level": p.level, "time_unit": p.time_unit}
+    common = bool(opts.get("common_xlim", False))  # the other windows only for a common x-range
     data = {
-        w: forest_data(effects, pooled, weights, w, arms=arms, rob=rob, **fit) for w in p.timepoints
+        w: forest_data(effects, pooled, weights, w, arms=arms, rob=rob, **fit)
+        for w in (p.timepoints if common else [tp])
     }
     studies, pooled_map = data[tp]
     if studies.empty:  # no effects in this window (e.g. every study excluded): say so
@@ -59,7 +62,7 @@ with exit_on_error(smk.log[0], "forest_plot") as log:
         log(f"window {tp}: no effects; placeholder figure written")
     else:
         xlim = None
-        if opts.get("common_xlim", False):
+        if common:
             ests = [m["estimate"] for _, m in data.values() if m and "estimate" in m]
             xlim = data_xlim([s for s, _ in data.values()], ests)
         row = pooled[
@@ -94,7 +97,11 @@ with exit_on_error(smk.log[0], "forest_plot") as log:
             sort=str(opts.get("sort", "study")),
             width=opts.get("width", "double"),
             notes=[ROB_NOTE] if rob is not None else [],
+            max_studies=opts.get("max_studies"),
         )
+        _, cap_note = cap_studies(studies, opts.get("max_studies"))
+        if cap_note:  # also written on the figure (forest_plot)
+            log(f"window {tp}: {cap_note}")
         save_figure(fig, smk.output.png)
         save_figure(fig, smk.output.pdf)
         log(f"window {tp}: {len(studies)} studies; drawn from {Path(smk.input.pooled).name}")
