@@ -602,3 +602,41 @@ def test_save_figure_identical_across_processes(tmp_path: Path) -> None:
 def test_save_figure_rejects_unknown_format(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unsupported"):
         save_figure(forest_plot(synth(2), None), tmp_path / "x", formats=("jpg",))
+
+
+# ---------------------------------------------------------------- forest: cap for huge k
+def test_forest_cap_draws_heaviest_with_note() -> None:
+    df = synth(30, seed=7)
+    pooled = pooled_for(df)
+    fig = forest_plot(df, pooled, max_studies=10)
+    shown = [t.get_text() for t in by_gid(fig, "study:").values()]
+    shown = [s for s in shown if s.startswith("Study")]
+    heaviest = df.iloc[np.sort(np.argsort(-df["weight"].to_numpy(), kind="mergesort")[:10])]
+    assert shown == list(heaviest["label"])  # the 10 heaviest, in the given order
+    squares = [c for c in forest_axes(fig).collections if (c.get_gid() or "").startswith("square")]
+    assert len(squares) == 10
+    notes = " ".join(t.get_text() for t in by_gid(fig, "footnote:").values())
+    assert "Capped: only the 10 studies with the largest weights of k\u00a0=\u00a030" in notes
+    assert "config forest.max_studies" in notes
+    # the pooled row keeps the totals of all 30 studies (N per arm, weight 100%)
+    n_t = [t.get_text() for g, t in by_gid(fig, "n_t:").items() if int(g.split(":")[1]) > 10]
+    assert n_t == [str(int(df["n_treatment"].sum()))]
+    weights = [t.get_text() for t in by_gid(fig, "weight:").values()]
+    assert "100.0%" in weights
+    # at or above k: no cap, the same figure texts as without max_studies
+    same = [t.get_text() for t in texts(forest_plot(df, pooled, max_studies=30))]
+    assert same == [t.get_text() for t in texts(forest_plot(df, pooled))]
+    with pytest.raises(ValueError, match="max_studies"):
+        forest_plot(df, pooled, max_studies=0)
+
+
+def test_cap_studies_missing_weights_last() -> None:
+    from timecourse_meta.plots.forest_rows import cap_studies
+
+    df = synth(5, seed=3).assign(weight=[np.nan, 10.0, 30.0, np.nan, 20.0])
+    kept, note = cap_studies(df, 3)
+    assert list(kept.index) == [1, 2, 4] and "k\u00a0=\u00a05" in note
+    kept, note = cap_studies(df, None)
+    assert kept is df and note is None
+    kept, note = cap_studies(df, 4)
+    assert list(kept.index) == [0, 1, 2, 4]  # missing weights last, ties in the given order

@@ -217,3 +217,14 @@ def test_workflow_writes_the_warnings(tmp_path: Path) -> None:
     md = (tables / "pooled_by_timepoint.md").read_text(encoding="utf-8")
     for warning in EXPECTED.values():
         assert warning.replace("|", "\\|") in md
+
+
+def test_listed_ids_caps_long_lists() -> None:
+    from timecourse_meta.pipeline.pooling import MAX_LISTED, listed_ids
+
+    few = [f"S{i}" for i in range(MAX_LISTED)]
+    assert listed_ids(few) == ", ".join(few)  # up to the limit: all named, as before
+    many = [f"S{i:06d}" for i in range(100_000)]
+    text = listed_ids(many)
+    assert text.endswith(f"S{MAX_LISTED - 1:06d} and {100_000 - MAX_LISTED} more")
+    assert len(text) < 1000

@@ -485,3 +485,35 @@ def test_workflow_script_with_time_response(tmp_path: Path) -> None:
     log = run_figure_script(tmp_path, with_time_response=True)
     assert "9 study estimates from" in log and "all_times.parquet" in log
     assert "time-response model 'emax'" in log
+
+
+def test_many_studies_lines_as_one_collection(monkeypatch) -> None:
+    """Above MAX_LINE_ARTISTS comparisons the study lines are one (rasterised) collection
+    holding the same polylines the single lines would have; points are rasterised."""
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
+
+    from timecourse_meta.plots import timecourse_plot as tp
+
+    rng = np.random.default_rng(3)
+    s = pd.DataFrame({
+        "comparison_id": ["c"] * 3 + ["a"] * 2 + ["b"] + ["d"] * 3 + [None] * 2,
+        "time_hours": [72.0, 24.0, 168.0, 24.0, 24.0, 72.0, 168.0, 24.0, 72.0, 24.0, 72.0],
+        "yi": rng.normal(size=11), "vi": rng.uniform(0.01, 0.1, 11),
+    })  # fmt: skip
+    fig, ax = plt.subplots()
+    tp._draw_studies(ax, s)
+    single = [np.column_stack(ln.get_data()) for ln in ax.lines if ln.get_gid() == "study-line"]
+    assert len(single) == 3 and not [c for c in ax.collections if isinstance(c, LineCollection)]
+    monkeypatch.setattr(tp, "MAX_LINE_ARTISTS", 2)
+    monkeypatch.setattr(tp, "RASTERISE_POINTS", 5)
+    fig2, ax2 = plt.subplots()
+    tp._draw_studies(ax2, s)
+    assert not [ln for ln in ax2.lines if ln.get_gid() == "study-line"]
+    (coll,) = [c for c in ax2.collections if isinstance(c, LineCollection)]
+    assert coll.get_gid() == "study-line" and coll.get_rasterized()
+    assert [seg.tolist() for seg in coll.get_segments()] == [seg.tolist() for seg in single]
+    (points,) = [c for c in ax2.collections if c.get_gid() == "study-points"]
+    assert points.get_rasterized()
+    plt.close(fig)
+    plt.close(fig2)

@@ -16,6 +16,7 @@ from timecourse_meta.pipeline.forest_data import forest_data
 from timecourse_meta.pipeline.risk_of_bias import study_overall
 from timecourse_meta.plots.figures import placeholder_figure, save_figure
 from timecourse_meta.plots.forest import data_xlim, forest_plot
+from timecourse_meta.plots.forest_rows import cap_studies
 from timecourse_meta.plots.forest_text import title_text, window_text
 from timecourse_meta.schema import measure_label
 
@@ -37,6 +38,11 @@ def model_text(pooled_row: pd.Series) -> str:
     return f"random effects ({method}{test})".replace(" (", "\u00a0(")
 
 
+def forest_options() -> dict:
+    """Config `forest` (sort, width, common_xlim, max_studies)."""
+    return dict(smk.config.get("forest") or {})
+
+
 def draw_window(
     tp: str,
     data: dict[str, tuple[pd.DataFrame, dict]],
@@ -45,7 +51,7 @@ def draw_window(
     notes: list[str],
 ) -> Figure:
     """The forest plot of window `tp` (a placeholder saying why when it has no effects)."""
-    p, opts = smk.params, dict(smk.config.get("forest") or {})
+    p, opts = smk.params, forest_options()
     studies, pooled_map = data[tp]
     if studies.empty:  # no effects in this window (e.g. every study excluded): say so
         return placeholder_figure(f"{tp}: no {p.outcome} ({p.measure}) effects: nothing to draw")
@@ -81,6 +87,7 @@ def draw_window(
         sort=str(opts.get("sort", "study")),
         width=opts.get("width", "double"),
         notes=notes,
+        max_studies=opts.get("max_studies"),
     )
 
 
@@ -99,7 +106,7 @@ with exit_on_error(smk.log[0], "forest_plots") as log:
         w: forest_data(effects, pooled, weights, w, arms=arms, rob=rob, **fit) for w in p.timepoints
     }
     xlim = None
-    if dict(smk.config.get("forest") or {}).get("common_xlim", False):
+    if forest_options().get("common_xlim", False):
         ests = [m["estimate"] for _, m in data.values() if m and "estimate" in m]
         xlim = data_xlim([s for s, _ in data.values()], ests)
     notes = [ROB_NOTE] if rob is not None else []
@@ -108,5 +115,8 @@ with exit_on_error(smk.log[0], "forest_plots") as log:
         save_figure(fig, png)
         save_figure(fig, pdf)
         k = len(data[tp][0])
+        _, cap_note = cap_studies(data[tp][0], forest_options().get("max_studies"))
+        if k and cap_note:  # also written on the figure (forest_plot)
+            log(f"window {tp}: {cap_note}")
         source = Path(smk.input.pooled).name
         log(f"window {tp}: " + (f"{k} studies; drawn from {source}" if k else NO_EFFECTS))

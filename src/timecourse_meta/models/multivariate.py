@@ -159,18 +159,21 @@ def _prepare(study, timepoint, yi, vi, within, rho, timepoint_order, times=None)
     where = level_times if kind == "car" else positions.astype(float)
     v = df["vi"].to_numpy()
 
-    def s_block(rows):
+    def s_block(rows):  # (n, m) rows of n clusters -> (n, m, m) covariances
         sd = np.sqrt(v[rows])
-        return within_correlation(where[lev[rows]], kind, rho) * sd[:, None] * sd[None, :]
+        # one correlation matrix per distinct pattern of positions (most clusters share one)
+        pats, which = np.unique(where[lev[rows]], axis=0, return_inverse=True)
+        corr = np.stack([within_correlation(pt, kind, rho) for pt in pats])[which.reshape(-1)]
+        return corr * sd[:, :, None] * sd[:, None, :]
 
     X = np.zeros((len(df), T))
     X[np.arange(len(df)), lev] = 1.0  # mods = ~ time - 1
-    blocks = make_blocks(df["study"].to_numpy(), lev, df["yi"].to_numpy(), X, T, s_block)
+    blocks = make_blocks(df["study"].to_numpy(), lev, df["yi"].to_numpy(), X, T, s_block,
+                         stacked=True)  # fmt: skip
     k_studies = np.bincount(lev, minlength=T).astype(np.int64)
     pairs_seen = np.zeros((T, T), dtype=bool)
     for g in blocks.groups:
-        for idx in g.idx:
-            pairs_seen[np.ix_(idx, idx)] = True
+        pairs_seen[g.idx[:, :, None], g.idx[:, None, :]] = True
     for j in np.flatnonzero(k_studies == 1):
         notes.append(
             f"time point {order[positions[j]]!r} has a single study: its mean is estimable but "

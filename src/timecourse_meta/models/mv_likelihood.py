@@ -69,11 +69,15 @@ def make_blocks(
     n_levels: int,
     s_block: Callable[[NDArray[np.int64]], Array],
     mask_block: Callable[[NDArray[np.int64]], Array] | None = None,
+    *,
+    stacked: bool = False,
 ) -> Blocks:
     """Group rows by cluster (order of first appearance, rows in input order within a cluster).
 
     ``s_block(rows)`` returns the within-cluster sampling covariance of those rows;
-    ``mask_block(rows)`` (optional) the 0/1 random-effect sharing mask.
+    ``mask_block(rows)`` (optional) the 0/1 random-effect sharing mask. ``stacked``:
+    ``s_block`` takes the (n, m) rows of all clusters of one size at once and returns the
+    (n, m, m) stack (one call per cluster size instead of one per cluster).
     """
     codes = pd.factorize(pd.Series(np.asarray(cluster, dtype=object)), sort=False)[0]
     X = np.asarray(X, dtype=float)
@@ -86,7 +90,7 @@ def make_blocks(
     groups = []
     for m in sorted(by_size):
         rows = np.stack(by_size[m])
-        S = np.stack([s_block(r) for r in rows])
+        S = s_block(rows) if stacked else np.stack([s_block(r) for r in rows])
         mask = None if mask_block is None else np.stack([mask_block(r) for r in rows])
         groups.append(Group(rows, level[rows], y[rows], X[rows], S, mask))
     sign, logdet = np.linalg.slogdet(X.T @ X)

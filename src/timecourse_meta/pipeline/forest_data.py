@@ -101,12 +101,13 @@ def pooled_mapping(row: Mapping[str, object] | pd.Series) -> dict[str, object] |
     return out
 
 
-def _sd(arm: pd.Series) -> float:
-    """The arm's SD as the effect used it: reported, else from SE or CI (`recover_sd`)."""
-    num = [pd.to_numeric(pd.Series([arm.get(c)]), errors="coerce").iloc[0]
-           for c in ("sd", "se", "ci_low", "ci_high", "n", "ci_level")]  # fmt: skip
-    level = num[5] if pd.notna(num[5]) else 0.95
-    return float(recover_sd(*([v] for v in num[:5]), ci_level=[level]).sd[0])
+def _arm_sd(arms: pd.DataFrame) -> np.ndarray:
+    """Each arm row's SD as the effect used it: reported, else from SE or CI (`recover_sd`)."""
+    num = [pd.to_numeric(arms[c], errors="coerce").to_numpy(float) if c in arms
+           else np.full(len(arms), np.nan) for c in ("sd", "se", "ci_low", "ci_high", "n",
+                                                     "ci_level")]  # fmt: skip
+    level = np.where(np.isnan(num[5]), 0.95, num[5])
+    return np.asarray(recover_sd(*num[:5], ci_level=level).sd, dtype=float)
 
 
 def _arm_means(sel: pd.DataFrame, arms: pd.DataFrame | None) -> pd.DataFrame:
@@ -115,20 +116,36 @@ def _arm_means(sel: pd.DataFrame, arms: pd.DataFrame | None) -> pd.DataFrame:
     An effect row's `row_ids` ("file:row;file:row") name the sheet rows it used; means are
     shown only when exactly one treatment and one control arm row with a mean and an SD
     (reported or recovered from SE or CI as the effect sizes were, `recover_sd`) were used.
+    Vectorised: the (effect, row id) pairs are looked up at once, not effect by effect.
     """
-    out = pd.DataFrame(np.nan, index=sel.index, columns=["mean_t", "sd_t", "mean_c", "sd_c"])
-    if arms is None or not len(arms) or "row_ids" not in sel:
+    cols = ["mean_t", "sd_t", "mean_c", "sd_c"]
+    out = pd.DataFrame(np.nan, index=sel.index, columns=cols)
+    if arms is None or not len(arms) or "row_ids" not in sel or not len(sel):
         return out
     key = arms["source_file"].astype(str) + ":" + arms["source_row"].astype(str)
-    lookup = arms.assign(_key=key).drop_duplicates("_key").set_index("_key")
-    for idx, ids in sel["row_ids"].items():
-        rows = [lookup.loc[r] for r in str(ids).split(";") if r in lookup.index]
-        roles = {str(r["arm_role"]): r for r in rows}
-        if len(rows) != 2 or set(roles) != {"treatment", "control"}:
-            continue
-        vals = [v for a in ("treatment", "control") for v in (roles[a]["mean"], _sd(roles[a]))]
-        if all(pd.notna(v) for v in vals):
-            out.loc[idx] = [float(v) for v in vals]
+    first = ~key.duplicated().to_numpy()
+    lookup = pd.DataFrame({
+        "role": arms["arm_role"].astype(str).to_numpy()[first],
+        "mean": pd.to_numeric(arms["mean"], errors="coerce").to_numpy(float)[first],
+        "sd": _arm_sd(arms.loc[first]),
+    }, index=pd.Index(key.to_numpy()[first], name="_key"))  # fmt: skip
+    ids = [str(v).split(";") for v in sel["row_ids"]]
+    pos = np.repeat(np.arange(len(sel)), [len(i) for i in ids])
+    flat = pd.Index([r for i in ids for r in i], dtype=object)
+    hit = lookup.index.get_indexer(flat)
+    pos, hit = pos[hit >= 0], hit[hit >= 0]
+    role = lookup["role"].to_numpy()[hit]
+    n_rows = np.bincount(pos, minlength=len(sel))
+    n_t = np.bincount(pos, weights=role == "treatment", minlength=len(sel))
+    n_c = np.bincount(pos, weights=role == "control", minlength=len(sel))
+    ok = (n_rows == 2) & (n_t == 1) & (n_c == 1)
+    vals = np.full((len(sel), 4), np.nan)
+    for offset, r in ((0, "treatment"), (2, "control")):
+        use = ok[pos] & (role == r)
+        vals[pos[use], offset] = lookup["mean"].to_numpy()[hit[use]]
+        vals[pos[use], offset + 1] = lookup["sd"].to_numpy()[hit[use]]
+    complete = ok & ~np.isnan(vals).any(axis=1)
+    out.loc[complete] = vals[complete]
     return out
 
 

@@ -52,6 +52,18 @@ _RESULT_FIELDS = POOLED_COLUMNS[
 ]
 
 
+MAX_LISTED = 50  # study ids named in one warning; more are counted ("... and 99950 more")
+
+
+def listed_ids(ids: Sequence[str], limit: int = MAX_LISTED) -> str:
+    """The ids joined by ", ", at most `limit` of them, then "and N more" (a warning for a
+    100 000-study sheet stays one readable line instead of 900 000 characters)."""
+    ids = list(ids)
+    if len(ids) <= limit:
+        return ", ".join(ids)
+    return ", ".join(ids[:limit]) + f" and {len(ids) - limit} more"
+
+
 def _n_participants(group: pd.DataFrame, notes: list[str]) -> float:
     n = (
         group["n_total"].to_numpy(dtype=float)
@@ -60,7 +72,7 @@ def _n_participants(group: pd.DataFrame, notes: list[str]) -> float:
     )
     missing = np.isnan(n)
     if missing.any():
-        ids = ", ".join(sorted(group.loc[missing, "study_id"].astype(str)))
+        ids = listed_ids(sorted(group.loc[missing, "study_id"].astype(str)))
         notes.append(f"n_participants excludes studies without a sample size ({ids})")
     return float(n[~missing].sum()) if (~missing).any() else float("nan")
 

@@ -88,24 +88,34 @@ def is_count_column(name: str) -> bool:
     )
 
 
-def _formatted(frame: pd.DataFrame, **kwargs: object) -> list[list[str]]:
-    cols = list(frame.columns)
-    counts = [is_count_column(c) for c in cols]
+def _formatted_column(name: str, values: pd.Series, **kwargs: object) -> list[str]:
+    """The cells of one column (as `format_value`; a `str` cell is written as it is)."""
+    count, pvalue = is_count_column(name), name in _P_COLUMNS
     out = []
-    for row in frame.itertuples(index=False, name=None):
-        out.append(
-            [
-                format_value(v, digits=CSV_DIGITS, decimals=None)
-                if count and isinstance(v, (float, np.floating)) and float(v).is_integer()
-                else format_value(v, pvalue=c in _P_COLUMNS, **kwargs)  # type: ignore[arg-type]
-                for c, v, count in zip(cols, row, counts, strict=True)
-            ]
-        )
+    for v in values:  # the same Python scalars as DataFrame.itertuples gives
+        if type(v) is str:  # format_value(v) == str(v) == v: skip the checks
+            out.append(v)
+        elif count and isinstance(v, (float, np.floating)) and float(v).is_integer():
+            out.append(format_value(v, digits=CSV_DIGITS, decimals=None))
+        else:
+            out.append(format_value(v, pvalue=pvalue, **kwargs))  # type: ignore[arg-type]
     return out
 
 
+def _formatted(frame: pd.DataFrame, **kwargs: object) -> list[tuple[str, ...]]:
+    """Formatted cells, row by row (formatted column by column: one pass per column)."""
+    cols = [_formatted_column(str(c), frame.iloc[:, j], **kwargs)
+            for j, c in enumerate(frame.columns)]  # fmt: skip
+    if not cols:
+        return [() for _ in range(len(frame))]
+    return list(zip(*cols, strict=True))
+
+
+_NEEDS_QUOTES = re.compile('[,"\n\r]')
+
+
 def _csv_cell(text: str) -> str:
-    if any(ch in text for ch in ',"\n\r') or text != text.strip():
+    if _NEEDS_QUOTES.search(text) or text != text.strip():
         return '"' + text.replace('"', '""') + '"'
     return text
 
@@ -113,7 +123,7 @@ def _csv_cell(text: str) -> str:
 def to_csv_text(frame: pd.DataFrame, *, digits: int = CSV_DIGITS) -> str:
     """CSV text of `frame` (header + rows), floats with `digits` significant digits."""
     lines = [",".join(_csv_cell(str(c)) for c in frame.columns)]
-    lines += [",".join(_csv_cell(v) for v in row) for row in _formatted(frame, digits=digits)]
+    lines += [",".join(map(_csv_cell, row)) for row in _formatted(frame, digits=digits)]
     return "\n".join(lines) + "\n"
 
 

@@ -55,7 +55,10 @@ def timecourse_data(
         }
     )
     notes: dict[str, list[str]] = {}
-    for (tp, sid), grp in data.groupby(["timepoint", "study_id"], sort=True):
+    # only trials with several comparisons in a window get a note: select them first
+    n_units = data.groupby(["timepoint", "study_id"], sort=False)["unit"].transform("nunique")
+    multi = data[(n_units >= 2).to_numpy()]
+    for (tp, sid), grp in multi.groupby(["timepoint", "study_id"], sort=True):
         units = sorted(set(grp["unit"]))
         if len(units) < 2:
             continue

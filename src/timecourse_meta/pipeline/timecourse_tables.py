@@ -27,7 +27,7 @@ reason, a window with no data with ``status = "no data"``, and every NA is expla
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -287,11 +287,13 @@ def structure_table(
     *,
     outcome: str,
     measure: str,
+    fitter: Callable[..., FitOutcome] = fit_safely,
 ) -> pd.DataFrame:
     """Every structure of ``spec.structures`` fitted to the same data (metafor ``fitstats`` and
     ``anova(full, reduced)`` via :func:`timecourse.compare_fits`), failed fits listed with the
-    reason. ``delta_AIC``: AIC minus the smallest AIC among fits with status ok."""
-    fits = {s: fit_safely(data, timepoints, spec, struct=s) for s in spec.structures}
+    reason. ``delta_AIC``: AIC minus the smallest AIC among fits with status ok. ``fitter``:
+    `fit_safely` or a function like it (`build_timecourse_tables` passes one that reuses fits)."""
+    fits = {s: fitter(data, timepoints, spec, struct=s) for s in spec.structures}
     fitted = {s: f.result for s, f in fits.items() if f.result is not None}
     cmp = compare_fits(fitted) if fitted else pd.DataFrame(columns=["struct", "reduced"])
     ok_aic = [fits[s].result.aic for s in fitted if fits[s].status == OK]  # type: ignore[union-attr]
@@ -344,12 +346,14 @@ def rho_sensitivity_table(
     outcome: str,
     measure: str,
     notes: Mapping[str, Sequence[str]] | None = None,
+    fitter: Callable[..., FitOutcome] = fit_safely,
 ) -> pd.DataFrame:
     """The configured structure refitted for each within-study correlation in ``rho_grid``:
-    window means (term_type ``window``) and the contrasts of :func:`contrast_table`."""
+    window means (term_type ``window``) and the contrasts of :func:`contrast_table`.
+    ``fitter``: as in :func:`structure_table`."""
     parts = []
     for rho in spec.rho_grid:
-        fit = fit_safely(data, timepoints, spec, rho=rho)
+        fit = fitter(data, timepoints, spec, rho=rho)
         kw = {"outcome": outcome, "measure": measure, "rho": rho}
         m = model_table(fit, data, timepoints, hours, spec, notes=notes, **kw)  # type: ignore[arg-type]
         m = m.assign(term_type="window", term=m["timepoint"])
@@ -383,11 +387,24 @@ def build_timecourse_tables(
     data, notes = timecourse_data(effects, outcome, measure)
     spec = replace(spec, log_hours=tuple((tp, float(np.log(hours[tp]))) for tp in timepoints))
     kw = {"outcome": outcome, "measure": measure}
-    fit = fit_safely(data, timepoints, spec)
+    fits: dict[tuple[str, float], FitOutcome] = {}
+
+    def reused(data, timepoints, spec, *, struct=None, rho=None) -> FitOutcome:
+        """fit_safely, once per (structure, rho): the configured structure at the configured
+        rho is also a row of the structure table and of the rho sensitivity (same data, same
+        deterministic fit)."""
+        key = (spec.struct if struct is None else struct, spec.rho if rho is None else rho)
+        if key not in fits:
+            fits[key] = fit_safely(data, timepoints, spec, struct=key[0], rho=key[1])
+        return fits[key]
+
+    fit = reused(data, timepoints, spec)
     return TimecourseTables(
         model=model_table(fit, data, timepoints, hours, spec, notes=notes, **kw),
         contrasts=contrast_table(fit, data, timepoints, spec, **kw),
-        structures=structure_table(data, timepoints, spec, **kw),
-        rho_sensitivity=rho_sensitivity_table(data, timepoints, hours, spec, notes=notes, **kw),
+        structures=structure_table(data, timepoints, spec, fitter=reused, **kw),
+        rho_sensitivity=rho_sensitivity_table(
+            data, timepoints, hours, spec, notes=notes, fitter=reused, **kw
+        ),
         fit=fit,
     )

@@ -91,6 +91,33 @@ def _window_of(times: np.ndarray, windows: pd.DataFrame) -> np.ndarray:
     return np.where(inside.any(axis=1), inside.argmax(axis=1), -1)
 
 
+def _joined_times(cand: pd.DataFrame, key: list[str]) -> pd.Series:
+    """Per group of `key` (sorted groups, as groupby), its times "_t" joined as "24, 26".
+
+    The same as ``groupby(key)["_t"].agg(lambda s: ", ".join(f"{v:g}" for v in s))``, without
+    a Python call per group: the times are formatted once and joined along the group runs.
+    """
+    grouped = cand.groupby(key, sort=True)
+    gid = grouped.ngroup().to_numpy()
+    text = np.array([f"{v:g}" for v in cand["_t"]], dtype=object)
+    keep = gid >= 0  # rows with a missing key belong to no group (groupby drops them)
+    gid, text = gid[keep], text[keep]
+    order = np.argsort(gid, kind="stable")  # group by group, rows in their given order
+    gid, text = gid[order], text[order]
+    joined: list[str] = []
+    last = -1
+    for g, t in zip(gid.tolist(), text.tolist(), strict=True):
+        if g == last:
+            joined[-1] += ", " + t
+        else:
+            joined.append(t)
+            last = g
+    index = grouped.size().index
+    if not joined:  # no groups: groupby's empty result keeps the column's dtype
+        return pd.Series(index=index, dtype=cand["_t"].dtype, name="times_reported_h")
+    return pd.Series(joined, index=index, name="times_reported_h")
+
+
 def assign_windows(
     rows: pd.DataFrame, windows: pd.DataFrame, rule: str = "closest_to_nominal"
 ) -> WindowResult:
@@ -157,12 +184,7 @@ def assign_windows(
         cand = cand.assign(_d=-cand["_t"])
         order = ["_d"]
     cand = cand.sort_values(key + order, kind="mergesort")
-    listed = (
-        cand.sort_values(key + ["_t"], kind="mergesort")
-        .groupby(key, sort=True)["_t"]
-        .agg(lambda s: ", ".join(f"{v:g}" for v in s))
-        .rename("times_reported_h")
-    )
+    listed = _joined_times(cand.sort_values(key + ["_t"], kind="mergesort"), key)
     counts = cand.groupby(key, sort=True)["_t"].size().rename("n_times")
     chosen = cand.groupby(key, sort=True).head(1).set_index(key)["_t"].rename("chosen_h")
     choices = pd.concat([listed, counts, chosen], axis=1).reset_index()

@@ -41,6 +41,7 @@ from timecourse_meta.plots.forest_rows import (
     MEANS,
     Block,
     build_rows,
+    cap_studies,
     check_studies,
     footnotes,
     rob_present,
@@ -77,6 +78,7 @@ class Labels:
     groups: tuple[str, str]
     title: str | None
     notes: tuple[str, ...] = ()
+    totals: pd.DataFrame | None = None  # all study rows when the drawn ones were capped
 
 
 def data_xlim(
@@ -112,6 +114,7 @@ def forest_plot(
     sort: str = "study",
     width: str | float = "double",
     notes: Sequence[str] = (),
+    max_studies: int | None = None,
 ) -> Figure:
     """Draw a forest plot and return the (Agg-backed) figure; see module docstring for layout.
 
@@ -125,8 +128,11 @@ def forest_plot(
     pval, k, label, optional ``note`` and ``subgroup_test``; without estimate the pooled row
     says 'Not estimable' and the note says why. ``sections``: (header, studies, pooled) per
     subgroup. ``sort``: study | effect | weight | year. ``width``: 'single' (85 mm), 'double'
-    (174 mm) or mm. ``notes``: extra footnotes (after the generated ones).
-    Squares have area proportional to weight (side floor 2.5 pt).
+    (174 mm) or mm. ``notes``: extra footnotes (after the generated ones). ``max_studies``
+    (without sections): draw at most that many study rows, those with the largest weights
+    (`forest_rows.cap_studies`), with a note on the figure saying so; the pooled row's N and
+    weight totals stay those of all studies. Squares have area proportional to weight (side
+    floor 2.5 pt).
     """
     pooled = dict(pooled) if pooled is not None else None
     check_studies(studies, "studies")
@@ -136,7 +142,10 @@ def forest_plot(
         union = sorted(str(x) for _, df, _ in sections for x in df["label"])
         if len(studies) and sorted(str(x) for x in studies["label"]) != union:
             raise ValueError("studies must be empty or hold exactly the section study labels")
-    raw = sections if sections else [(None, studies, None)]
+    cap_note = None
+    if not sections:
+        shown, cap_note = cap_studies(studies, max_studies)
+    raw = sections if sections else [(None, shown, None)]
     blocks: list[Block] = [(n, sort_studies(df, sort), p) for n, df, p in raw]
     all_df = pd.concat([b[1] for b in blocks], ignore_index=True)
     labels = Labels(
@@ -144,7 +153,8 @@ def forest_plot(
         tuple(favours),  # type: ignore[arg-type]
         tuple(group_labels),  # type: ignore[arg-type]
         title,
-        tuple(str(n) for n in notes),
+        (*([cap_note] if cap_note else []), *(str(n) for n in notes)),
+        studies if cap_note else None,
     )
     fig_w = lay.figure_width(width)
     notes_map = dict(DEFAULT_FLAG_NOTES if flag_notes is None else flag_notes)
@@ -172,7 +182,8 @@ def _table(all_df, blocks, pooled, labels: Labels, variant, max_chars: int):
         and bool(all_df[list(MEANS)].notna().to_numpy().any())
     )
     limit = max_chars if chars is None else min(chars, max_chars)
-    body, footer, model_notes = build_rows(all_df, blocks, pooled, with_means, limit)
+    body, footer, model_notes = build_rows(all_df, blocks, pooled, with_means, limit,
+                                           totals=labels.totals)  # fmt: skip
     sectioned = blocks[0][0] is not None
     left = ["study", *(["mean_t"] if with_means else []), *(["n_t"] if show_n else [])]
     left += [*(["mean_c"] if with_means else []), *(["n_c"] if show_n else [])]
@@ -272,7 +283,8 @@ def _forest(all_df, blocks, pooled, labels, xlim, flag_notes, pooled_line, max_c
     ]
     t = Table(t.body, footer, t.left_keys, t.right_keys, t.header1, t.header2, t.groups,
               t.size, t.footer_size)  # fmt: skip
-    notes = footnotes(all_df, t.body, flag_notes, model_notes) + list(labels.notes)
+    notes = footnotes(all_df, t.body, flag_notes, model_notes, labels.totals)
+    notes += list(labels.notes)
     lines = [ln for s in notes for ln in lay.wrap_text(s, text_w, lambda x: measure(x, NOTE_SIZE))]
     rob = rob_present(t.body)
     rob_lines = (

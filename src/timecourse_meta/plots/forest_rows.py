@@ -36,6 +36,7 @@ __all__ = [
     "Block",
     "Row",
     "build_rows",
+    "cap_studies",
     "check_studies",
     "footnotes",
     "participants_total",
@@ -85,6 +86,29 @@ def check_studies(df: pd.DataFrame, what: str) -> None:
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise ValueError(f"{what}: missing column(s) {missing}; required {list(REQUIRED)}")
+
+
+def cap_studies(df: pd.DataFrame, max_studies: int | None) -> tuple[pd.DataFrame, str | None]:
+    """(rows to draw, note) for a forest plot of at most `max_studies` study rows.
+
+    With more rows than `max_studies`, the `max_studies` rows with the largest weights are
+    kept (missing weights last; ties in the given order), in the given order, and the note
+    says so (it goes on the figure and into the rule's log); otherwise all rows and no note.
+    The pooled row's N and weight totals are still those of all rows (`build_rows` totals).
+    """
+    k = len(df)
+    if max_studies is None or k <= max_studies:
+        return df, None
+    if max_studies < 1:
+        raise ValueError(f"forest max_studies must be >= 1, got {max_studies}")
+    w = pd.to_numeric(df["weight"], errors="coerce").to_numpy(float)
+    order = np.argsort(-np.nan_to_num(w, nan=-np.inf), kind="mergesort")[:max_studies]
+    note = (
+        f"Capped: only the {max_studies} studies with the largest weights of k\u00a0=\u00a0{k} "
+        "are drawn (config forest.max_studies); the pooled result, the weights and the N and "
+        f"weight totals are those of all {k} studies"
+    )
+    return df.iloc[np.sort(order)], note
 
 
 def sort_studies(df: pd.DataFrame, order: str = "study") -> pd.DataFrame:
@@ -240,8 +264,13 @@ def build_rows(
     pooled: Mapping[str, object] | None,
     with_means: bool,
     max_label_chars: int,
+    totals: pd.DataFrame | None = None,
 ) -> tuple[list[Row], list[Row], list[str]]:
-    """(body rows inside the plot panel, footer lines under it, model notes)."""
+    """(body rows inside the plot panel, footer lines under it, model notes).
+
+    `totals`: the rows whose N and weights the overall pooled row sums (default `all_df`;
+    all studies when the drawn rows were capped, `cap_studies`).
+    """
     digits = _mean_digits(all_df, with_means)
     body: list[Row] = []
     footer: list[Row] = []
@@ -268,7 +297,7 @@ def build_rows(
     if pooled is not None:
         table, text, top_notes = pooled_rows(
             pooled,
-            all_df,
+            all_df if totals is None else totals,
             overall=True,
             default_label="Random-effects model",
             show_weight=not sectioned,
@@ -298,9 +327,16 @@ ROB_LABELS = {
 
 
 def footnotes(
-    all_df: pd.DataFrame, body: Sequence[Row], flag_notes: Mapping[str, str], model_notes: list
+    all_df: pd.DataFrame,
+    body: Sequence[Row],
+    flag_notes: Mapping[str, str],
+    model_notes: list,
+    totals: pd.DataFrame | None = None,
 ) -> list[str]:
-    """Footnotes: every marker and abbreviation used, then the model's notes."""
+    """Footnotes: every marker and abbreviation used, then the model's notes.
+
+    `totals`: the rows the participant total counts (default `all_df`; see `build_rows`).
+    """
     notes: list[str] = []
     used: list[str] = []
     for rec in all_df.to_dict("records"):
@@ -320,8 +356,9 @@ def footnotes(
             "forest_plot: some studies have no weight; drawn at minimum size", stacklevel=4
         )
         notes.append("\u2013: weight not available (square drawn at minimum size)")
-    if "crossover" in all_df and all_df["crossover"].fillna(False).astype(bool).any():
-        total = participants_total(all_df)
+    totals = all_df if totals is None else totals
+    if "crossover" in totals and totals["crossover"].fillna(False).astype(bool).any():
+        total = participants_total(totals)
         if math.isfinite(total):
             notes.append(f"Participants: {total:.0f} (each crossover participant counted once)")
     return notes + list(model_notes)

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, NullLocator
@@ -54,6 +55,11 @@ MARK_COLOUR = "0.1"
 PUBLISHED_COLOURS = [PALETTE["purple"], PALETTE["brown"], "0.2", PALETTE["cyan"], PALETTE["grey"]]
 PUBLISHED_MARKERS = ["D", "^", "v", "P", "X", "h"]
 QUANTITY_MARKERS = {"onset": ">", "peak": "*", "duration": "<"}
+# Many studies (a 100 000-study sheet): above these counts the study lines are one collection
+# instead of one line each (rasterised in vector outputs, PDF), and so are the study points;
+# everything is still drawn. Below them the figure is drawn exactly as before.
+MAX_LINE_ARTISTS = 1000
+RASTERISE_POINTS = 5000
 
 
 # ----------------------------------------------------------------------------- draw
@@ -231,9 +237,37 @@ def _draw_curve(ax: Axes, c: pd.DataFrame) -> list[object]:
     return out
 
 
+def _study_segments(s: pd.DataFrame) -> list[np.ndarray]:
+    """(time, yi) polylines of the comparisons with several times, in groupby order (sorted
+    comparison ids; rows by time, ties as given), without a Python step per row."""
+    srt = s.sort_values("time_hours", kind="stable")
+    codes = pd.factorize(srt["comparison_id"], sort=True)[0]
+    keep = codes >= 0  # a missing comparison id belongs to no line (as groupby)
+    codes = codes[keep]
+    xy = np.column_stack([srt["time_hours"].to_numpy(float), srt["yi"].to_numpy(float)])[keep]
+    order = np.argsort(codes, kind="stable")
+    codes, xy = codes[order], xy[order]
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]) if codes.size else codes
+    return [seg for seg in np.split(xy, starts[1:]) if len(seg) > 1] if codes.size else []
+
+
 def _draw_studies(ax: Axes, s: pd.DataFrame) -> object:
     area = marker_areas(s["vi"].to_numpy())
-    for _, grp in s.sort_values("time_hours", kind="stable").groupby("comparison_id", sort=True):
+    many = s["comparison_id"].nunique() > MAX_LINE_ARTISTS
+    if many:  # one collection of polylines, same style as the single lines below
+        ax.add_collection(
+            LineCollection(
+                _study_segments(s),
+                colors=STUDY_COLOUR,
+                linewidths=0.6,
+                alpha=0.35,
+                zorder=2.5,
+                gid="study-line",
+                rasterized=True,
+            )  # fmt: skip
+        )
+    by_time = s.sort_values("time_hours", kind="stable")
+    for _, grp in () if many else by_time.groupby("comparison_id", sort=True):
         if len(grp) > 1:
             ax.plot(
                 grp["time_hours"],
@@ -253,6 +287,7 @@ def _draw_studies(ax: Axes, s: pd.DataFrame) -> object:
         lw=0,
         zorder=2.6,
         gid="study-points",
+        **({"rasterized": True} if len(s) > RASTERISE_POINTS else {}),
     )
     return Line2D(
         [], [], color=STUDY_COLOUR, alpha=0.6, lw=0.6, marker="o", markersize=4, markeredgewidth=0
