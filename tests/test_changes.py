@@ -276,6 +276,25 @@ def test_config_and_software_changes_and_new_exclusion_with_reason() -> None:
     assert "pandas 3.1.1 → 3.2.0" in text
 
 
+def test_added_and_removed_config_keys_and_packages_show_their_values() -> None:
+    before = _snapshot(_rows(*BASE_ROWS), config={"method": "REML", "old_key": 3})
+    after = _snapshot(
+        _rows(*BASE_ROWS),
+        config={"method": "REML", "forest": {"max_studies": 200}},
+        software="python 3.11.7\npandas 3.1.1\npyarrow 22.0.0\n",
+    )
+    changes = diff_snapshots(before, after)
+    config = _section(changes, "config")
+    assert config[["change", "item", "before", "after"]].values.tolist() == [
+        ["added", "forest.max_studies", "", "200"],
+        ["removed", "old_key", "3", ""],
+    ]
+    software = _section(changes, "software")
+    assert software[["change", "item", "after"]].values.tolist() == [["added", "pyarrow", "22.0.0"]]
+    text = changes_markdown(changes, before, after, baseline="b", outcome="score", measure="SMD")
+    assert "forest.max_studies: (absent) → 200" in text
+
+
 def test_row_hash_ignores_position_and_empty_columns() -> None:
     one = row_snapshot(_rows(BASE_ROWS[0]))
     moved = row_snapshot(_rows({**BASE_ROWS[0], "source_row": 40, "new_col": float("nan")}))

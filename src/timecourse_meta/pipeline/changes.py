@@ -112,8 +112,13 @@ def _diff_keyed(
     ignore: Iterable[str] = (),
     change_name: Callable[[str], str] = lambda field: "edited",
     detail: Callable[[dict[str, str]], str] = lambda record: "",
+    value: str | None = None,
 ) -> list[dict[str, str]]:
-    """Added, removed and edited rows of a table matched on `keys`, one record per field."""
+    """Added, removed and edited rows of a table matched on `keys`, one record per field.
+
+    `value`: for a key-value table (config, software), the column whose content an added or
+    removed row shows as its after or before value.
+    """
     skip = set(keys) | set(ignore)
     b, a = _keyed(before, keys), _keyed(after, keys)
     shared = [c for c in after.columns if c in set(before.columns) and c not in skip]
@@ -128,9 +133,11 @@ def _diff_keyed(
     for key in order:
         item = "/".join(key)
         if key not in b:
-            out.append(_record(section, "added", item, detail=detail(a[key])))
+            new = str(a[key][value]) if value else ""
+            out.append(_record(section, "added", item, "", "", new, detail(a[key])))
         elif key not in a:
-            out.append(_record(section, "removed", item, detail=detail(b[key])))
+            old = str(b[key][value]) if value else ""
+            out.append(_record(section, "removed", item, "", old, "", detail(b[key])))
         else:
             for column in shared:
                 old, new = str(b[key][column]), str(a[key][column])
@@ -310,8 +317,9 @@ def diff_snapshots(
     )  # fmt: skip
     out += _diff_keyed(before["row_accounting"], after["row_accounting"], ["source_file"],
                        "row_accounting")  # fmt: skip
-    out += _diff_keyed(before["config"], after["config"], ["key"], "config")
-    out += _diff_keyed(before["software"], after["software"], ["package"], "software")
+    out += _diff_keyed(before["config"], after["config"], ["key"], "config", value="value")
+    out += _diff_keyed(before["software"], after["software"], ["package"], "software",
+                       value="version")  # fmt: skip
     table = pd.DataFrame(out, columns=list(CHANGE_COLUMNS))
     rank = {s: i for i, s in enumerate(SECTIONS)}
     table = table.assign(_s=table["section"].map(rank)).sort_values("_s", kind="mergesort")
