@@ -110,13 +110,14 @@ with exit_on_error(smk.log[0], "forest_plots") as log:
         ests = [m["estimate"] for _, m in data.values() if m and "estimate" in m]
         xlim = data_xlim([s for s, _ in data.values()], ests)
     notes = [ROB_NOTE] if rob is not None else []
+    source = Path(smk.input.pooled).name
     for tp, png, pdf in zip(p.timepoints, smk.output.png, smk.output.pdf, strict=True):
         fig = draw_window(tp, data, pooled, xlim, notes)
         save_figure(fig, png)
         save_figure(fig, pdf)
-        k = len(data[tp][0])
-        _, cap_note = cap_studies(data[tp][0], forest_options().get("max_studies"))
-        if k and cap_note:  # also written on the figure (forest_plot)
+        studies = data[tp][0]
+        _, cap_note = cap_studies(studies, forest_options().get("max_studies"))
+        if cap_note:  # also written on the figure (forest_plot)
             log(f"window {tp}: {cap_note}")
-        source = Path(smk.input.pooled).name
+        k = len(studies)
         log(f"window {tp}: " + (f"{k} studies; drawn from {source}" if k else NO_EFFECTS))
