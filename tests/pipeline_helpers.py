@@ -21,7 +21,7 @@ import yaml
 
 from timecourse_meta.pipeline.effect_table import build_effect_table
 from timecourse_meta.pipeline.ingest import read_sheets
-from timecourse_meta.pipeline.windows import parse_windows, select_windows
+from timecourse_meta.pipeline.windows import KETAMINE_WINDOWS, parse_windows, select_windows
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ def run_pipeline(
     sheets: Sequence[str | Path],
     root: str | Path | None = None,
     *,
-    windows: Sequence[Mapping[str, object]] | None = None,
+    windows: Sequence[Mapping[str, object]] = KETAMINE_WINDOWS,
     rule: str = "closest_to_nominal",
     include: Mapping[str, Sequence[str]] | None = None,
     exclude_studies: Sequence[Mapping[str, str]] | None = None,

@@ -26,7 +26,7 @@ from timecourse_meta.pipeline.sheet_layouts import (
     STUDY_ID_ALIASES,
     TIME_ALIASES,
 )
-from timecourse_meta.pipeline.windows import parse_windows, select_windows
+from timecourse_meta.pipeline.windows import KETAMINE_WINDOWS, parse_windows, select_windows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -219,7 +219,7 @@ def test_duplicate_rows_across_sheets(tmp_path: Path) -> None:
     b = write(tmp_path, sheet_text(two_arms()[:1]), "b.csv")
     rows = read_sheets([a, b], root=None)
     with pytest.raises(SheetError) as info:
-        select_windows(rows, parse_windows(None))
+        select_windows(rows, parse_windows(KETAMINE_WINDOWS))
     expected = f"{b.as_posix()}, line 2: duplicate: identical to {a.as_posix()} line 2"
     assert expected in str(info.value)
 

@@ -20,6 +20,7 @@ from timecourse_meta.errors import ConfigError, SheetError
 from timecourse_meta.pipeline.ingest import read_sheets
 from timecourse_meta.pipeline.sensitivity import subset_effects
 from timecourse_meta.pipeline.windows import (
+    KETAMINE_WINDOWS,
     check_effect_columns,
     parse_windows,
     select_all_times,
@@ -101,7 +102,9 @@ def test_scale_priority_listing_neither_scale_still_warns(tmp_path: Path) -> Non
 
 def test_scale_priority_in_all_times_path(tmp_path: Path) -> None:
     rows = read_sheets([_two_scales(tmp_path)])
-    kept, excluded = select_all_times(rows, parse_windows(None), scale_priority=["MADRS"])
+    kept, excluded = select_all_times(
+        rows, parse_windows(KETAMINE_WINDOWS), scale_priority=["MADRS"]
+    )
     assert sorted(kept.loc[kept["study_id"] == "A", "scale"]) == ["MADRS", "MADRS"]
     assert excluded["source_row"].tolist() == [4, 5]
     assert excluded["reason"].str.startswith("scale not preferred (scale_priority: MADRS;").all()
@@ -120,7 +123,7 @@ def _with_rob(tmp_path: Path) -> Path:
 def test_subsets_on_an_extra_sheet_column(tmp_path: Path) -> None:
     sheet = _with_rob(tmp_path)
     rows = read_sheets([sheet])
-    windowed = select_windows(rows, parse_windows(None)).rows
+    windowed = select_windows(rows, parse_windows(KETAMINE_WINDOWS)).rows
     effects = run_pipeline([sheet]).effects
     assert "rob" not in effects.columns
     subsets = [
@@ -177,7 +180,7 @@ def test_exclude_rows_drops_one_arm_before_effect_sizes(tmp_path: Path) -> None:
 
 def test_exclude_rows_values_lists_numbers_and_errors(tmp_path: Path) -> None:
     rows = read_sheets([_three_arms(tmp_path)])
-    windows = parse_windows(None)
+    windows = parse_windows(KETAMINE_WINDOWS)
     by_list = [{"where": {"arm": ["ketamine_0.2mg", "KETAMINE_0.5MG"]}, "reason": "r"}]
     assert select_windows(rows, windows, exclude_rows=by_list).rows["arm"].tolist() == ["saline"]
     by_number = [{"where": {"time_hours": 24, "mean": [26]}, "reason": "r"}]

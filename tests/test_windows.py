@@ -9,6 +9,7 @@ import pytest
 from timecourse_meta.errors import ConfigError, SheetError
 from timecourse_meta.pipeline.windows import (
     EXCLUSION_COLUMNS,
+    KETAMINE_WINDOWS,
     apply_filters,
     assign_windows,
     parse_windows,
@@ -41,10 +42,25 @@ def rows(
     return frame
 
 
-WINDOWS = parse_windows(None)
+WINDOWS = parse_windows(KETAMINE_WINDOWS)
 
 
-def test_default_windows() -> None:
+def test_ketamine_windows_are_those_of_the_ketamine_config() -> None:
+    """The library's ketamine windows are config/ketamine.yaml's, not a second copy that drifts."""
+    from pathlib import Path
+
+    from timecourse_meta.pipeline.config import load_yaml
+
+    config = load_yaml(Path(__file__).resolve().parents[1] / "config" / "ketamine.yaml")
+    assert [dict(w) for w in config["windows"]] == [dict(w) for w in KETAMINE_WINDOWS]
+
+
+def test_no_windows_is_an_error_not_the_ketamine_windows() -> None:
+    with pytest.raises(ConfigError, match="no time windows given"):
+        parse_windows(None)  # type: ignore[arg-type]
+
+
+def test_ketamine_windows() -> None:
     assert WINDOWS["label"].tolist() == ["4h", "24h", "3d", "7d", "14d"]
     assert WINDOWS[["low", "high", "nominal"]].to_numpy().tolist() == [
         [2, 6, 4],

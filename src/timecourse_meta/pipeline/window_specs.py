@@ -16,7 +16,7 @@ from timecourse_meta.errors import ConfigError
 from timecourse_meta.schema import TIME_UNIT_HOURS, TIME_UNIT_SYMBOLS
 
 __all__ = [
-    "DEFAULT_WINDOWS",
+    "KETAMINE_WINDOWS",
     "RULES",
     "derive_windows",
     "outside_warning",
@@ -26,8 +26,10 @@ __all__ = [
     "windows_in_hours",
 ]
 
-# Default windows (issue text): label, low, high, nominal time in hours; bounds inclusive.
-DEFAULT_WINDOWS: tuple[dict[str, float | str], ...] = (
+# The ketamine review's windows (config/ketamine.yaml; the onset/duration claims of the
+# published meta-analyses): label, low, high, nominal in hours, bounds inclusive. For tests and
+# examples only: no code path falls back to them (tests/test_windows.py checks they match).
+KETAMINE_WINDOWS: tuple[dict[str, float | str], ...] = (
     {"label": "4h", "low": 2, "high": 6, "nominal": 4},
     {"label": "24h", "low": 18, "high": 30, "nominal": 24},
     {"label": "3d", "low": 60, "high": 84, "nominal": 72},
@@ -37,13 +39,19 @@ DEFAULT_WINDOWS: tuple[dict[str, float | str], ...] = (
 RULES: tuple[str, ...] = ("closest_to_nominal", "earliest", "latest")
 
 
-def parse_windows(spec: Sequence[Mapping[str, object]] | None) -> pd.DataFrame:
+def parse_windows(spec: Sequence[Mapping[str, object]]) -> pd.DataFrame:
     """Validate window definitions; return a frame (label, low, high, nominal) in config order.
 
     Each window needs a unique label and low <= nominal <= high; windows may not overlap, so a
     reported time belongs to at most one window. `nominal` defaults to the midpoint.
     """
-    items = list(DEFAULT_WINDOWS if spec is None else spec)
+    if spec is None:  # no silent fallback to one review's windows
+        raise ConfigError(
+            "no time windows given: list them, or set windows: null in the config to derive "
+            "them from the reported times",
+            key="windows",
+        )
+    items = list(spec)
     if not items:
         raise ConfigError("at least one time window is required", key="windows")
     rows = []

@@ -29,7 +29,7 @@ from timecourse_meta.pipeline.row_rules import (
     scale_warning,
 )
 from timecourse_meta.pipeline.window_specs import (
-    DEFAULT_WINDOWS,
+    KETAMINE_WINDOWS,
     RULES,
     derive_windows,
     outside_warning,
@@ -46,7 +46,7 @@ from timecourse_meta.schema import (
 )
 
 __all__ = [
-    "DEFAULT_WINDOWS",
+    "KETAMINE_WINDOWS",
     "EXCLUSION_COLUMNS",
     "RULES",
     "WindowResult",
