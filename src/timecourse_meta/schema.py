@@ -10,6 +10,10 @@ tables (pipeline.pooling) -> claims (pipeline.claims) -> provenance and row acco
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the contracts module itself needs no pandas at run time
+    import pandas as pd
 
 # --- sheet rows -----------------------------------------------------------------------------
 # Trial attributes of a sheet row (subgroup and sensitivity columns; an arm-level minimal sheet
@@ -241,6 +245,40 @@ STUDY_WEIGHT_COLUMNS: tuple[str, ...] = (
     *WEIGHT_KEYS,
     "weight",
 )
+
+#: The subgroup value of a pooled or weight row that pools all studies of its window.
+ALL_STUDIES = "all"
+
+
+def rows_for(
+    table: pd.DataFrame,
+    outcome: str,
+    measure: str,
+    timepoint: str | None = None,
+    subgroup: str | None = None,
+) -> pd.DataFrame:
+    """Rows of `table` for one outcome and measure (and window, and subgroup), in table order.
+
+    The key every stage after pooling selects by (effects, pooled and weights tables): one
+    implementation, so a figure, a check and a table cannot pick different rows. `timepoint`
+    None keeps every window; `subgroup` (e.g. ``ALL_STUDIES``) filters the `subgroup` column of
+    pooled and weight tables.
+    """
+    mask = (table["outcome"] == outcome) & (table["measure"] == measure)
+    if timepoint is not None:
+        mask &= table["timepoint"] == timepoint
+    if subgroup is not None:
+        mask &= table["subgroup"] == subgroup
+    return table[mask]
+
+
+def overall_row(
+    pooled: pd.DataFrame, outcome: str, measure: str, timepoint: str
+) -> pd.Series | None:
+    """The pooled row of all studies of one window (None when the table has none)."""
+    rows = rows_for(pooled, outcome, measure, timepoint, ALL_STUDIES)
+    return rows.iloc[0] if len(rows) else None
+
 
 # --- multivariate time-course model tables (pipeline.timecourse_tables) ------------------------
 MODEL_COLUMNS: tuple[str, ...] = (

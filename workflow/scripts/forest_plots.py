@@ -18,7 +18,7 @@ from timecourse_meta.plots.figures import placeholder_figure, save_figure
 from timecourse_meta.plots.forest import data_xlim, forest_plot
 from timecourse_meta.plots.forest_rows import cap_studies
 from timecourse_meta.plots.forest_text import title_text, window_text
-from timecourse_meta.schema import measure_label
+from timecourse_meta.schema import measure_label, overall_row
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 
@@ -55,12 +55,7 @@ def draw_window(
     studies, pooled_map = data[tp]
     if studies.empty:  # no effects in this window (e.g. every study excluded): say so
         return placeholder_figure(f"{tp}: no {p.outcome} ({p.measure}) effects: nothing to draw")
-    row = pooled[
-        (pooled["outcome"] == p.outcome)
-        & (pooled["measure"] == p.measure)
-        & (pooled["timepoint"] == tp)
-        & (pooled["subgroup"] == "all")
-    ].iloc[0]
+    row = overall_row(pooled, p.outcome, p.measure, tp)
     labels = dict(p.labels or {})  # config intervention, comparator, outcome_label, ...
     intervention = str(labels.get("intervention") or "intervention")
     comparator = str(labels.get("comparator") or "control")

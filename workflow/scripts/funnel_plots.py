@@ -11,7 +11,7 @@ from timecourse_meta.errors import exit_on_error
 from timecourse_meta.pipeline.tables import MISSING
 from timecourse_meta.plots.figures import placeholder_figure, save_figure
 from timecourse_meta.plots.funnel import funnel_plot
-from timecourse_meta.schema import measure_label
+from timecourse_meta.schema import measure_label, overall_row, rows_for
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 
@@ -21,21 +21,12 @@ def draw_window(
 ) -> tuple[Figure, str]:
     """(the funnel plot of window `tp`, its log line); a placeholder when it has no effects."""
     p = smk.params
-    sel = effects[
-        (effects["outcome"] == p.outcome)
-        & (effects["measure"] == p.measure)
-        & (effects["timepoint"] == tp)
-    ]
+    sel = rows_for(effects, p.outcome, p.measure, tp)
     if sel.empty:  # e.g. every study excluded: the run goes on, the figure says why
         fig = placeholder_figure(f"{tp}: no {p.outcome} ({p.measure}) effects: nothing to draw")
         return fig, f"window {tp}: no effects; placeholder figure written"
-    row = pooled[
-        (pooled["outcome"] == p.outcome)
-        & (pooled["measure"] == p.measure)
-        & (pooled["timepoint"] == tp)
-        & (pooled["subgroup"] == "all")
-    ]
-    est = float(row["estimate"].iloc[0]) if len(row) and int(row["k"].iloc[0]) > 1 else None
+    row = overall_row(pooled, p.outcome, p.measure, tp)
+    est = float(row["estimate"]) if row is not None and int(row["k"]) > 1 else None
     test = small[small["timepoint"] == tp]
     result = str(test["result"].iloc[0]) if len(test) else "not run"
     words = dict(p.labels or {})  # config outcome_label, measure_label, intervention

@@ -15,6 +15,7 @@ from timecourse_meta.pipeline.risk_of_bias import (
 from timecourse_meta.pipeline.tables import write_csv, write_parquet
 from timecourse_meta.plots.figures import placeholder_figure, save_figure
 from timecourse_meta.plots.robvis import summary_plot, traffic_light_plot
+from timecourse_meta.schema import overall_row, rows_for
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 
@@ -34,27 +35,18 @@ with exit_on_error(smk.log[0], "risk_of_bias") as log:
     write_parquet(table, smk.output.parquet)
     write_csv(table, smk.output.csv)
     domains = [d for t in TOOLS if t in set(table["tool"]) for d in DOMAINS[t]]
-    sel = effects[
-        (effects["outcome"] == p.outcome)
-        & (effects["measure"] == p.measure)
-        & (effects["timepoint"] == p.window)
-    ]
-    row = pooled[
-        (pooled["outcome"] == p.outcome)
-        & (pooled["measure"] == p.measure)
-        & (pooled["timepoint"] == p.window)
-        & (pooled["subgroup"] == "all")
-    ]
+    sel = rows_for(effects, p.outcome, p.measure, p.window)
+    row = overall_row(pooled, p.outcome, p.measure, p.window)
     fig = traffic_light_plot(table, domains, title="Risk of bias per study (Cochrane RoB)")
     save_figure(fig, smk.output.traffic_png, formats=["png"])
     save_figure(fig, smk.output.traffic_pdf, formats=["pdf"])
-    if sel.empty or row.empty:  # e.g. every study excluded: no weights to summarise
+    if sel.empty or row is None:  # e.g. every study excluded: no weights to summarise
         log(f"WARNING: no pooled {p.outcome} ({p.measure}) in {p.window}: summary left empty")
         write_csv(pd.DataFrame(columns=["domain", "judgement", "weight", "studies"]),
                   smk.output.summary)  # fmt: skip
         fig = placeholder_figure(f"{p.window}: no pooled {p.outcome} ({p.measure}) to weight by")
     else:
-        weights = study_weights(sel, row.iloc[0].to_dict())
+        weights = study_weights(sel, row.to_dict())
         summary = weighted_summary(table, weights, outcome=p.outcome)
         write_csv(summary, smk.output.summary)
         fig = summary_plot(

@@ -12,6 +12,7 @@ import pandas as pd
 
 from timecourse_meta.errors import ConfigError
 from timecourse_meta.schema import (
+    ALL_STUDIES,
     MIN_K,
     NOT_APPLICABLE,
     NOT_SUPPORTED,
@@ -43,7 +44,7 @@ def _select(
             if want is not None:
                 sel &= table[field] == str(want)
     if level is None:
-        sel &= table["subgroup"] == "all"
+        sel &= table["subgroup"] == ALL_STUDIES
     else:
         sel &= (table["moderator"] == str(cond["subgroup"])) & (table["level"] == level)
     rows = table[sel]

@@ -22,7 +22,7 @@ import pandas as pd
 from scipy import stats
 
 from timecourse_meta.effects.sd_recovery import recover_sd
-from timecourse_meta.schema import TIME_UNIT_HOURS, TIME_UNIT_SYMBOLS
+from timecourse_meta.schema import ALL_STUDIES, TIME_UNIT_HOURS, TIME_UNIT_SYMBOLS, rows_for
 
 __all__ = ["forest_data", "pooled_mapping", "study_label"]
 
@@ -173,17 +173,10 @@ def forest_data(
     study_id to the overall risk-of-bias judgement. When the reported times used differ inside
     the window, each label names its time ("Lii 2023 (72 h)").
     """
-    sel = effects[
-        (effects["outcome"] == outcome)
-        & (effects["measure"] == measure)
-        & (effects["timepoint"] == timepoint)
-    ].sort_values(["comparison_id", "time_hours"], kind="mergesort")
-    w = weights[
-        (weights["outcome"] == outcome)
-        & (weights["measure"] == measure)
-        & (weights["timepoint"] == timepoint)
-        & (weights["subgroup"] == "all")
-    ]
+    sel = rows_for(effects, outcome, measure, timepoint).sort_values(
+        ["comparison_id", "time_hours"], kind="mergesort"
+    )
+    w = rows_for(weights, outcome, measure, timepoint, ALL_STUDIES)
     # an effect row is identified by its comparison, time and source rows (those present)
     keys = [c for c in ("comparison_id", "time_hours", "row_ids")
             if c in sel and c in w and w[c].notna().any()] or ["comparison_id"]  # fmt: skip
@@ -228,12 +221,7 @@ def forest_data(
         studies["mean_change"] = (sel["stat_kind"].astype(str) == "change").to_numpy()
     if rob is not None:
         studies["rob"] = [rob.get(s, "not_assessed") for s in studies["study_id"]]
-    match = pooled[
-        (pooled["outcome"] == outcome)
-        & (pooled["measure"] == measure)
-        & (pooled["timepoint"] == timepoint)
-        & (pooled["subgroup"] == "all")
-    ]
+    match = rows_for(pooled, outcome, measure, timepoint, ALL_STUDIES)
     if len(match) == 0 and studies.empty:  # nothing pooled, nothing to draw (e.g. all excluded)
         return studies.reset_index(drop=True), None
     if len(match) != 1:

@@ -11,6 +11,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from timecourse_meta.schema import ALL_STUDIES, rows_for
+
 __all__ = ["SMD_MEASURES", "published_alongside"]
 
 SMD_MEASURES = ("smd", "hedges g", "g", "cohen d", "d")
@@ -55,11 +57,7 @@ def published_alongside(
         ),
         "not an SMD: listed only, not converted",
     )
-    ours = pooled[
-        (pooled["subgroup"] == "all")
-        & (pooled["outcome"] == outcome)
-        & (pooled["measure"] == measure)
-    ].set_index("timepoint")
+    ours = rows_for(pooled, outcome, measure, subgroup=ALL_STUDIES).set_index("timepoint")
     # our estimate only beside comparable (SMD) rows; windows we do not have give k = 0
     tw = out["time_window"].astype(str).where(is_smd, None)
     for col in ("k", "estimate", "ci_low", "ci_high"):

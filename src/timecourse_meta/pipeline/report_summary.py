@@ -19,6 +19,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
+from timecourse_meta.schema import ALL_STUDIES, rows_for
 from timecourse_meta.schema import measure_label as measure_name
 
 __all__ = ["pooled_rows", "summary_rst"]
@@ -47,11 +48,7 @@ def pooled_rows(
     pooled: pd.DataFrame, timepoints: list[str], *, outcome: str, measure: str
 ) -> pd.DataFrame:
     """The overall rows (subgroup all) of the primary outcome and measure, in window order."""
-    sel = pooled[
-        (pooled["outcome"] == outcome)
-        & (pooled["measure"] == measure)
-        & (pooled["subgroup"].astype(str) == "all")
-    ]
+    sel = rows_for(pooled, outcome, measure, subgroup=ALL_STUDIES)
     order = {tp: i for i, tp in enumerate(timepoints)}
     sel = sel.assign(_o=sel["timepoint"].map(order)).sort_values("_o", kind="mergesort")
     return sel.drop(columns="_o").reset_index(drop=True)
