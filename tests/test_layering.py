@@ -1,10 +1,11 @@
 """Imports point the way the data flow: a module imports only from its own or a lower layer.
 
-Layers, lowest first: ``schema``/``errors`` (data contracts) -> ``effects`` (escalc) ->
-``models`` -> ``diagnostics`` -> ``plots`` -> ``simulation`` -> ``pipeline``. Inside
-``pipeline`` the stages are ordered too (``PIPELINE_ORDER``): a stage never imports from a later
-one. matplotlib is imported only by ``plots`` (and lazily, inside functions, elsewhere), and the
-package's top level imports nothing heavy.
+Layers, lowest first: ``schema``/``errors`` (data contracts) and ``distributions`` ->
+``effects`` (escalc) -> ``models`` -> ``diagnostics`` -> ``plots`` -> ``simulation`` ->
+``pipeline``. Inside ``pipeline`` the stages are ordered too (``PIPELINE_ORDER``): a stage never
+imports from a later one. matplotlib is imported only by ``plots`` (and lazily, inside
+functions, elsewhere), no module loads scipy.stats, and the package's top level imports nothing
+heavy.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ PKG = Path(__file__).resolve().parents[1] / "src" / "timecourse_meta"
 LAYERS: dict[str, int] = {
     "schema": 0,
     "errors": 0,
+    "distributions": 0,  # probabilities and quantiles on scipy.special
     "effects": 1,
     "models": 2,
     "diagnostics": 3,
@@ -156,3 +158,17 @@ def test_imports_are_light(module: str) -> None:
         code = f"import sys, {module}; print('scipy' in sys.modules)"
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         assert out.stdout.strip() == "False", f"import {module} loads scipy"
+
+
+def test_no_module_of_the_package_loads_scipy_stats() -> None:
+    """Every module imported together leaves scipy.stats unloaded: its import costs each
+    workflow job about a second; timecourse_meta.distributions gives the same values."""
+    names = [".".join(["timecourse_meta", *_dotted(p)]) for p in _modules() if _dotted(p)]
+    code = (
+        "import importlib, sys\n"
+        f"for name in {names!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print('scipy.stats' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", "a module imports scipy.stats; use distributions"

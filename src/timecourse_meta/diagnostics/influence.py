@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
 
+from timecourse_meta.distributions import chi2_cdf
 from timecourse_meta.models.rma import TAU2_CI_SKIPPED, RMAResult, fit_random_effects
 from timecourse_meta.schema import FIT_COLUMNS
 
@@ -264,7 +264,7 @@ def influence(
     with np.errstate(invalid="ignore"):
         is_infl = (
             (np.abs(dffits) > 3 * np.sqrt(p / (k - p)))
-            | (stats.chi2.cdf(cook_d, df=p) > 0.5)
+            | (chi2_cdf(cook_d, p) > 0.5)
             | (hat > 3 * p / k)
             | (np.abs(dfbetas) > 1)
         )

@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from scipy import stats
 
 from timecourse_meta.diagnostics.influence import (
     as_study_arrays,
     fit_pooled,
     pooled_row,
 )
+from timecourse_meta.distributions import chi2_sf, norm_isf, norm_sf, t_isf, t_sf
 from timecourse_meta.models.rma import fit_meta_regression, fit_random_effects
 from timecourse_meta.schema import FIT_COLUMNS
 
@@ -120,7 +120,7 @@ def _separate(
         test=test, level=level, levels=tuple(levels),
         subgroups=rows, between_stat=float(between.Q), between_df=int(between.Q_df),
         between_df2=None, between_p=float(between.Q_p), between_dist="chisq",
-        within_Q=q_within, within_df=df_within, within_p=float(stats.chi2.sf(q_within, df_within)),
+        within_Q=q_within, within_df=df_within, within_p=float(chi2_sf(q_within, df_within)),
         warnings=tuple(log),
     )  # fmt: skip
 
@@ -140,11 +140,11 @@ def _common(
     with np.errstate(divide="ignore", invalid="ignore"):  # Knapp-Hartung factor 0: SEs are 0
         stat = est / se
     if reg.df is not None:
-        pval = 2 * stats.t.sf(np.abs(stat), reg.df)
-        crit = float(stats.t.isf((1 - level) / 2, reg.df))
+        pval = 2 * t_sf(np.abs(stat), reg.df)
+        crit = float(t_isf((1 - level) / 2, reg.df))
     else:
-        pval = 2 * stats.norm.sf(np.abs(stat))
-        crit = float(stats.norm.isf((1 - level) / 2))
+        pval = 2 * norm_sf(np.abs(stat))
+        crit = float(norm_isf((1 - level) / 2))
     rows = pd.DataFrame(
         {
             "k": [int(np.sum(g == lv)) for lv in levels],

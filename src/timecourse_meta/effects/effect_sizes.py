@@ -26,7 +26,9 @@ import warnings
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import special, stats
+from scipy import special
+
+from timecourse_meta.distributions import norm_ppf, t_ppf
 
 __all__ = [
     "EffectSizeWarning",
@@ -236,7 +238,7 @@ def var_from_ci(lo: ArrayLike, hi: ArrayLike, level: ArrayLike = 0.95) -> np.nda
     lo, hi, level = map(_arr, (lo, hi, level))
     if np.any(hi < lo):
         raise ValueError("CI upper limit below lower limit")
-    z = stats.norm.ppf(1 - (1 - level) / 2)
+    z = norm_ppf(1 - (1 - level) / 2)
     return ((hi - lo) / (2 * z)) ** 2
 
 
@@ -259,7 +261,7 @@ def se_from_ci(
         raise ValueError("CI level must lie strictly between 0 and 1")
     p = 1 - (1 - level) / 2
     with np.errstate(invalid="ignore"):
-        q = np.where(df >= 1, stats.t.ppf(p, np.maximum(df, 1)), np.nan)
+        q = np.where(df >= 1, t_ppf(p, np.maximum(df, 1)), np.nan)
     return (hi - lo) / (2 * q)
 
 

@@ -18,8 +18,8 @@ from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import stats
 
+from timecourse_meta.distributions import norm_ppf, t_ppf
 from timecourse_meta.schema import R_SD
 
 __all__ = [
@@ -88,7 +88,7 @@ def sd_from_ci(
         raise ValueError('dist must be "t", "z" or None')
     p = 1 - (1 - level) / 2
     with np.errstate(invalid="ignore"):
-        q = np.where(use_t, stats.t.ppf(p, np.maximum(n - 1, 1)), stats.norm.ppf(p))
+        q = np.where(use_t, t_ppf(p, np.maximum(n - 1, 1)), norm_ppf(p))
     q = np.where(use_t & (n < 2), np.nan, q)  # t with 0 df is undefined
     sd = np.sqrt(n) * (hi - lo) / (2 * q)
     # one label per distinct (level, dist) pair; no loop over rows

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
 
+from timecourse_meta.distributions import chi2_sf, norm_ppf, norm_sf
 from timecourse_meta.errors import TimecourseMetaError
 from timecourse_meta.models.mv_likelihood import (
     GTOL,
@@ -318,7 +318,7 @@ def fit_timecourse(
     beta, vcov = ev.beta, ev.vcov
     se = np.sqrt(np.diag(vcov))
     z = beta / se
-    crit = stats.norm.ppf(1 - (1 - level) / 2)
+    crit = norm_ppf(1 - (1 - level) / 2)
     estimates = pd.DataFrame(
         {
             "timepoint": data.levels,
@@ -328,7 +328,7 @@ def fit_timecourse(
             "stat": z,
             "ci_low": beta - crit * se,
             "ci_high": beta + crit * se,
-            "pval": 2 * stats.norm.sf(np.abs(z)),
+            "pval": 2 * norm_sf(np.abs(z)),
         }
     )
     QM = float(beta @ np.linalg.solve(vcov, beta))
@@ -350,10 +350,10 @@ def fit_timecourse(
         n_studies=data.n_studies,
         QE=float(QE),
         QE_df=k - p,
-        QE_pval=float(stats.chi2.sf(QE, k - p)),
+        QE_pval=float(chi2_sf(QE, k - p)),
         QM=QM,
         QM_df=p,
-        QM_pval=float(stats.chi2.sf(QM, p)),
+        QM_pval=float(chi2_sf(QM, p)),
         struct=struct,
         method=method,
         within=within,
@@ -430,7 +430,7 @@ def compare_fits(fits: Mapping[str, TimecourseResult]) -> pd.DataFrame:
                     "reduced": a,
                     "LRT": lrt,
                     "df": df,
-                    "pval": float(stats.chi2.sf(lrt, df)),
+                    "pval": float(chi2_sf(lrt, df)),
                     "note": f"{a} is nested in {s}{extra}",
                 }
             )

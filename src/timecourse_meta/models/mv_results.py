@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from scipy import stats
 
+from timecourse_meta.distributions import chi2_sf, norm_ppf, norm_sf
 from timecourse_meta.errors import TimecourseMetaError
 
 __all__ = ["TimecourseResult", "WaldTest"]
@@ -102,7 +102,7 @@ class TimecourseResult:
         cov = M @ self.vcov @ M.T
         se = np.sqrt(np.diag(cov))
         z = est / se
-        pval = 2 * stats.norm.sf(np.abs(z))
+        pval = 2 * norm_sf(np.abs(z))
         df = int(np.linalg.matrix_rank(M))
         QM = float(est @ np.linalg.pinv(cov) @ est)
         return WaldTest(
@@ -114,7 +114,7 @@ class TimecourseResult:
             pval,
             QM,
             df,
-            float(stats.chi2.sf(QM, df)),
+            float(chi2_sf(QM, df)),
         )
 
     def contrast(self, L) -> pd.DataFrame:
@@ -126,7 +126,7 @@ class TimecourseResult:
         """
         M, labels = self._matrix(L)
         w = self.wald(M)
-        crit = stats.norm.ppf(1 - (1 - self.level) / 2)
+        crit = norm_ppf(1 - (1 - self.level) / 2)
         return pd.DataFrame(
             {
                 "contrast": labels,

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import stats
+
+from timecourse_meta.distributions import f_sf, t_sf
 
 __all__ = ["RobustResult", "cr2"]
 
@@ -108,10 +109,10 @@ def cr2(
         Qstat = float(cb @ np.linalg.solve(C @ V @ C.T, cb))
         F = (nu - q + 1) / (nu * q) * Qstat
         df2 = nu - q + 1
-        return {"F": F, "df1": float(q), "df2": df2, "pval": float(stats.f.sf(F, q, df2))}
+        return {"F": F, "df1": float(q), "df2": df2, "pval": float(f_sf(F, q, df2))}
 
     se = np.sqrt(np.diag(V))
     df = np.array([df_of(np.eye(p)[j]) for j in range(p)])
     t = beta / se
-    res = RobustResult(V, se, df, t, 2 * stats.t.sf(np.abs(t), df), len(clusters))
+    res = RobustResult(V, se, df, t, 2 * t_sf(np.abs(t), df), len(clusters))
     return res, df_of, htz

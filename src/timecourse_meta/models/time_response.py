@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
 
+from timecourse_meta.distributions import chi2_sf, norm_ppf, t_ppf
 from timecourse_meta.errors import TimecourseMetaError
 from timecourse_meta.models.mv_likelihood import (
     GTOL,
@@ -140,10 +140,10 @@ class CarFit:
         if robust:
             df_of = self._robust[1]  # type: ignore[index]
             df = np.array([df_of(x) for x in Xn])
-            crit = stats.t.ppf(1 - (1 - self.level) / 2, df)
+            crit = t_ppf(1 - (1 - self.level) / 2, df)
         else:
             df = np.full(len(pred), np.inf)
-            crit = np.full(len(pred), stats.norm.ppf(1 - (1 - self.level) / 2))
+            crit = np.full(len(pred), norm_ppf(1 - (1 - self.level) / 2))
         half_pi = crit * np.sqrt(se**2 + self.tau2)
         return pd.DataFrame(
             {
@@ -169,7 +169,7 @@ class CarFit:
         cov = Lm @ self.vcov @ Lm.T
         q = int(np.linalg.matrix_rank(Lm))
         stat = float(est @ np.linalg.pinv(cov) @ est)
-        return {"stat": stat, "df": float(q), "pval": float(stats.chi2.sf(stat, q))}
+        return {"stat": stat, "df": float(q), "pval": float(chi2_sf(stat, q))}
 
     def robust(self) -> RobustResult:
         """CR2 cluster-robust covariance and Satterthwaite df (clubSandwich), cached."""
@@ -317,7 +317,7 @@ def fit_car(
         QE_df=k - p,
         QM=QM,
         QM_df=int(btt.size),
-        QM_pval=float(stats.chi2.sf(QM, btt.size)) if btt.size else float("nan"),
+        QM_pval=float(chi2_sf(QM, btt.size)) if btt.size else float("nan"),
         k=k,
         p=p,
         n_clusters=blocks.n_clusters,

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from scipy import stats
 
+from timecourse_meta.distributions import norm_sf, t_sf
 from timecourse_meta.models.time_basis import TimeBasis
 from timecourse_meta.models.time_response import CarFit, fit_car
 
@@ -196,8 +196,8 @@ def _z_or_t(pr: pd.Series, robust: bool) -> tuple[float, float, float]:
     stat = float(pr["estimate"] / pr["se"])
     if robust:
         df = float(pr["df"])
-        return stat, df, float(2 * stats.t.sf(abs(stat), df))
-    return stat, np.nan, float(2 * stats.norm.sf(abs(stat)))
+        return stat, df, float(2 * t_sf(abs(stat), df))
+    return stat, np.nan, float(2 * norm_sf(abs(stat)))
 
 
 def _test_at(tr: TimeResponse, t: float, hmin: float, hmax: float) -> dict:

@@ -19,8 +19,8 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from timecourse_meta.distributions import norm_isf
 from timecourse_meta.effects.sd_recovery import recover_sd
 from timecourse_meta.schema import ALL_STUDIES, TIME_UNIT_HOURS, TIME_UNIT_SYMBOLS, rows_for
 
@@ -182,7 +182,7 @@ def forest_data(
             if c in sel and c in w and w[c].notna().any()] or ["comparison_id"]  # fmt: skip
     w = w.drop_duplicates(keys)[[*keys, "weight"]]
     sel = sel.merge(w, on=keys, how="left", validate="many_to_one").set_axis(sel.index)
-    crit = float(stats.norm.isf((1 - level) / 2))
+    crit = float(norm_isf((1 - level) / 2))
     yi, vi = sel["yi"].to_numpy(float), sel["vi"].to_numpy(float)
     cits = sel["citation"] if "citation" in sel else pd.Series([None] * len(sel), sel.index)
     labels = [

@@ -30,8 +30,8 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from timecourse_meta.distributions import norm_isf
 from timecourse_meta.pipeline.risk_of_bias import study_overall, study_weights
 
 __all__ = [
@@ -90,7 +90,7 @@ def optimal_information_size(
     normal-theory formula). Binary: n per arm = (z_{1-a/2} + z_{1-b})^2 [p0(1-p0) + p1(1-p1)]
     / (p1 - p0)^2 with p1 = p0 (1 + relative_change). None when an input is not configured.
     """
-    z = float(stats.norm.isf(alpha / 2) + stats.norm.isf(1 - power))
+    z = float(norm_isf(alpha / 2) + norm_isf(1 - power))
     if measure == "SMD":
         return None if not smd else 2 * 2 * z**2 / smd**2
     if baseline_risk is None or not relative_change:

@@ -19,9 +19,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from timecourse_meta.diagnostics.subgroups import subgroup_analysis
+from timecourse_meta.distributions import logistic_cdf
 from timecourse_meta.models.rma import fit_random_effects
 from timecourse_meta.models.tau2 import ConvergenceError
 from timecourse_meta.schema import (
@@ -419,7 +419,7 @@ def pool_proportions(
                 logit = {f: row[f] for f in ("estimate", "ci_low", "ci_high")}
                 for f in ("estimate", "ci_low", "ci_high", "pi_low", "pi_high"):
                     row[f"{f}_prop"] = (
-                        float(stats.logistic.cdf(row[f])) if np.isfinite(row[f]) else float("nan")
+                        float(logistic_cdf(row[f])) if np.isfinite(row[f]) else float("nan")
                     )  # type: ignore[arg-type]
                 row.update({f"{f}_logit": v for f, v in logit.items()})
                 row.update(combo)

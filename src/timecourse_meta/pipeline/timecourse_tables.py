@@ -32,8 +32,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from timecourse_meta.distributions import norm_ppf
 from timecourse_meta.models.multivariate import (
     TimecourseResult,
     compare_fits,
@@ -190,7 +190,7 @@ def contrast_table(
     res = fit.result
     k_of = data["timepoint"].value_counts().to_dict()
     observed = res.timepoints if res is not None else []
-    crit = stats.norm.ppf(1 - (1 - spec.level) / 2)
+    crit = norm_ppf(1 - (1 - spec.level) / 2)
     terms: list[tuple[str, str, list[str]]] = [
         (f"{a} - {b}", "difference", [a, b]) for a, b in spec.contrasts
     ]

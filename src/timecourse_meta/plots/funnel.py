@@ -23,8 +23,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Polygon
 from numpy.typing import ArrayLike
-from scipy import stats
 
+from timecourse_meta.distributions import norm_isf
 from timecourse_meta.plots.figures import DPI, FONT_SIZE, PALETTE, style_context
 
 __all__ = ["funnel_geometry", "funnel_plot"]
@@ -49,13 +49,13 @@ def funnel_geometry(
     """
     y, s = np.asarray(yi, float), np.asarray(sei, float)
     alpha = np.array([(100 - lv) / 100 if lv >= 1 else 1 - lv for lv in levels])
-    z = stats.norm.isf(alpha / 2)
+    z = norm_isf(alpha / 2)
     max_sei = float(s.max())
     ylim_plot = (max_sei, 0.0)
     y_ticks = np.linspace(max_sei, 0.0, 5)
     span = ylim_plot[0] - ylim_plot[1]
     ylim_contour = (ylim_plot[0] + 0.1 * span, max(0.0, ylim_plot[1] - 0.1 * span))
-    z_max = float(stats.norm.isf(alpha.min() / 2))
+    z_max = float(norm_isf(alpha.min() / 2))
     half = z_max * np.sqrt(max_sei**2 + tau2)
     lo, hi = min(refline - half, float(y.min())), max(refline + half, float(y.max()))
     xlim = (lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo))

@@ -31,8 +31,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from scipy import stats
 
+from timecourse_meta.distributions import norm_cdf
 from timecourse_meta.effects.effect_sizes import smd_from_d
 from timecourse_meta.models.batch import fit_random_effects_batch
 
@@ -84,7 +84,7 @@ def _pi_cover_prob(lo: Array, hi: Array, mu: float, tau2: float) -> Array:
     if tau2 == 0:
         return ((lo <= mu) & (mu <= hi)).astype(float)
     tau = np.sqrt(tau2)
-    return stats.norm.cdf((hi - mu) / tau) - stats.norm.cdf((lo - mu) / tau)
+    return norm_cdf((hi - mu) / tau) - norm_cdf((lo - mu) / tau)
 
 
 def coverage_cell(
