@@ -41,8 +41,9 @@ from timecourse_meta.models.mv_likelihood import (
     within_only,
 )
 from timecourse_meta.models.mv_results import TimecourseResult, WaldTest
+from timecourse_meta.models.mv_structures import CATEGORICAL_STRUCTS as STRUCTS
+from timecourse_meta.models.mv_structures import METHODS, make_structure
 from timecourse_meta.models.mv_structures import STRUCTS as ALL_STRUCTS
-from timecourse_meta.models.mv_structures import make_structure
 from timecourse_meta.models.within_cov import check_within, timepoint_positions, within_correlation
 
 __all__ = [
@@ -56,9 +57,6 @@ __all__ = [
 ]
 
 Array = NDArray[np.float64]
-# structures over categorical time points, compared by default; fit_timecourse also takes "CAR"
-STRUCTS = ("CS", "HCS", "AR", "HAR", "UN")
-METHODS = ("REML", "ML")
 # pairs (reduced, full) where the reduced G structure is a special case of the full one
 NESTED_PAIRS = (
     ("CS", "HCS"),

@@ -20,10 +20,13 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["STRUCTS", "Structure", "dG", "make_structure"]
+__all__ = ["CATEGORICAL_STRUCTS", "METHODS", "STRUCTS", "Structure", "dG", "make_structure"]
 
 Array = NDArray[np.float64]
 STRUCTS = ("CS", "HCS", "AR", "HAR", "UN", "CAR")
+# structures over categorical time points, compared by default (fit_timecourse also takes CAR)
+CATEGORICAL_STRUCTS = STRUCTS[:5]
+METHODS = ("REML", "ML")  # the likelihoods fit_timecourse maximises
 _CSTEP = 1e-30  # complex-step size: derivative exact to rounding, no cancellation
 
 

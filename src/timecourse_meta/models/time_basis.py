@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.interpolate import BSpline
 
 from timecourse_meta.errors import TimecourseMetaError
 
@@ -34,6 +33,8 @@ BASES = ("spline", "piecewise")
 
 def _bspline_eval(aknots: Array, x: Array, nu: int = 0) -> Array:
     """All cubic B-spline basis functions on knots ``aknots`` (or their nu-th derivative) at x."""
+    from scipy.interpolate import BSpline  # on use: Snakemake's parse reads only BASES
+
     nb = aknots.size - 4
     spl = BSpline(aknots, np.eye(nb), 3, extrapolate=True)
     return np.atleast_2d((spl.derivative(nu) if nu else spl)(x))

@@ -68,8 +68,8 @@ class _DuplicateKey(Exception):
         self.key, self.first, self.second = key, first, second
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """`yaml.SafeLoader` that refuses a key given twice in one mapping.
+class _UniqueKeys:
+    """Mix-in for a PyYAML safe loader that refuses a key given twice in one mapping.
 
     PyYAML (like Snakemake's own loader) silently keeps the last value of a repeated key, so a
     setting written twice would be half-ignored; here it is an error naming both lines.
@@ -86,7 +86,20 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             if key in seen:
                 raise _DuplicateKey(key, seen[key], key_node.start_mark)
             seen[key] = key_node.start_mark
-        return super().construct_mapping(node, deep=deep)
+        return super().construct_mapping(node, deep=deep)  # type: ignore[misc]
+
+
+class _UniqueKeyLoader(_UniqueKeys, yaml.SafeLoader):
+    """The pure-Python safe loader with unique keys: its syntax-error messages are reported."""
+
+
+# libyaml's parser (C) when PyYAML has it: the same data, about 5x faster to parse (the config
+# schema is read at every Snakemake start); its syntax errors are re-read by the pure loader.
+_FastLoader = (
+    type("_FastLoader", (_UniqueKeys, yaml.CSafeLoader), {})
+    if getattr(yaml, "__with_libyaml__", False)
+    else _UniqueKeyLoader
+)
 
 
 def _line(mark: yaml.Mark, other: yaml.Mark) -> str:
@@ -95,13 +108,26 @@ def _line(mark: yaml.Mark, other: yaml.Mark) -> str:
     return f"line {mark.line + 1}"
 
 
-def _load_unique(text: str) -> object:
-    """Parse one YAML document with `_UniqueKeyLoader` (a SafeLoader: plain data only)."""
-    loader = _UniqueKeyLoader(text)
+def _load_with(loader_class: type, text: str) -> object:
+    loader = loader_class(text)
     try:
         return loader.get_single_data()
     finally:
-        loader.dispose()  # type: ignore[no-untyped-call]
+        loader.dispose()
+
+
+def _load_unique(text: str) -> object:
+    """Parse one YAML document with unique keys (a safe loader: plain data only).
+
+    libyaml parses first; any error is raised by the pure-Python loader, so messages and their
+    positions do not depend on whether PyYAML was built with libyaml.
+    """
+    try:
+        return _load_with(_FastLoader, text)
+    except (yaml.YAMLError, _DuplicateKey):
+        if _FastLoader is _UniqueKeyLoader:
+            raise
+    return _load_with(_UniqueKeyLoader, text)
 
 
 def load_yaml(path: str | Path) -> object:

@@ -8,7 +8,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from timecourse_meta.errors import ConfigError
-from timecourse_meta.models.multivariate import ALL_STRUCTS, METHODS, STRUCTS
+from timecourse_meta.models.mv_structures import CATEGORICAL_STRUCTS as STRUCTS
+from timecourse_meta.models.mv_structures import METHODS
+from timecourse_meta.models.mv_structures import STRUCTS as ALL_STRUCTS
 from timecourse_meta.models.within_cov import WITHIN_KINDS, check_within
 
 __all__ = ["TimecourseSpec", "default_contrasts", "parse_timecourse_config"]
