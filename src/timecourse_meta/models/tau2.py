@@ -128,7 +128,7 @@ def loglik(r: Rows, tau2: Array | float, reml: bool) -> Array:
     w = r.weights(t)
     proj = r.proj(w)
     rss = proj.quad(r.y)
-    logv = (np.log(np.where(r.mask > 0, vt, 1.0))).sum(axis=1)
+    logv = (np.log(vt if r.full else np.where(r.mask > 0, vt, 1.0))).sum(axis=1)
     if not reml:
         return -0.5 * r.k * _LOG_2PI - 0.5 * logv - 0.5 * rss
     return -0.5 * (r.k - r.p) * _LOG_2PI - 0.5 * logv - 0.5 * proj.logdet() - 0.5 * rss
