@@ -65,11 +65,11 @@ def crit_and_p(stat: Array, ddf: Array | None, level: float) -> tuple[Array, Arr
 
 def _tau2_sequence(
     r: Rows, methods: Sequence[str], ctl: Control
-) -> tuple[Array, Array, Array, np.ndarray, list[list[str]], np.ndarray]:
+) -> tuple[Array, Array, Array, np.ndarray, list[list[str]], np.ndarray, Rows | None]:
     """tau^2 by the first method that works per row (metafor ``method = c("REML", "DL")``).
 
     Bracketing (``ctl.bracket``) is used only by the last listed estimator, so a listed
-    fallback keeps metafor's numbers.
+    fallback keeps metafor's numbers. Also returns the centred rows (None for FE alone).
     """
     n = r.m
     tau2, tau2_se = np.zeros(n), np.full(n, np.nan)
@@ -81,13 +81,16 @@ def _tau2_sequence(
     for pos, meth in enumerate(methods):
         if pending.size == 0:
             break
-        used[pending] = meth
+        if pos:
+            used[pending] = meth
         if meth == "FE":
             pending = pending[:0]
             break
         rc = r.centred() if rc is None else rc
         last = pos == len(methods) - 1
         est = estimate_rows(rc.take(pending), meth, ctl, bracket=ctl.bracket and last)
+        if pos == 0 and not est.failed.any():  # the usual case: every row fitted at once
+            return est.tau2, est.se, est.iterations, used, est.notes, est.failed, rc
         ok = ~est.failed
         tau2[pending[ok]], tau2_se[pending[ok]] = est.tau2[ok], est.se[ok]
         iters[pending[ok]] = est.iterations[ok]
@@ -98,7 +101,7 @@ def _tau2_sequence(
         pending = pending[est.failed]
     failed = np.zeros(n, dtype=bool)
     failed[pending] = True
-    return tau2, tau2_se, iters, used, warn, failed
+    return tau2, tau2_se, iters, used, warn, failed, rc
 
 
 def fit_rows(
@@ -113,21 +116,22 @@ def fit_rows(
 
     Rows need k > p. Returns a dict of per-row arrays (``beta``/``se``/... of shape (m, p),
     ``vb`` (m, p, p)) plus ``warnings`` (a list per row) and ``failed`` (no estimator worked).
+    Failed rows are fitted at tau^2 = 0 (their numbers are not reported).
     """
     k, p = r.k, r.p
     dfr = k - p
-    tau2, tau2_se, iters, used, warn, failed = _tau2_sequence(r, methods, ctl)
+    tau2, tau2_se, iters, used, warn, failed, rc = _tau2_sequence(r, methods, ctl)
     # fallback notes first, then the estimator's own notes (as metafor's messages)
     is_fe = used == "FE"
+    any_fe, any_failed = bool(is_fe.any()), bool(failed.any())
     for i in which((r.vratio() >= 1e7) & ~failed):
         warn[i].append(VRATIO_NOTE)
 
-    t_fit = np.where(failed, 0.0, tau2)
+    t_fit = np.where(failed, 0.0, tau2) if any_failed else tau2
     w = r.weights(t_fit)
     proj = r.proj(w)
-    beta = proj.coef(r.y)
+    beta, resid = proj.coef_resid(r.y)
     vb = proj.xtwx_inv()
-    resid = proj.resid(r.y)
     rss = (w * resid * resid).sum(axis=1)
     s2w = np.ones(r.m)
     if test in ("knha", "adhoc"):
@@ -148,17 +152,21 @@ def fit_rows(
     crit, pval = crit_and_p(stat, ddf, level)
 
     fe = r.fe_proj()
-    qe = np.maximum(0.0, fe.quad(r.y - r.y.sum(axis=1, keepdims=True) / k[:, None] * r.mask))
+    yc = r.centred().y if rc is None else rc.y
+    qe = np.maximum(0.0, fe.quad(yc))
     with np.errstate(divide="ignore", invalid="ignore"):
         # k = p (fixed-effect model only): QE = 0 on 0 df, p = 1, as metafor
         qe_p = np.where(dfr > 0, special.chdtrc(dfr, qe), 1.0)
         vt = dfr / fe.trace()
-        i2_fe = np.where(qe > 0, np.maximum(0.0, 100.0 * (qe - dfr) / qe), 0.0)
-        i2 = np.where(is_fe, i2_fe, 100.0 * tau2 / (vt + tau2))
-        h2 = np.where(is_fe, qe / dfr, tau2 / vt + 1.0)
+        i2 = 100.0 * tau2 / (vt + tau2)
+        h2 = tau2 / vt + 1.0
+        if any_fe:
+            i2_fe = np.where(qe > 0, np.maximum(0.0, 100.0 * (qe - dfr) / qe), 0.0)
+            i2 = np.where(is_fe, i2_fe, i2)
+            h2 = np.where(is_fe, qe / dfr, h2)
 
     ci_lo, ci_hi = np.full(r.m, np.nan), np.full(r.m, np.nan)
-    re_rows = np.flatnonzero(~is_fe & ~failed)
+    re_rows = np.flatnonzero(~is_fe & ~failed) if any_fe or any_failed else np.arange(r.m)
     if tau2_ci and re_rows.size:
         lo, hi, notes = qprofile_rows(r.take(re_rows), tau2[re_rows], level, ctl)
         ci_lo[re_rows], ci_hi[re_rows] = lo, hi
@@ -176,14 +184,15 @@ def fit_rows(
         warn[i].append("tau^2 estimated at the boundary (0)")
     for i in which(failed):
         warn[i].append("no estimator converged: row not fitted")
-    logv = np.log(np.where(r.mask > 0, r.v0 + t_fit[:, None], 1.0)).sum(axis=1)
+    logv = r.sum_log_vt(t_fit)
     ll_ml = -0.5 * k * _LOG_2PI - 0.5 * logv - 0.5 * rss
     logdet_xx = np.log(k) if r.X is None else float(np.linalg.slogdet(r.X.T @ r.X)[1])
     ll_reml = -0.5 * dfr * _LOG_2PI + 0.5 * logdet_xx - 0.5 * logv - 0.5 * proj.logdet() - 0.5 * rss
     return dict(
         ll_ml=ll_ml, ll_reml=ll_reml, beta=beta, vb=vb, se=se, stat=stat, pval=pval, crit=crit,
         ddf=ddf, s2w=s2w,
-        tau2=np.where(failed, np.nan, tau2), tau2_se=tau2_se, iterations=iters, method=used,
-        failed=failed, QE=qe, QE_p=qe_p, I2=i2, H2=h2, vt=vt, w=w, proj=proj, resid=resid,
-        rss=rss, tau2_ci_low=ci_lo, tau2_ci_high=ci_hi, warnings=warn,
+        tau2=np.where(failed, np.nan, tau2) if any_failed else tau2, tau2_se=tau2_se,
+        iterations=iters, method=used, failed=failed, QE=qe, QE_p=qe_p, I2=i2, H2=h2, vt=vt,
+        w=w, proj=proj, resid=resid, rss=rss, tau2_ci_low=ci_lo, tau2_ci_high=ci_hi,
+        warnings=warn,
     )  # fmt: skip

@@ -142,6 +142,8 @@ def _others(s: Array, total: Array | None = None) -> Array:
     """
     tot = (s.sum(axis=1) if total is None else total)[:, None]
     small = s <= 0.5 * tot
+    if small.all():  # the usual case: no term dominates its row
+        return tot - s
     rest = row_dot(s, small)[:, None]  # the sum of the terms that do not dominate
     return np.where(small, tot - s, rest)
 
@@ -184,6 +186,11 @@ class OneColumn:
     def resid(self, y: Array) -> Array:
         b = row_dot(self.u, y) / self.c
         return y - (b[:, None] if self.x is None else b[:, None] * self.x)
+
+    def coef_resid(self, y: Array) -> tuple[Array, Array]:
+        """(:meth:`coef`, :meth:`resid`) with one weighted sum."""
+        b = (row_dot(self.u, y) / self.c)[:, None]
+        return b, y - (b if self.x is None else b * self.x)
 
     def apply(self, y: Array) -> Array:
         """P y = W (y - x b)."""
@@ -233,6 +240,10 @@ class QRRows:
 
     def resid(self, y: Array) -> Array:
         return (y[0] - self.p.X @ self.p.coef(y[0]))[None, :]
+
+    def coef_resid(self, y: Array) -> tuple[Array, Array]:
+        b = self.p.coef(y[0])
+        return b[None, :], (y[0] - self.p.X @ b)[None, :]
 
     def apply(self, y: Array) -> Array:
         return self.p.apply(y[0])[None, :]

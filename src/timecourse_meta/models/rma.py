@@ -198,6 +198,8 @@ def _as_arrays(yi: ArrayLike, vi: ArrayLike) -> tuple[Array, Array]:
         raise ValueError(f"yi and vi differ in length ({y.size} vs {v.size})")
     if y.size == 0:
         raise ValueError("no studies: yi is empty")
+    if np.isfinite(y.sum()) and v.min() > 0 and v.max() < np.inf:  # all valid (NaN fails both)
+        return y, v
     bad = ~np.isfinite(y) | ~np.isfinite(v)
     if bad.any():
         raise ValueError(f"yi/vi not finite at positions {np.flatnonzero(bad).tolist()}")

@@ -105,23 +105,26 @@ def zeroin_rows(
             root[i], conv[i] = b, True
         else:
             states[i] = [a, b, a, fa, fb, fa]
+    idx_arr = np.array(list(states), dtype=np.int64)  # the active problems, rebuilt on change
     for it in range(maxiter + 1):
         if not states:
             break
-        idx, pts = [], []
+        pts = []
+        done = False
         for i, s in list(states.items()):
             x = _step(s, tol)
             if x is None:
                 root[i], iters[i], conv[i] = s[1], it, True
                 del states[i]
+                done = True
             else:
-                idx.append(i)
                 pts.append(x)
-        if not idx:
+        if not states:
             break
-        fx = f(np.array(pts), np.array(idx, dtype=np.int64)).tolist()
-        for i, fb in zip(idx, fx, strict=True):
-            s = states[i]
+        if done:
+            idx_arr = np.array(list(states), dtype=np.int64)
+        fx = f(np.array(pts), idx_arr).tolist()
+        for s, fb in zip(states.values(), fx, strict=True):
             s[4] = fb
             if (fb > 0 and s[5] > 0) or (fb < 0 and s[5] < 0):
                 s[2], s[5] = s[0], s[3]  # c, fc <- a, fa

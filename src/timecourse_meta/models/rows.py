@@ -36,6 +36,7 @@ class Rows:
     mask: Array
     k: Array  # studies per row, as float
     X: Array | None = None
+    full: bool = False  # no padding (every row has all K studies)
     # projections that depend only on v and X (shared by rows with the same v, e.g. centred y)
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -53,7 +54,7 @@ class Rows:
         if X is not None and X.shape[1] == 1 and np.all(X[:, 0] == 1.0):
             X = None
         k = np.array([float(y.size)])
-        return cls(y[None, :], v[None, :], v[None, :], np.ones((1, y.size)), k, X)
+        return cls(y[None, :], v[None, :], v[None, :], np.ones((1, y.size)), k, X, True)
 
     @classmethod
     def padded(cls, y: Array, v: Array, present: NDArray[np.bool_]) -> Rows:
@@ -67,15 +68,19 @@ class Rows:
 
     def take(self, idx: IntArray) -> Rows:
         m = self.m
+        if m == 1 and idx.size == 1:
+            return self  # the one row (the single fit)
         if idx.size == m and (
             m == 0
             or (idx[0] == 0 and idx[-1] == m - 1 and (m < 3 or bool(np.all(np.diff(idx) > 0))))
         ):
             return self  # idx is arange(m): all rows, in order
-        return Rows(self.y[idx], self.v[idx], self.v0[idx], self.mask[idx], self.k[idx], self.X)
+        return Rows(
+            self.y[idx], self.v[idx], self.v0[idx], self.mask[idx], self.k[idx], self.X, self.full
+        )
 
     def with_y(self, y: Array) -> Rows:
-        return Rows(y, self.v, self.v0, self.mask, self.k, self.X, self._cache)
+        return Rows(y, self.v, self.v0, self.mask, self.k, self.X, self.full, self._cache)
 
     def fe_proj(self) -> OneColumn | QRRows:
         """P at tau^2 = 0 (weights 1 / v), computed once."""
@@ -91,6 +96,8 @@ class Rows:
 
     def weights(self, tau2: Array | float) -> Array:
         """w = 1 / (v + tau^2), 0 on padding; tau2 a scalar or one value per row."""
+        if isinstance(tau2, float):
+            return 1.0 / (self.v + tau2)
         t = np.asarray(tau2, dtype=float)
         return 1.0 / (self.v + (t[:, None] if t.ndim else t))
 
@@ -101,6 +108,12 @@ class Rows:
         if self.X.shape[1] == 1:
             return OneColumn(w, self.X[:, 0][None, :])
         return QRRows(w, self.X)
+
+    def sum_log_vt(self, tau2: Array) -> Array:
+        """sum_i log(v_i + tau^2) over the studies of each row (tau2 one value per row)."""
+        if self.full:
+            return np.log(self.v0 + tau2[:, None]).sum(axis=1)
+        return np.log(np.where(self.mask > 0, self.v0 + tau2[:, None], 1.0)).sum(axis=1)
 
     def ols_weights(self) -> Array:
         """Unit weights on studies (the OLS fit of metafor's HE estimator)."""
@@ -119,6 +132,4 @@ class Rows:
 
     def vratio(self) -> Array:
         """max(v) / min(v) per row."""
-        vmax = self.v0.max(axis=1)
-        vmin = np.where(self.mask > 0, self.v, np.inf).min(axis=1)
-        return vmax / vmin
+        return self.v0.max(axis=1) / self.v.min(axis=1)  # v is +inf on padding

@@ -102,8 +102,17 @@ def tau2_max_rows(r: Rows) -> Array:
 
 
 def qgen(r: Rows, tau2: Array | float) -> Array:
-    """Generalised Q statistic y' P(tau^2) y with weights 1 / (v + tau^2), per row."""
-    return r.proj(r.weights(tau2)).quad(r.y)
+    """Generalised Q statistic y' P(tau^2) y with weights 1 / (v + tau^2), per row.
+
+    Q(tau^2) = sum_i w_i (y_i - x_i' b)^2 with w_i = 1 / (v_i + tau^2) and b the weighted
+    least-squares fit (Viechtbauer 2007, eq. 3; DerSimonian & Laird 1986 at tau^2 = 0).
+    """
+    w = r.weights(tau2)
+    if r.X is None:  # intercept only: OneColumn(w).quad(y), written out (the Q-profile's hot loop)
+        y = r.y
+        res = y - (row_dot(w, y) / w.sum(axis=1))[:, None]
+        return row_dot(w * res, res)
+    return r.proj(w).quad(r.y)
 
 
 def qe(tau2: float, y: Array, v: Array, X: Array) -> float:
@@ -119,7 +128,7 @@ def loglik(r: Rows, tau2: Array | float, reml: bool) -> Array:
     w = r.weights(t)
     proj = r.proj(w)
     rss = proj.quad(r.y)
-    logv = (np.log(np.where(r.mask > 0, vt, 1.0))).sum(axis=1)
+    logv = (np.log(vt if r.full else np.where(r.mask > 0, vt, 1.0))).sum(axis=1)
     if not reml:
         return -0.5 * r.k * _LOG_2PI - 0.5 * logv - 0.5 * rss
     return -0.5 * (r.k - r.p) * _LOG_2PI - 0.5 * logv - 0.5 * proj.logdet() - 0.5 * rss
@@ -272,7 +281,8 @@ def _fisher_scoring(
                 failed[act[j]] = True
                 why[act[j]] = f"Fisher scoring step is not finite at iteration {iteration}"
             adj[bad] = 0.0
-        halve = t + adj < TAU2_MIN
+        new = t + adj
+        halve = new < TAU2_MIN
         if halve.any():
             # From tau^2 = 0 a negative step halves until it underflows to -0.0 (~1075
             # halvings in metafor's loop): tau^2 stays 0. Take that result directly.
@@ -283,7 +293,7 @@ def _fisher_scoring(
                     break
                 adj = np.where(halve, adj / 2.0, adj)
                 halve = t + adj < TAU2_MIN
-        new = t + adj
+            new = t + adj
         change = np.abs(t - new)
         tau2[act] = new
         iters[act] = iteration
