@@ -10,6 +10,7 @@ import pandas as pd
 from timecourse_meta.errors import exit_on_error
 from timecourse_meta.pipeline.windows import parse_windows
 from timecourse_meta.plots.figures import save_figure
+from timecourse_meta.plots.timecourse_cap import cap_study_lines
 from timecourse_meta.plots.timecourse_plot import FigureLabels, timecourse_plot
 from timecourse_meta.schema import measure_label
 
@@ -74,6 +75,7 @@ with exit_on_error(smk.log[0], "timecourse_figure") as log:
         time_unit=p.time_unit,  # config time_unit: ticks and axis title
         model=model,
         level=p.level,
+        max_studies=cfg.get("max_studies"),  # config figure.max_studies
     )
     save_figure(fig, smk.output.png)
     save_figure(fig, smk.output.pdf)
@@ -82,3 +84,6 @@ with exit_on_error(smk.log[0], "timecourse_figure") as log:
         f"{len(published)} published results, "
         + (f"time-response model {model!r}" if curve is not None else "no time-response model")
     )
+    _, cap_note = cap_study_lines(studies, cfg.get("max_studies"))  # the figure's own note
+    if cap_note:
+        log(cap_note)

@@ -41,6 +41,7 @@ from timecourse_meta.models.mv_likelihood import (
     within_only,
 )
 from timecourse_meta.models.mv_results import TimecourseResult, WaldTest
+from timecourse_meta.models.mv_scoring import maximise_newton
 from timecourse_meta.models.mv_structures import CATEGORICAL_STRUCTS as STRUCTS
 from timecourse_meta.models.mv_structures import METHODS, make_structure
 from timecourse_meta.models.mv_structures import STRUCTS as ALL_STRUCTS
@@ -67,6 +68,12 @@ NESTED_PAIRS = (
     ("HAR", "UN"),
 )
 _EPS10 = 10 * np.finfo(float).eps  # metafor sets variance components <= 10 eps to 0
+# optimiser = "auto": Newton-Raphson (mv_scoring, BFGS if it is not clean) from this many
+# studies on, where one likelihood evaluation is expensive and the likelihood sharply peaked;
+# below it BFGS alone, whose path (like metafor's nlminb) decides which of several local
+# maxima of a small data set is reached (e.g. HAR with rho -> -1 on few studies)
+NEWTON_MIN_STUDIES = 1000
+OPTIMISERS = ("auto", "newton", "bfgs")
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,6 +217,7 @@ def fit_timecourse(
     *,
     times: Mapping | Sequence | None = None,
     maxiter: int = 2000,
+    optimiser: str = "auto",
 ) -> TimecourseResult:
     """Fit the multivariate time-course model (metafor ``rma.mv`` with ``mods = ~ time - 1``,
     ``random = ~ time | study``, ``struct = struct``, ``V = vcalc(...)``).
@@ -222,8 +230,13 @@ def fit_timecourse(
     ``maxiter`` caps the BFGS iterations. ``times``: numeric time of each time point (a mapping
     or a sequence in timepoint order; default the time points themselves if numeric), used by
     ``struct = "CAR"`` (``G = tau2 rho^|t_j - t_k|``, metafor ``random = ~ t | study``) and by
-    ``within = "car"`` (``vcalc(vi, cluster, time1 = t, phi = rho)``).
+    ``within = "car"`` (``vcalc(vi, cluster, time1 = t, phi = rho)``). ``optimiser``:
+    ``bfgs`` (:func:`.mv_likelihood.maximise`), ``newton`` (:func:`.mv_scoring.maximise_newton`:
+    Newton-Raphson with analytic second derivatives, BFGS when that is not clean) or ``auto``
+    (newton from ``NEWTON_MIN_STUDIES`` studies on, else bfgs).
     """
+    if optimiser not in OPTIMISERS:
+        raise ValueError(f"optimiser must be one of {OPTIMISERS}, got {optimiser!r}")
     struct = str(struct).upper()
     if struct not in ALL_STRUCTS:
         raise ValueError(f"struct must be one of {ALL_STRUCTS}, got {struct!r}")
@@ -264,7 +277,8 @@ def fit_timecourse(
         )
     n_tau2 = T if struct in ("HCS", "HAR", "UN") else 1
     total = initial_total(data.blocks, n_tau2)
-    theta, f, grad, nit, opt = maximise(
+    newton = optimiser == "newton" or (optimiser == "auto" and data.n_studies >= NEWTON_MIN_STUDIES)
+    theta, f, grad, nit, opt = (maximise_newton if newton else maximise)(
         data.blocks, structure, reml, structure.start(total), maxiter
     )
 

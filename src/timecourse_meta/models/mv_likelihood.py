@@ -110,7 +110,8 @@ class Evaluation:
     W: list[Array]  # per group, (n, m, m) inverse marginal covariance
 
 
-def _blocks_of(g: Group, G: Array) -> Array:
+def blocks_of(g: Group, G: Array) -> Array:
+    """Each cluster's (n, m, m) block of Z G Z' (times the row-pair mask)."""
     Gb = G[g.idx[:, :, None], g.idx[:, None, :]]
     return Gb if g.mask is None else Gb * g.mask
 
@@ -123,7 +124,7 @@ def evaluate(blocks: Blocks, G: Array, reml: bool, grad: bool) -> Evaluation | N
     logdet_v = 0.0
     Ws = []
     for g in blocks.groups:
-        V = g.S + _blocks_of(g, G)
+        V = g.S + blocks_of(g, G)
         try:
             C = np.linalg.cholesky(V)
         except np.linalg.LinAlgError:

@@ -225,6 +225,7 @@ class Layout:
     k_text: list[str]
     k_y: list[float]  # axes fraction of each 'k = n' label (staggered where they would touch)
     published_x: np.ndarray  # published results' positions, dodged left of their time
+    notes: list[str] = field(default_factory=list)  # text-only legend entries, at its end
 
 
 def _y_values(inp: Inputs) -> tuple[np.ndarray, np.ndarray]:
@@ -319,14 +320,23 @@ def _mark_label(row: pd.Series, labels: FigureLabels, unit: str) -> str:
 
 
 def layout_timecourse(
-    inp: Inputs, labels: FigureLabels, *, time_unit: str, null: float, level: float
+    inp: Inputs,
+    labels: FigureLabels,
+    *,
+    time_unit: str,
+    null: float,
+    level: float,
+    notes: Sequence[str] = (),
 ) -> Layout:
-    """Measure the inputs and lay the figure out: geometry, axes limits, ticks, label places."""
+    """Measure the inputs and lay the figure out: geometry, axes limits, ticks, label places.
+
+    ``notes``: text-only legend entries after the others (the legend column, and the figure's
+    height when the column needs it, grow to hold them)."""
     pct = f"{100 * level:g}%"
     marks = _mark_points(inp)
     legend = _legend_entries(inp, labels, pct, marks)
     extra = 2  # room for the clipped-interval and n.e. notes, decided after the limits
-    geom = geometry(labels.title, [*legend, *["x" * 40] * extra], font_pt=FONT_SIZE)
+    geom = geometry(labels.title, [*legend, *["x" * 40] * extra, *notes], font_pt=FONT_SIZE)
     ax_x0, ax_y0 = geom.ax_left * 72, geom.ax_bottom * 72
     ax_w, ax_h = geom.ax_width * 72, geom.ax_height * 72
     xlim = x_limits(all_times(inp))
@@ -392,6 +402,7 @@ def layout_timecourse(
         k_text=k_text,
         k_y=[0.012 + row_h * r for r in k_rows],
         published_x=pub_x,
+        notes=list(notes),
     )
 
 

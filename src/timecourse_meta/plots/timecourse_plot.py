@@ -35,6 +35,7 @@ from matplotlib.ticker import FixedLocator, NullLocator
 from matplotlib.transforms import blended_transform_factory
 
 from timecourse_meta.plots.figures import DPI, FONT_SIZE, PALETTE, style_context
+from timecourse_meta.plots.timecourse_cap import cap_study_lines
 from timecourse_meta.plots.timecourse_layout import format_timepoint, marker_areas
 from timecourse_meta.plots.timecourse_measure import (
     SMALL,
@@ -75,6 +76,7 @@ def timecourse_plot(
     model: str | None = None,
     null: float = 0.0,
     level: float = 0.95,
+    max_studies: int | None = None,
 ) -> Figure:
     """The effect over time after dose on a log time axis; returns an Agg-backed figure.
 
@@ -87,14 +89,25 @@ def timecourse_plot(
     curve and summary may carry a ``model`` column: one model is drawn (``model=`` chooses).
     ``published``: hours, estimate, ci_low, ci_high, label on this plot's scale and sign.
     ``time_unit``: 'auto' (hours and days), minutes, hours, days, weeks or months, for tick
-    labels and axis title only; all times are in hours.
+    labels and axis title only; all times are in hours. ``max_studies``: draw the points and
+    lines of at most this many comparisons, those with the largest weights, with a note at the
+    end of the legend (:func:`.timecourse_cap.cap_study_lines`); all other layers are drawn
+    from the tables as given (those of all studies). None: no cap.
     """
     labels = labels or FigureLabels()
+    studies, cap_note = cap_study_lines(studies, max_studies)  # as given: the log's note too
     inp = clean_inputs(pooled, studies, curve, summary, published, model)
     with style_context():
         if not len(all_times(inp)):
             return _empty()
-        lay = layout_timecourse(inp, labels, time_unit=time_unit, null=null, level=level)
+        lay = layout_timecourse(
+            inp,
+            labels,
+            time_unit=time_unit,
+            null=null,
+            level=level,
+            notes=[cap_note] if cap_note else [],
+        )
         return _draw(inp, lay, labels, null)
 
 
@@ -151,6 +164,8 @@ def _draw(inp: Inputs, lay: Layout, labels: FigureLabels, null: float) -> Figure
                 label=textwrap.fill(note, g.legend_wrap),
             )
         )
+    for note in lay.notes:  # e.g. the cap of the study layer: text only, last in the legend
+        handles.append(Line2D([], [], linestyle="none", label=textwrap.fill(note, g.legend_wrap)))
     fig.legend(
         handles=handles,
         loc="upper left",
