@@ -14,8 +14,9 @@ Clin Trials 4:525-539), for study i with estimates y_i at time points t_i:
   AR, ``tau2 * rho^|t_j - t_k|`` over numeric times ``times`` of the time points).
 
 Structures: :mod:`.mv_structures`; likelihood, gradient and optimiser (shared with the
-continuous-time model :mod:`.time_response`): :mod:`.mv_likelihood`; result objects:
-:mod:`.mv_results`.
+continuous-time model :mod:`.time_response`): :mod:`.mv_likelihood`; Newton-Raphson with
+analytic second derivatives, used from ``NEWTON_MIN_STUDIES`` studies on: :mod:`.mv_scoring`;
+result objects: :mod:`.mv_results`.
 """
 
 from __future__ import annotations
