@@ -185,3 +185,17 @@ def test_filters_exclude_with_reasons() -> None:
     assert excluded["reason"].tolist() == ["study excluded by config: atypical"]
     with pytest.raises(ConfigError, match="unknown column"):
         apply_filters(frame, {"colour": ["red"]})
+
+
+def test_a_long_timepoint_that_disagrees_is_quoted_as_an_excerpt() -> None:
+    """Found by the hostile-sheet property test: the error line quoted a 3 000-character cell."""
+    from timecourse_meta.pipeline.windows import select_windows
+
+    frame = rows([4.0])
+    frame["timepoint"] = "x" * 3000
+    frame["scale"] = "MADRS"
+    with pytest.raises(SheetError) as err:
+        select_windows(frame, WINDOWS)
+    message = str(err.value)
+    assert "disagrees with time_hours 4" in message and "(3000 characters)" in message
+    assert len(message) < 400

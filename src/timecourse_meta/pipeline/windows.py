@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from timecourse_meta.errors import ConfigError, SheetError
+from timecourse_meta.errors import ConfigError, SheetError, excerpt
 from timecourse_meta.pipeline.duplicates import DUPLICATE_KEY, check_duplicates
 from timecourse_meta.pipeline.row_rules import (
     apply_filters,
@@ -149,7 +149,7 @@ def assign_windows(
         i = int(np.flatnonzero(clash)[0])
         raise SheetError(
             rows["source_file"].iloc[i],
-            f"timepoint '{given[i]}' disagrees with time_hours {times[i]:g} "
+            f"timepoint {excerpt(given[i])} disagrees with time_hours {times[i]:g} "
             f"(which falls in window '{assigned[i] or 'none'}')",
             line=int(rows["source_row"].iloc[i]),
             column="timepoint",
