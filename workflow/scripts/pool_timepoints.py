@@ -5,7 +5,7 @@ import pandas as pd
 from timecourse_meta.errors import exit_on_error
 from timecourse_meta.pipeline.pooling import pool_by_timepoint_weighted, subgroup_tests
 from timecourse_meta.pipeline.tables import write_csv, write_markdown, write_parquet
-from timecourse_meta.schema import SCORE_MEASURES, measure_label, normalise_level
+from timecourse_meta.schema import ALL_STUDIES, SCORE_MEASURES, measure_label, normalise_level
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 # estimator if `method` does not converge (metafor c("REML", "DL")); params when the rule
@@ -44,7 +44,7 @@ with exit_on_error(smk.log[0], "pool_timepoints") as log:
     write_parquet(pooled, smk.output.pooled)
     write_parquet(weights, smk.output.weights)
     write_csv(pooled, smk.output.csv)
-    overall = pooled.loc[pooled["subgroup"] == "all", MD_COLUMNS]
+    overall = pooled.loc[pooled["subgroup"] == ALL_STUDIES, MD_COLUMNS]
     # the measures' names follow the effects (SMD = Hedges' g, MD = mean difference)
     named = [f"{m} = {measure_label(m)}" for m in SCORE_MEASURES if (effects["measure"] == m).any()]
     scales = "; ".join([*named, "OR, RR on the log scale"])

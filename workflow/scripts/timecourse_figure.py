@@ -12,7 +12,7 @@ from timecourse_meta.pipeline.windows import parse_windows
 from timecourse_meta.plots.figures import save_figure
 from timecourse_meta.plots.timecourse_cap import cap_study_lines
 from timecourse_meta.plots.timecourse_plot import FigureLabels, timecourse_plot
-from timecourse_meta.schema import measure_label
+from timecourse_meta.schema import ALL_STUDIES, measure_label, rows_for
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 
@@ -24,10 +24,9 @@ with exit_on_error(smk.log[0], "timecourse_figure") as log:
 
     def ours(df: pd.DataFrame) -> pd.DataFrame:
         """Rows of the primary outcome and measure."""
-        return df[(df["outcome"] == p.outcome) & (df["measure"] == p.measure)]
+        return rows_for(df, p.outcome, p.measure)
 
-    pooled = ours(pd.read_parquet(smk.input.pooled))
-    pooled = pooled[pooled["subgroup"] == "all"]
+    pooled = rows_for(pd.read_parquet(smk.input.pooled), p.outcome, p.measure, subgroup=ALL_STUDIES)
     pooled = pooled.assign(hours=pooled["timepoint"].map(hours))
     published = pd.read_parquet(smk.input.published)
     published = published[published["comparable"] == "yes"]

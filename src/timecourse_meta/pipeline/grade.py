@@ -33,6 +33,7 @@ import pandas as pd
 
 from timecourse_meta.distributions import norm_isf
 from timecourse_meta.pipeline.risk_of_bias import study_overall, study_weights
+from timecourse_meta.schema import ALL_STUDIES
 
 __all__ = [
     "CERTAINTY",
@@ -402,7 +403,7 @@ def summary_of_findings(
 
     ``cfg['outcomes']`` maps outcome -> measure to report (null: every pooled pair).
     """
-    overall = pooled[(pooled["subgroup"] == "all") & (pooled["k"] > 0)]
+    overall = pooled[(pooled["subgroup"] == ALL_STUDIES) & (pooled["k"] > 0)]
     wanted = cfg.get("outcomes")
     rows = []
     for _, row in overall.iterrows():

@@ -25,6 +25,7 @@ from timecourse_meta.distributions import logistic_cdf
 from timecourse_meta.models.rma import fit_random_effects
 from timecourse_meta.models.tau2 import ConvergenceError
 from timecourse_meta.schema import (
+    ALL_STUDIES,
     POOLED_COLUMNS,
     SENSITIVITY_COLUMNS,
     STUDY_WEIGHT_COLUMNS,
@@ -270,7 +271,7 @@ def pool_by_timepoint_weighted(
                     "timepoint": tp,
                     "moderator": column,
                     "level": "all" if lv is None else lv,
-                    "subgroup": "all" if lv is None else f"{column}={lv}",
+                    "subgroup": ALL_STUDIES if lv is None else f"{column}={lv}",
                 }
                 row.update(keys)
                 rows.append(row)
@@ -427,7 +428,7 @@ def pool_proportions(
                     timepoint=tp,
                     moderator=column,
                     level="all" if lv is None else lv,
-                    subgroup="all" if lv is None else f"{column}={lv}",
+                    subgroup=ALL_STUDIES if lv is None else f"{column}={lv}",
                 )
                 rows.append(row)
     cols = keys + [

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from timecourse_meta.pipeline.tables import format_value, to_csv_text
+from timecourse_meta.schema import ALL_STUDIES
 
 __all__ = [
     "LIVING_KEYS",
@@ -188,7 +189,7 @@ def make_snapshot(
 
     pooled = as_text(pooled)
     if "subgroup" in pooled:
-        pooled = pooled[pooled["subgroup"] == "all"]
+        pooled = pooled[pooled["subgroup"] == ALL_STUDIES]
         pooled = pooled.drop(columns=[c for c in ("subgroup", "moderator", "level") if c in pooled])
     effects = as_text(effects)
     effects = effects[[c for c in EFFECT_COLUMNS if c in effects]].copy()
