@@ -51,6 +51,7 @@ PIPELINE_ORDER: tuple[str, ...] = (
     "timecourse_spec",
     "timecourse_fits",
     "timecourse_tables",
+    "time_response_spec",  # the time_response: config section, parsed when Snakemake starts
     "time_response_tables",
     "claims_core",
     "claims_models",

@@ -129,9 +129,11 @@ def test_newton_equals_bfgs_on_1200_studies(struct: str, method: str):
                                           optimiser=opt)  # fmt: skip
     new, old = fits["newton"], fits["bfgs"]
     assert new.converged and old.converged
-    np.testing.assert_allclose(new.theta, old.theta, rtol=0, atol=1e-8)
-    np.testing.assert_allclose(new.estimates["estimate"], old.estimates["estimate"], atol=1e-10)
-    np.testing.assert_allclose(new.estimates["se"], old.estimates["se"], atol=1e-10)
+    # BFGS stops on its gradient tolerance, so its theta is known to ~1e-7 only (7e-8 seen on
+    # an AMD EPYC for HAR/REML); the likelihood is flat there, so estimates agree far closer.
+    np.testing.assert_allclose(new.theta, old.theta, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(new.estimates["estimate"], old.estimates["estimate"], atol=1e-8)
+    np.testing.assert_allclose(new.estimates["se"], old.estimates["se"], atol=1e-8)
     assert new.loglik == pytest.approx(old.loglik, abs=1e-8)
     assert new.iterations < old.iterations  # Newton steps, not BFGS iterations
 

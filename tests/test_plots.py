@@ -557,8 +557,11 @@ def _png_chunks(data: bytes) -> list[str]:
 def test_save_figure_byte_identical(tmp_path: Path) -> None:
     df = synth(3)
     fig = forest_plot(df, pooled_for(df), title="determinism")
-    first = save_figure(fig, tmp_path / "a" / "forest.png")
+    first = save_figure(fig, tmp_path / "a" / "forest")
     assert [p.name for p in first] == ["forest.png", "forest.pdf"]
+    only = save_figure(fig, tmp_path / "c" / "forest.pdf")  # a suffix: that format only
+    assert [p.name for p in only] == ["forest.pdf"]
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["forest.pdf"]
     second = save_figure(
         forest_plot(df, pooled_for(df), title="determinism"), tmp_path / "b/forest"
     )
@@ -574,6 +577,53 @@ def test_save_figure_byte_identical(tmp_path: Path) -> None:
     for key in (b"CreationDate", b"ModDate", b"Producer", b"Creator", b"matplotlib"):
         assert key not in pdf
     assert b"/FontFile2" in pdf and b"DejaVuSans" in pdf  # TrueType (fonttype 42) embedded
+
+
+def _embedded_font_tables(pdf: bytes) -> list[set[str]]:
+    """The table tags of each TrueType font embedded in a PDF (its FontFile2 streams, which
+    carry /Length1; ISO 32000-1 9.9), decompressed and read with fontTools."""
+    import io
+    import re
+    import zlib
+
+    from fontTools.ttLib import TTFont
+
+    found = []
+    for m in re.finditer(rb"<<[^>]*/Length1 \d+[^>]*>>\s*stream\r?\n", pdf):
+        length = int(re.search(rb"/Length (\d+)", m.group()).group(1))
+        raw = zlib.decompress(pdf[m.end() : m.end() + length])
+        found.append(set(TTFont(io.BytesIO(raw)).keys()))
+    return found
+
+
+def test_pdf_fonts_leave_out_layout_tables(tmp_path: Path) -> None:
+    """The PDF's fonts have no GSUB/GPOS/GDEF (outlines, metrics and cmap kept); a PDF saved
+    by matplotlib alone keeps them, and the class default is restored after saving."""
+    from fontTools import subset
+    from matplotlib.figure import Figure
+
+    from timecourse_meta.plots.figures import PDF_DROPPED_FONT_TABLES, style_context
+
+    def figure() -> Figure:
+        with style_context():
+            fig = Figure(figsize=(2, 1))
+            fig.text(0.1, 0.5, "Favours ketamine 95% CI", fontsize=8)
+            fig.text(0.1, 0.2, "bold", fontweight="bold", fontsize=8)
+        return fig
+
+    before = subset.Options._drop_tables_default
+    (ours,) = save_figure(figure(), tmp_path / "ours.pdf")
+    assert subset.Options._drop_tables_default is before  # restored
+    with style_context():
+        figure().savefig(tmp_path / "plain.pdf")
+    lean = _embedded_font_tables(ours.read_bytes())
+    full = _embedded_font_tables((tmp_path / "plain.pdf").read_bytes())
+    assert len(lean) == len(full) == 2  # DejaVu Sans and DejaVu Sans Bold
+    for tables in full:
+        assert set(PDF_DROPPED_FONT_TABLES) <= tables  # matplotlib alone embeds them ...
+    for tables in lean:
+        assert not set(PDF_DROPPED_FONT_TABLES) & tables  # ... ours does not
+        assert {"glyf", "loca", "cmap", "hmtx", "head"} <= tables
 
 
 def test_save_figure_identical_across_processes(tmp_path: Path) -> None:

@@ -22,9 +22,9 @@ from pipeline_helpers import shipped_config
 
 from timecourse_meta.effects.comparisons import compute_effects
 from timecourse_meta.pipeline.ingest import precomputed_effects, read_sheets
+from timecourse_meta.pipeline.time_response_spec import parse_time_response_config
 from timecourse_meta.pipeline.time_response_tables import (
     fit_spec,
-    parse_time_response_config,
     time_response_data,
 )
 from timecourse_meta.pipeline.windows import parse_windows, select_all_times

@@ -21,13 +21,13 @@ from pipeline_helpers import shipped_config
 from timecourse_meta.effects.comparisons import compute_effects
 from timecourse_meta.pipeline.claims import TR_CLAIM_COLUMNS, check_claims
 from timecourse_meta.pipeline.ingest import precomputed_effects, read_sheets
+from timecourse_meta.pipeline.time_response_spec import parse_time_response_config
 from timecourse_meta.pipeline.time_response_tables import (
     SENSITIVITY_COLUMNS,
     TIME_RESPONSE_COLUMNS,
     TR_SUMMARY_COLUMNS,
     fit_spec,
     grid_table,
-    parse_time_response_config,
     sensitivity_table,
     summary_table,
     time_response_data,

@@ -25,6 +25,7 @@ rule forest_plots:
         f"{LOGS}/forest_plots.log",
     benchmark:
         f"{LOGS}/benchmarks/forest_plots.tsv"
+    priority: 2  # the longest job: start it as soon as its inputs exist
     conda:
         "../envs/timecourse_meta.yaml"
     params:

@@ -23,6 +23,7 @@ rule pool_timepoints:
         f"{LOGS}/pool_timepoints.log",
     benchmark:
         f"{LOGS}/benchmarks/pool_timepoints.tsv"
+    priority: 2  # feeds forest_plots, the longest job
     conda:
         "../envs/timecourse_meta.yaml"
     params:

@@ -43,6 +43,7 @@ if ROB:
             summary_pdf=f"{FIGURES}/risk_of_bias_summary.pdf",
         log:
             f"{LOGS}/risk_of_bias.log",
+        priority: 2  # feeds forest_plots, the longest job
         conda:
             "../envs/timecourse_meta.yaml"
         params:

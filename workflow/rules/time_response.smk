@@ -2,7 +2,7 @@
 # (log) time fitted to every reported time of every study (not only inside windows), with
 # onset, peak, duration, predictions, tests and a sensitivity table.
 
-from timecourse_meta.pipeline.time_response_tables import parse_time_response_config
+from timecourse_meta.pipeline.time_response_spec import parse_time_response_config
 
 # checked when the workflow is parsed
 stop_on_config_error(parse_time_response_config, TIME_RESPONSE, config["level"])

@@ -58,6 +58,6 @@ with exit_on_error(smk.log[0], "changes") as log:
         outcome=p.outcome,
         measure=p.measure,
     )
-    save_figure(fig, smk.output.png, formats=("png",))
+    save_figure(fig, smk.output.png)
     flips = verdict_changes(changes)
     log(f"baseline {baseline.label}: {len(changes)} changed fields, {len(flips)} verdict changes")

@@ -51,6 +51,6 @@ with exit_on_error(smk.log[0], "funnel_plots") as log:
     small = pd.read_csv(smk.input.small_study, keep_default_na=False, na_values=[MISSING])
     for tp, png, pdf in zip(p.timepoints, smk.output.png, smk.output.pdf, strict=True):
         fig, line = draw_window(tp, effects, pooled, small)
-        save_figure(fig, png, formats=["png"])
-        save_figure(fig, pdf, formats=["pdf"])
+        save_figure(fig, png)
+        save_figure(fig, pdf)
         log(line)

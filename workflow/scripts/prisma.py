@@ -17,6 +17,6 @@ with exit_on_error(smk.log[0], "prisma") as log:
     boxes = prisma_boxes(dict(smk.params.prisma or {}), rows, exclusions, effects)
     write_csv(boxes, smk.output.csv)
     fig = prisma_plot(boxes)
-    save_figure(fig, smk.output.png, formats=["png"])
-    save_figure(fig, smk.output.pdf, formats=["pdf"])
+    save_figure(fig, smk.output.png)
+    save_figure(fig, smk.output.pdf)
     log("; ".join(f"{b}: {n}" for b, n in zip(boxes["box"], boxes["n"], strict=True)))

@@ -38,8 +38,8 @@ with exit_on_error(smk.log[0], "risk_of_bias") as log:
     sel = rows_for(effects, p.outcome, p.measure, p.window)
     row = overall_row(pooled, p.outcome, p.measure, p.window)
     fig = traffic_light_plot(table, domains, title="Risk of bias per study (Cochrane RoB)")
-    save_figure(fig, smk.output.traffic_png, formats=["png"])
-    save_figure(fig, smk.output.traffic_pdf, formats=["pdf"])
+    save_figure(fig, smk.output.traffic_png)
+    save_figure(fig, smk.output.traffic_pdf)
     if sel.empty or row is None:  # e.g. every study excluded: no weights to summarise
         log(f"WARNING: no pooled {p.outcome} ({p.measure}) in {p.window}: summary left empty")
         write_csv(pd.DataFrame(columns=["domain", "judgement", "weight", "studies"]),
@@ -55,7 +55,7 @@ with exit_on_error(smk.log[0], "risk_of_bias") as log:
             title=f"Risk of bias weighted by the {p.window} random-effects weights",
             xlabel=f"Share of the {p.window} pooled weight ({p.outcome}, {p.measure})",
         )
-    save_figure(fig, smk.output.summary_png, formats=["png"])
-    save_figure(fig, smk.output.summary_pdf, formats=["pdf"])
+    save_figure(fig, smk.output.summary_png)
+    save_figure(fig, smk.output.summary_pdf)
     counts = overall["overall"].value_counts().to_dict()
     log(f"{len(table)} studies; overall judgements {counts}")

@@ -8,13 +8,13 @@ import pandas as pd
 
 from timecourse_meta.errors import TimecourseMetaError, exit_on_error
 from timecourse_meta.pipeline.tables import write_csv, write_parquet
+from timecourse_meta.pipeline.time_response_spec import parse_time_response_config
 from timecourse_meta.pipeline.time_response_tables import (
     SENSITIVITY_COLUMNS,
     TIME_RESPONSE_COLUMNS,
     TR_SUMMARY_COLUMNS,
     fit_spec,
     grid_table,
-    parse_time_response_config,
     sensitivity_table,
     summary_table,
     time_response_data,

@@ -20,13 +20,16 @@ Covariance: ``S_ij = r_ij * sqrt(vi_i * vi_j)`` within a study, 0 between studie
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
 from timecourse_meta.errors import TimecourseMetaError
+
+if TYPE_CHECKING:  # scipy.sparse is imported on use: the config check at parse time needs
+    import scipy.sparse as sp  # only WITHIN_KINDS and check_within
 
 WITHIN_KINDS = ("cs", "ar", "car")
 
@@ -98,6 +101,8 @@ def within_study_cov(
     ``V[i, j] = r(p_i, p_j) * sqrt(vi_i * vi_j)`` if rows i and j belong to the same study,
     else 0; ``r`` from :func:`within_correlation`. Vectorised over all within-study pairs.
     """
+    import scipy.sparse as sp
+
     kind, rho = check_within(within, rho)
     vi = np.asarray(vi, dtype=float)
     study = pd.factorize(pd.Series(np.asarray(study, dtype=object)), sort=False)[0]

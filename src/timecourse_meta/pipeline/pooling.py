@@ -252,18 +252,30 @@ def pool_by_timepoint_weighted(
     timepoint, subgroup, the effect row's keys) with the weight (percent) from the same fit
     as the pooled row, so that figures draw the fitted result without refitting.
     """
-    rows, weight_parts = [], []
     specs: list[tuple[str, str | None]] = [("all", None)]
     for column, levels in (subgroups or {}).items():
         specs += [(column, lv) for lv in _levels(effects, column, levels)]
+    # masks on arrays, one row selection per fit: the pandas masks of each window x level
+    # were most of this stage's time (325 fits of the ketamine sheet)
+    outcome_of, measure_of = effects["outcome"].to_numpy(), effects["measure"].to_numpy()
+    timepoint_of = effects["timepoint"].to_numpy()
+    level_of = {c: effects[c].astype(str).to_numpy() for c, lv in specs if lv is not None}
+    rows: list[dict[str, object]] = []
+    picks: list[np.ndarray] = []
+    pick_keys: list[dict[str, str]] = []
+    pick_weights: list[np.ndarray] = []
     for outcome, measure in _groups(effects, outcomes):
-        in_om = effects[(effects["outcome"] == outcome) & (effects["measure"] == measure)]
+        in_om = (outcome_of == outcome) & (measure_of == measure)
         for tp in timepoints:
-            in_tp = in_om[in_om["timepoint"] == tp]
+            in_tp = in_om & (timepoint_of == tp)
             for column, lv in specs:
-                sub = in_tp if lv is None else in_tp[in_tp[column].astype(str) == lv]
+                idx = np.flatnonzero(in_tp if lv is None else in_tp & (level_of[column] == lv))
                 row, weights = pool_group_weighted(
-                    sub, method=method, test=test, level=level, method_fallback=method_fallback
+                    effects.iloc[idx],
+                    method=method,
+                    test=test,
+                    level=level,
+                    method_fallback=method_fallback,
                 )
                 keys = {
                     "outcome": outcome,
@@ -275,30 +287,41 @@ def pool_by_timepoint_weighted(
                 }
                 row.update(keys)
                 rows.append(row)
-                if len(sub):
-                    part = sub[[c for c in WEIGHT_KEYS if c in sub]].copy()
-                    for key, value in keys.items():
-                        part[key] = value
-                    part["weight"] = weights
-                    weight_parts.append(part)
-    weights_table = (
-        pd.concat(weight_parts, ignore_index=True)
-        if weight_parts
-        else pd.DataFrame(columns=list(STUDY_WEIGHT_COLUMNS))
+                if len(idx):
+                    picks.append(idx)
+                    pick_keys.append(keys)
+                    pick_weights.append(weights)
+    return pd.DataFrame(rows, columns=list(POOLED_COLUMNS)), _weights_table(
+        effects, picks, pick_keys, pick_weights
     )
-    weights_table = weights_table.reindex(columns=list(STUDY_WEIGHT_COLUMNS))
-    return pd.DataFrame(rows, columns=list(POOLED_COLUMNS)), weights_table
+
+
+def _weights_table(
+    effects: pd.DataFrame,
+    picks: Sequence[np.ndarray],
+    keys: Sequence[Mapping[str, str]],
+    weights: Sequence[np.ndarray],
+) -> pd.DataFrame:
+    """`STUDY_WEIGHT_COLUMNS`: the effect rows of each fit (`picks`, positions in `effects`)
+    with that fit's keys and weights, fits in table order."""
+    if not picks:
+        return pd.DataFrame(columns=list(STUDY_WEIGHT_COLUMNS))
+    sizes = [len(p) for p in picks]
+    table = effects.iloc[np.concatenate(picks)][[c for c in WEIGHT_KEYS if c in effects]]
+    table = table.reset_index(drop=True)
+    for key in keys[0]:
+        table[key] = np.repeat(np.array([k[key] for k in keys], dtype=object), sizes)
+    table["weight"] = np.concatenate(weights)
+    return table.reindex(columns=list(STUDY_WEIGHT_COLUMNS))
 
 
 def _estimates_text(pooled: pd.DataFrame) -> str:
     parts = []
-    for r in pooled.itertuples(index=False):
-        if r.k == 0:
-            parts.append(f"{r.level}: k = 0")
-        else:
-            parts.append(
-                f"{r.level}: {r.estimate:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] (k = {r.k})"
-            )
+    columns = ("level", "k", "estimate", "ci_low", "ci_high")
+    for lv, k, est, low, high in zip(*(pooled[c].tolist() for c in columns), strict=True):
+        parts.append(
+            f"{lv}: k = 0" if k == 0 else f"{lv}: {est:.3f} [{low:.3f}, {high:.3f}] (k = {k})"
+        )
     return "; ".join(parts)
 
 
@@ -321,20 +344,20 @@ def subgroup_tests(
     the separate-tau^2 estimates per level shown beside the test.
     """
     rows = []
+    levels_of = {c: _levels(effects, c, configured) for c, configured in subgroups.items()}
+    by_key = pooled.groupby(["outcome", "measure", "timepoint", "moderator"], sort=False).indices
+    no_rows = np.zeros(0, dtype=np.int64)
     for (outcome, measure), in_om in effects.groupby(["outcome", "measure"], sort=True):
         for tp in timepoints:
             in_tp = in_om[in_om["timepoint"] == tp]
-            for column, configured in subgroups.items():
-                levels = _levels(effects, column, configured)
-                sub = in_tp[in_tp[column].astype(str).isin(levels)]
-                present = [lv for lv in levels if (sub[column].astype(str) == lv).any()]
-                counts = {lv: int((sub[column].astype(str) == lv).sum()) for lv in levels}
-                est = pooled[
-                    (pooled["outcome"] == outcome)
-                    & (pooled["measure"] == measure)
-                    & (pooled["timepoint"] == tp)
-                    & (pooled["moderator"] == column)
-                ]
+            for column in subgroups:
+                levels = levels_of[column]
+                text = in_tp[column].astype(str)
+                chosen = text.isin(levels).to_numpy()
+                sub, sub_text = in_tp[chosen], text[chosen]
+                counts = {lv: int((sub_text == lv).sum()) for lv in levels}
+                present = [lv for lv in levels if counts[lv]]
+                est = pooled.iloc[by_key.get((outcome, measure, tp, column), no_rows)]
                 row: dict[str, object] = {
                     "outcome": outcome, "measure": measure, "timepoint": tp,
                     "moderator": column, "levels": ";".join(levels), "k": len(sub),
@@ -351,7 +374,7 @@ def subgroup_tests(
                         f"not tested: k = {len(sub)} cannot support {len(present)} coefficients"
                     )
                 else:
-                    groups = pd.Categorical(sub[column].astype(str), categories=present)
+                    groups = pd.Categorical(sub_text, categories=present)
                     try:
                         res = subgroup_analysis(
                             sub["yi"].to_numpy(float),

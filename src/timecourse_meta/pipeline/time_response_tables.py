@@ -22,13 +22,13 @@ effect-size stage split the control (flag ``control_split_<k>_ways``, Cochrane H
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
-from timecourse_meta.errors import ConfigError, TimecourseMetaError
+from timecourse_meta.errors import TimecourseMetaError
 from timecourse_meta.models.time_basis import BASES, make_basis
 from timecourse_meta.models.time_summary import (
     SUMMARY_COLUMNS,
@@ -37,15 +37,14 @@ from timecourse_meta.models.time_summary import (
     fit_time_response,
     summary_rows,
 )
+from timecourse_meta.pipeline.time_response_spec import TimeResponseSpec
 
 __all__ = [
     "SENSITIVITY_COLUMNS",
     "TIME_RESPONSE_COLUMNS",
     "TR_SUMMARY_COLUMNS",
-    "TimeResponseSpec",
     "fit_spec",
     "grid_table",
-    "parse_time_response_config",
     "sensitivity_table",
     "summary_table",
     "time_response_data",
@@ -93,52 +92,6 @@ SENSITIVITY_COLUMNS = (
     "note",
 )
 _ERRORS = (TimecourseMetaError, np.linalg.LinAlgError, ValueError, ArithmeticError)
-
-
-@dataclass(frozen=True)
-class TimeResponseSpec:
-    basis: str = "spline"
-    knots: tuple[float, ...] | None = None
-    n_knots: int = 2
-    n_knots_grid: tuple[int, ...] = (1, 2, 3)
-    phi: float = 0.5
-    phi_grid: tuple[float, ...] = (0.2, 0.5, 0.8)
-    rho: float | None = None
-    rho_grid: tuple[float, ...] = (0.2, 0.5, 0.8)
-    method: str = "REML"
-    predict_at: tuple[float, ...] = (4, 24, 72, 168, 336)
-    test_at: float = 336
-    grid_size: int = 200
-    robust: bool = False
-    bootstrap: int = 2000
-    seed: int = 1
-    drop_studies: tuple[str, ...] = ()
-    leave_one_out: bool = True
-    level: float = 0.95
-
-    @property
-    def model(self) -> str:
-        return self.basis
-
-
-def parse_time_response_config(cfg: Mapping[str, object] | None, level: float) -> TimeResponseSpec:
-    """The ``time_response:`` config section (schema-checked) as a spec; defaults fill gaps."""
-    cfg = dict(cfg or {})
-    base = TimeResponseSpec(level=float(level))
-    unknown = sorted(set(cfg) - (set(base.__dataclass_fields__) - {"level"}))
-    if unknown:
-        raise ConfigError(f"unknown key(s) {unknown}", key="time_response")
-    kw: dict[str, object] = {}
-    for key, value in cfg.items():
-        if value is None and key not in ("knots", "rho"):
-            continue
-        if key in ("knots", "n_knots_grid", "phi_grid", "rho_grid", "predict_at", "drop_studies"):
-            value = None if value is None else tuple(value)  # type: ignore[arg-type]
-        kw[key] = value
-    spec = replace(base, **kw)  # type: ignore[arg-type]
-    if spec.basis not in BASES:
-        raise ConfigError(f"basis must be one of {BASES}", key="time_response.basis")
-    return spec
 
 
 def time_response_data(effects: pd.DataFrame, outcome: str, measure: str) -> pd.DataFrame:

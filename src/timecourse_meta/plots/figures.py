@@ -5,6 +5,8 @@ creation dates, the software version and (in SVG) random ids by default; here th
 or fixed (matplotlib docs: ``Figure.savefig`` ``metadata``; rcParams ``svg.hashsalt``), the
 font is pinned to DejaVu Sans (shipped with matplotlib, so available everywhere) and PDF fonts
 are embedded as TrueType (``pdf.fonttype`` 42) so that text stays editable in journals' tools.
+The embedded fonts leave out the OpenType layout tables, which no PDF reader uses (see
+:func:`_pdf_fonts_without_layout`).
 """
 
 from __future__ import annotations
@@ -94,6 +96,32 @@ def style_context() -> Iterator[None]:
         yield
 
 
+#: OpenType layout tables (substitution, positioning, glyph classes; OpenType spec 1.9,
+#: "Advanced Typographic Tables") that the PDF's embedded font subsets leave out. A PDF places
+#: every glyph itself (matplotlib lays the text out before it saves; ISO 32000-1 9.4), so a
+#: reader never applies them. Parsing them was most of fontTools' subsetting time, itself most
+#: of the time to save a PDF (0.082 -> 0.030 s per embedded DejaVu Sans, benchmarks/RESULTS.md).
+PDF_DROPPED_FONT_TABLES = ("GSUB", "GPOS", "GDEF")
+
+
+@contextlib.contextmanager
+def _pdf_fonts_without_layout() -> Iterator[None]:
+    """Subset PDF fonts without :data:`PDF_DROPPED_FONT_TABLES` for a ``with`` block.
+
+    matplotlib's PDF backend builds its own ``fontTools.subset.Options`` (backends/
+    _backend_pdf_ps.py, ``get_glyphs_subset``), so the class default of ``drop_tables`` is
+    extended for the block and restored after it (tests/test_plots.py checks both).
+    """
+    from fontTools import subset
+
+    default = subset.Options._drop_tables_default
+    subset.Options._drop_tables_default = [*default, *PDF_DROPPED_FONT_TABLES]
+    try:
+        yield
+    finally:
+        subset.Options._drop_tables_default = default
+
+
 def _targets(path: Path, formats: Iterable[str]) -> list[Path]:
     """Output paths: ``path`` without a known image suffix, plus one suffix per format."""
     known = {f".{f}" for f in _METADATA}
@@ -102,18 +130,22 @@ def _targets(path: Path, formats: Iterable[str]) -> list[Path]:
 
 
 def save_figure(
-    fig: Figure, path: str | os.PathLike[str], *, formats: Iterable[str] = ("png", "pdf")
+    fig: Figure, path: str | os.PathLike[str], *, formats: Iterable[str] | None = None
 ) -> list[Path]:
-    """Write ``fig`` as PNG and PDF (by default) with byte-identical output on every call.
+    """Write ``fig`` with byte-identical output on every call; returns the paths written.
 
-    ``path`` may carry a ``.png``/``.pdf``/``.svg`` suffix or none; one file per format is
-    written next to it with the format's suffix (``out/forest_24h.png`` gives
-    ``out/forest_24h.png`` and ``out/forest_24h.pdf``). Returns the paths written.
-    Reproducibility: fixed dpi, timestamps and software/producer strings removed from the
-    metadata, fixed SVG hash salt, fonts pinned (see module docstring). The figure is saved
-    exactly at its own size (no ``bbox_inches="tight"`` cropping, which could change with
-    the renderer).
+    ``formats`` names the formats; one file per format is written next to ``path`` with the
+    format's suffix. Without it, a ``path`` ending in ``.png``/``.pdf``/``.svg`` is written in
+    that format only (``out/forest_24h.png`` gives ``out/forest_24h.png``) and a ``path``
+    without one as PNG and PDF (``out/forest_24h`` gives both), so a script that names each of
+    its outputs writes each once. Reproducibility: fixed dpi, timestamps and software/producer
+    strings removed from the metadata, fixed SVG hash salt, fonts pinned (see module
+    docstring). The figure is saved exactly at its own size (no ``bbox_inches="tight"``
+    cropping, which could change with the renderer).
     """
+    if formats is None:
+        suffix = Path(path).suffix.lower().lstrip(".")
+        formats = [suffix] if suffix in _METADATA else ["png", "pdf"]
     formats = [f.lower().lstrip(".") for f in formats]
     unknown = sorted(set(formats) - set(_METADATA))
     if unknown:
@@ -121,7 +153,7 @@ def save_figure(
     out = _targets(Path(path), formats)
     for target in out:
         target.parent.mkdir(parents=True, exist_ok=True)
-    with style_context():
+    with style_context(), _pdf_fonts_without_layout():
         for fmt, target in zip(formats, out, strict=True):
             fig.savefig(target, format=fmt, dpi=DPI, metadata=_METADATA[fmt])
     return out
