@@ -21,7 +21,7 @@ import yaml
 from pipeline_helpers import copy_project, run_pipeline, shipped_config, snakemake
 
 from timecourse_meta.errors import ConfigError, SheetError
-from timecourse_meta.pipeline.claims import load_claims
+from timecourse_meta.pipeline.claims_config import load_claims
 from timecourse_meta.pipeline.config import (
     check_config,
     check_config_files,

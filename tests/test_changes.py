@@ -12,13 +12,14 @@ import pandas as pd
 import pytest
 
 from timecourse_meta.errors import ConfigError
+from timecourse_meta.pipeline.baseline import resolve_baseline
 from timecourse_meta.pipeline.changes import CHANGE_COLUMNS, diff_snapshots, verdict_changes
 from timecourse_meta.pipeline.changes_text import (
     changes_markdown,
     markdown_to_html,
     plain_summary,
 )
-from timecourse_meta.pipeline.snapshot import read_snapshot, resolve_baseline, write_snapshot
+from timecourse_meta.pipeline.snapshot import read_snapshot, write_snapshot
 from timecourse_meta.pipeline.snapshot_tables import as_text, make_snapshot, row_snapshot
 
 SHEET = "data/raw/s.csv"

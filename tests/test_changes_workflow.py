@@ -29,9 +29,10 @@ import pandas as pd
 import pytest
 from pipeline_helpers import copy_run, snakemake
 
+from timecourse_meta.pipeline.baseline import resolve_baseline
 from timecourse_meta.pipeline.changes import diff_snapshots
 from timecourse_meta.pipeline.changes_text import changes_markdown
-from timecourse_meta.pipeline.snapshot import read_snapshot, resolve_baseline
+from timecourse_meta.pipeline.snapshot import read_snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 SHEET = "data/raw/ketamine_trials.csv"

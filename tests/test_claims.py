@@ -16,8 +16,8 @@ from timecourse_meta.pipeline.claims import (
     MV_CLAIM_COLUMNS,
     check_claims,
     normalise_level,
-    validate_claims,
 )
+from timecourse_meta.pipeline.claims_config import validate_claims
 
 ROOT = Path(__file__).resolve().parents[1]
 WINDOWS = ["4h", "24h", "3d", "7d", "14d"]

@@ -25,7 +25,7 @@ import pytest
 import yaml
 from pipeline_helpers import copy_project, run_pipeline, snakemake
 
-from timecourse_meta.pipeline.claims import load_claims
+from timecourse_meta.pipeline.claims_config import load_claims
 from timecourse_meta.pipeline.config import check_config, load_yaml
 from timecourse_meta.pipeline.pooling import pool_by_timepoint
 

@@ -11,6 +11,7 @@ heavy.
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,7 @@ PIPELINE_ORDER: tuple[str, ...] = (
     "tables",
     "sheet_checks",
     "row_statistics",  # checks within a row of a sheet
+    "file_kinds",  # what a path is (regular file, FIFO, ...) before it is opened
     "csv_reader",  # the one CSV reader (sheets, risk-of-bias sheet)
     "duplicates",
     "sheet_layouts",
@@ -53,6 +55,7 @@ PIPELINE_ORDER: tuple[str, ...] = (
     "timecourse_tables",
     "time_response_spec",  # the time_response: config section, parsed when Snakemake starts
     "time_response_tables",
+    "claims_config",  # the claims file, read and checked when Snakemake starts
     "claims_core",
     "claims_models",
     "claims",
@@ -62,6 +65,7 @@ PIPELINE_ORDER: tuple[str, ...] = (
     "grade_markdown",
     "prisma",
     "forest_data",  # joins effects, pooled fits, weights and RoB judgements for the forest plots
+    "baseline",  # where the living review's baseline comes from (config `baseline`)
     "snapshot_tables",  # living review: a run's results as text tables
     "changes",  # living review: compares a run with its baseline
     "changes_text",
@@ -173,3 +177,18 @@ def test_no_module_of_the_package_loads_scipy_stats() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", "a module imports scipy.stats; use distributions"
+
+
+def test_snakemake_parse_loads_neither_pandas_nor_scipy() -> None:
+    """What workflow/Snakefile and workflow/rules/*.smk import to check the config (every
+    `snakemake` call, dry runs included, pays it) leaves pandas and scipy unloaded."""
+    workflow = PKG.parents[1] / "workflow"
+    names: set[str] = set()
+    for smk in [workflow / "Snakefile", *sorted((workflow / "rules").glob("*.smk"))]:
+        text = smk.read_text(encoding="utf-8")
+        names |= set(re.findall(r"^\s*from (timecourse_meta[\w.]*) import", text, re.M))
+    assert "timecourse_meta.pipeline.config" in names  # the scan sees the parse's imports
+    code = "import sys\n" + "".join(f"import {n}\n" for n in sorted(names))
+    code += "print(sorted(m for m in ('pandas', 'scipy') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", f"the Snakefile's imports load {out.stdout.strip()}"

@@ -486,3 +486,22 @@ TIME_UNIT_SYMBOLS: dict[str, str] = {
     "weeks": "wk",
     "months": "mo",
 }
+
+
+# ---- living review: the baseline snapshot -------------------------------------------------
+#: snapshot table name -> file name in the baseline directory
+SNAPSHOT_FILES: dict[str, str] = {
+    "claims": "claims.csv",
+    "pooled": "pooled_by_timepoint.csv",
+    "multivariate": "timecourse_model.csv",
+    "time_response": "time_response_summary.csv",
+    "rows": "rows.csv",
+    "effects": "effects.csv",
+    "exclusions": "exclusions.csv",
+    "row_accounting": "row_accounting.csv",
+    "config": "config.csv",
+    "software": "software_versions.csv",
+}
+#: tables every snapshot has (the multivariate model and time-response summary are optional)
+OPTIONAL_TABLES: tuple[str, ...] = ("multivariate", "time_response")
+REQUIRED_TABLES: tuple[str, ...] = tuple(k for k in SNAPSHOT_FILES if k not in OPTIONAL_TABLES)

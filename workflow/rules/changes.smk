@@ -11,8 +11,8 @@
 # rewrites the baseline to bring it "up to date" before comparing with it; its content digest
 # is a parameter so the comparison reruns whenever the baseline changes.
 
-from timecourse_meta.pipeline.snapshot_tables import REQUIRED_TABLES, SNAPSHOT_FILES
-from timecourse_meta.pipeline.snapshot import resolve_baseline
+from timecourse_meta.pipeline.baseline import resolve_baseline
+from timecourse_meta.schema import REQUIRED_TABLES, SNAPSHOT_FILES
 
 BASELINE = stop_on_config_error(
     resolve_baseline, config.get("baseline"), RES, Path.cwd()

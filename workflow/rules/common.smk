@@ -9,7 +9,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from timecourse_meta.pipeline.claims import load_claims
+from timecourse_meta.pipeline.claims_config import load_claims
 from timecourse_meta.pipeline.config import (
     check_config,
     check_config_files,

@@ -11,9 +11,10 @@ from pathlib import Path
 import pandas as pd
 
 from timecourse_meta.errors import exit_on_error
+from timecourse_meta.pipeline.baseline import Baseline
 from timecourse_meta.pipeline.changes import diff_snapshots, verdict_changes
 from timecourse_meta.pipeline.changes_text import changes_markdown, markdown_to_html
-from timecourse_meta.pipeline.snapshot import Baseline, current_snapshot, read_snapshot
+from timecourse_meta.pipeline.snapshot import current_snapshot, read_snapshot
 from timecourse_meta.pipeline.tables import write_csv
 from timecourse_meta.plots.changes_plot import changes_timecourse_plot
 from timecourse_meta.plots.figures import save_figure

@@ -3,7 +3,8 @@
 import pandas as pd
 
 from timecourse_meta.errors import exit_on_error
-from timecourse_meta.pipeline.claims import check_claims, load_claims
+from timecourse_meta.pipeline.claims import check_claims
+from timecourse_meta.pipeline.claims_config import load_claims
 from timecourse_meta.pipeline.config import load_yaml
 from timecourse_meta.pipeline.tables import write_csv, write_markdown
 from timecourse_meta.pipeline.windows import parse_windows

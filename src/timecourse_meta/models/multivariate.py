@@ -44,9 +44,9 @@ from timecourse_meta.models.mv_likelihood import (
 from timecourse_meta.models.mv_results import TimecourseResult, WaldTest
 from timecourse_meta.models.mv_scoring import maximise_newton
 from timecourse_meta.models.mv_structures import CATEGORICAL_STRUCTS as STRUCTS
-from timecourse_meta.models.mv_structures import METHODS, make_structure
+from timecourse_meta.models.mv_structures import METHODS, check_within, make_structure
 from timecourse_meta.models.mv_structures import STRUCTS as ALL_STRUCTS
-from timecourse_meta.models.within_cov import check_within, timepoint_positions, within_correlation
+from timecourse_meta.models.within_cov import timepoint_positions, within_correlation
 
 __all__ = [
     "ALL_STRUCTS",

@@ -173,3 +173,18 @@ def dG(structure: Structure, theta: Array) -> Array:
     q = theta.size
     steps = theta[None, :] + 1j * _CSTEP * np.eye(q)
     return np.stack([structure.build(s).imag / _CSTEP for s in steps])
+
+
+#: Within-study correlation models of the sampling errors (models.within_cov, metafor vcalc).
+WITHIN_KINDS = ("cs", "ar", "car")
+
+
+def check_within(within: str, rho: float) -> tuple[str, float]:
+    """Validate the within-study correlation model; returns (kind, rho) normalised."""
+    kind = str(within).lower()
+    if kind not in WITHIN_KINDS:
+        raise ValueError(f"within must be one of {WITHIN_KINDS}, got {within!r}")
+    rho = float(rho)
+    if not np.isfinite(rho) or not -1.0 < rho < 1.0:
+        raise ValueError(f"within-study correlation rho must lie in (-1, 1), got {rho!r}")
+    return kind, rho

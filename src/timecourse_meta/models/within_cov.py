@@ -27,22 +27,10 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from timecourse_meta.errors import TimecourseMetaError
+from timecourse_meta.models.mv_structures import check_within
 
-if TYPE_CHECKING:  # scipy.sparse is imported on use: the config check at parse time needs
-    import scipy.sparse as sp  # only WITHIN_KINDS and check_within
-
-WITHIN_KINDS = ("cs", "ar", "car")
-
-
-def check_within(within: str, rho: float) -> tuple[str, float]:
-    """Validate the within-study correlation model; returns (kind, rho) normalised."""
-    kind = str(within).lower()
-    if kind not in WITHIN_KINDS:
-        raise ValueError(f"within must be one of {WITHIN_KINDS}, got {within!r}")
-    rho = float(rho)
-    if not np.isfinite(rho) or not -1.0 < rho < 1.0:
-        raise ValueError(f"within-study correlation rho must lie in (-1, 1), got {rho!r}")
-    return kind, rho
+if TYPE_CHECKING:  # scipy.sparse is imported on use (the config check needs none of it)
+    import scipy.sparse as sp
 
 
 def within_correlation(positions: ArrayLike, within: str = "ar", rho: float = 0.5) -> np.ndarray:

@@ -22,17 +22,6 @@ from timecourse_meta.schema import (
 )
 
 
-def _conditions(claim: Mapping[str, object]) -> list[Mapping[str, object]]:
-    if "all_of" in claim:
-        items = claim["all_of"]
-        if not isinstance(items, Sequence) or isinstance(items, str) or not items:
-            raise ConfigError(
-                f"claim '{claim.get('id')}': all_of must be a non-empty list", key="claims"
-            )
-        return list(items)  # type: ignore[arg-type]
-    return [claim]
-
-
 def _select(
     table: pd.DataFrame, cond: Mapping[str, object], level: str | None, defaults: Mapping[str, str]
 ) -> pd.Series | None:

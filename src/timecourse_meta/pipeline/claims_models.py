@@ -9,7 +9,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from timecourse_meta.pipeline.claims_core import _check_one, _conditions, _excludes, _Outcome
+from timecourse_meta.pipeline.claims_config import _conditions
+from timecourse_meta.pipeline.claims_core import _check_one, _excludes, _Outcome
 from timecourse_meta.schema import (
     MV_CHECKS,
     NOT_APPLICABLE,

@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
-import pandas as pd
 import yaml
 
 from timecourse_meta.errors import ConfigError, excerpt
-from timecourse_meta.pipeline.sheet_checks import special_file_kind
-from timecourse_meta.pipeline.window_specs import parse_windows, unit_hours, window_specs
+from timecourse_meta.pipeline.file_kinds import special_file_kind
+from timecourse_meta.pipeline.window_specs import check_windows, unit_hours, window_specs
 
 __all__ = [
     "WRITABLE_DIRS",
@@ -388,7 +387,7 @@ def _optional_file(value: object, existing: Callable[[object, str], str]) -> str
 
 
 def time_response_in_hours(
-    cfg: Mapping[str, object] | None, unit: str, windows: pd.DataFrame
+    cfg: Mapping[str, object] | None, unit: str, windows: Mapping[str, Sequence]
 ) -> dict[str, object]:
     """Config `time_response` with its times (`knots`, `predict_at`, `test_at`, given in
     config `time_unit`) converted to hours, the unit of the model.
@@ -414,7 +413,7 @@ def time_response_in_hours(
     if out.get("test_at") is not None:
         out["test_at"] = hours(out["test_at"])
     else:
-        out["test_at"] = float(windows["nominal"].max())
+        out["test_at"] = float(max(windows["nominal"]))
     return out
 
 
@@ -472,7 +471,7 @@ def check_config(
             stat_kind_default=get("stat_kind_default"),  # type: ignore[arg-type]
         )["time_hours"].to_numpy(dtype=float)  # fmt: skip
     specs = window_specs(spec, unit, times)  # type: ignore[arg-type]
-    windows = parse_windows(specs)
+    windows = check_windows(specs)
     return {
         "studies": sheets,
         "published": optional_input(get("published"), "published"),

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from timecourse_meta.errors import SheetError
-from timecourse_meta.pipeline.sheet_checks import special_file_kind
+from timecourse_meta.pipeline.file_kinds import special_file_kind
 
 __all__ = ["SEPARATORS", "read_text_table"]
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -35,7 +34,6 @@ __all__ = [
     "PRECOMPUTED_REQUIRED",
     "SOURCE_COLUMNS",
     "STUDY_LEVEL",
-    "special_file_kind",
     "check_enums",
     "check_study_consistency",
     "parse_numeric",
@@ -411,28 +409,3 @@ def check_study_consistency(frame: pd.DataFrame) -> None:
                 line=int(other["source_row"]),
                 column=column,
             )
-
-
-def special_file_kind(path: str | Path) -> str:
-    """Empty text for a regular file (after symbolic links), "missing", or what else it is ("a
-    directory", "a named pipe (FIFO)", "a device", "a socket"): reading a FIFO or a device would
-    block or never end, so such paths are refused before anything opens them."""
-    import stat
-
-    try:
-        mode = Path(path).stat().st_mode
-    except FileNotFoundError:
-        return "missing"
-    except OSError as err:
-        return f"unreadable ({err.strerror})"
-    if stat.S_ISREG(mode):
-        return ""
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a named pipe (FIFO)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"

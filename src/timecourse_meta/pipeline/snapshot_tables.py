@@ -27,9 +27,6 @@ from timecourse_meta.schema import ALL_STUDIES
 
 __all__ = [
     "LIVING_KEYS",
-    "OPTIONAL_TABLES",
-    "REQUIRED_TABLES",
-    "SNAPSHOT_FILES",
     "as_text",
     "config_table",
     "make_snapshot",
@@ -37,22 +34,6 @@ __all__ = [
     "software_table",
 ]
 
-#: snapshot table name -> file name in the baseline directory
-SNAPSHOT_FILES: dict[str, str] = {
-    "claims": "claims.csv",
-    "pooled": "pooled_by_timepoint.csv",
-    "multivariate": "timecourse_model.csv",
-    "time_response": "time_response_summary.csv",
-    "rows": "rows.csv",
-    "effects": "effects.csv",
-    "exclusions": "exclusions.csv",
-    "row_accounting": "row_accounting.csv",
-    "config": "config.csv",
-    "software": "software_versions.csv",
-}
-#: tables every snapshot has (the multivariate model and time-response summary are optional)
-OPTIONAL_TABLES: tuple[str, ...] = ("multivariate", "time_response")
-REQUIRED_TABLES: tuple[str, ...] = tuple(k for k in SNAPSHOT_FILES if k not in OPTIONAL_TABLES)
 #: configuration keys of the living review itself: not part of the analysis being compared
 LIVING_KEYS: tuple[str, ...] = ("baseline", "fail_on")
 #: columns of effects.csv kept in the snapshot (what an effect is and where it comes from)

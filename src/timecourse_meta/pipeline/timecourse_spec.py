@@ -9,9 +9,8 @@ from dataclasses import dataclass, replace
 
 from timecourse_meta.errors import ConfigError
 from timecourse_meta.models.mv_structures import CATEGORICAL_STRUCTS as STRUCTS
-from timecourse_meta.models.mv_structures import METHODS
+from timecourse_meta.models.mv_structures import METHODS, WITHIN_KINDS, check_within
 from timecourse_meta.models.mv_structures import STRUCTS as ALL_STRUCTS
-from timecourse_meta.models.within_cov import WITHIN_KINDS, check_within
 
 __all__ = ["TimecourseSpec", "default_contrasts", "parse_timecourse_config"]
 

@@ -8,16 +8,20 @@ derives one window per distinct reported time (`derive_windows`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from timecourse_meta.errors import ConfigError
 from timecourse_meta.schema import TIME_UNIT_HOURS, TIME_UNIT_SYMBOLS
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__ = [
     "KETAMINE_WINDOWS",
     "RULES",
+    "check_windows",
     "derive_windows",
     "outside_warning",
     "parse_windows",
@@ -39,8 +43,9 @@ KETAMINE_WINDOWS: tuple[dict[str, float | str], ...] = (
 RULES: tuple[str, ...] = ("closest_to_nominal", "earliest", "latest")
 
 
-def parse_windows(spec: Sequence[Mapping[str, object]]) -> pd.DataFrame:
-    """Validate window definitions; return a frame (label, low, high, nominal) in config order.
+def check_windows(spec: Sequence[Mapping[str, object]]) -> dict[str, list]:
+    """Validate window definitions; return their columns (label, low, high, nominal) in config
+    order, as lists (no pandas: Snakemake's parse checks the config with it).
 
     Each window needs a unique label and low <= nominal <= high; windows may not overlap, so a
     reported time belongs to at most one window. `nominal` defaults to the midpoint.
@@ -54,7 +59,7 @@ def parse_windows(spec: Sequence[Mapping[str, object]]) -> pd.DataFrame:
     items = list(spec)
     if not items:
         raise ConfigError("at least one time window is required", key="windows")
-    rows = []
+    columns: dict[str, list] = {"label": [], "low": [], "high": [], "nominal": []}
     for i, item in enumerate(items):
         label = str(item.get("label", "")).strip()
         if not label:
@@ -72,18 +77,27 @@ def parse_windows(spec: Sequence[Mapping[str, object]]) -> pd.DataFrame:
                 f"(got low={low:g}, nominal={nominal:g}, high={high:g})",
                 key="windows",
             )
-        rows.append({"label": label, "low": low, "high": high, "nominal": nominal})
-    frame = pd.DataFrame(rows)
-    if frame["label"].duplicated().any():
-        dup = frame.loc[frame["label"].duplicated(), "label"].iloc[0]
+        for key, value in zip(columns, (label, low, high, nominal), strict=True):
+            columns[key].append(value)
+    labels = columns["label"]
+    dup = next((lb for k, lb in enumerate(labels) if lb in labels[:k]), None)
+    if dup is not None:
         raise ConfigError(f"window label '{dup}' is used twice", key="windows")
-    ordered = frame.sort_values("low")
-    overlap = ordered["low"].to_numpy()[1:] <= ordered["high"].to_numpy()[:-1]
-    if overlap.any():
-        i = int(np.flatnonzero(overlap)[0])
-        a, b = ordered["label"].iloc[i], ordered["label"].iloc[i + 1]
-        raise ConfigError(f"windows '{a}' and '{b}' overlap", key="windows")
-    return frame.reset_index(drop=True)
+    ordered = sorted(range(len(items)), key=lambda k: columns["low"][k])
+    for a, b in zip(ordered[:-1], ordered[1:], strict=True):
+        if columns["low"][b] <= columns["high"][a]:
+            raise ConfigError(
+                f"windows '{columns['label'][a]}' and '{columns['label'][b]}' overlap",
+                key="windows",
+            )
+    return columns
+
+
+def parse_windows(spec: Sequence[Mapping[str, object]]) -> pd.DataFrame:
+    """The windows of :func:`check_windows` as a frame (label, low, high, nominal)."""
+    import pandas as pd
+
+    return pd.DataFrame(check_windows(spec))
 
 
 def unit_hours(unit: str, key: str = "time_unit") -> float:
@@ -163,7 +177,7 @@ def window_specs(
         items = derive_windows(times_hours, unit)
     else:
         items = windows_in_hours(spec, unit)
-    parse_windows(items)
+    check_windows(items)
     return items
 
 
@@ -180,10 +194,11 @@ def outside_warning(
         return None
     factor, symbol = unit_hours(unit), TIME_UNIT_SYMBOLS[unit]
 
-    def shown(row: pd.Series) -> str:
-        low, high = float(row["low"]) / factor, float(row["high"]) / factor
+    def shown(label: object, low: float, high: float) -> str:
+        low, high = float(low) / factor, float(high) / factor
         span = f"{low:.4g}" if low == high else f"{low:.4g}\u2013{high:.4g}"
-        return f"{row['label']}: {span} {symbol}"
+        return f"{label}: {span} {symbol}"
 
-    listed = "; ".join(shown(r) for _, r in windows.iterrows())
+    columns = (windows[c] for c in ("label", "low", "high"))
+    listed = "; ".join(shown(*r) for r in zip(*columns, strict=True))
     return f"{n_outside} of {n_rows} rows fall outside every window (windows: {listed})"

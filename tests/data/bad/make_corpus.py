@@ -375,7 +375,8 @@ BASE_CONFIG_CASES: dict[str, str] = {
     "config_contrasts_not_pairs.yaml": "timecourse:\n  contrasts: [[24h]]\n",
 }
 
-# Claims files (config claims_file), each refused by pipeline.claims.load_claims with one line.
+# Claims files (config claims_file), each refused by pipeline.claims_config.load_claims with
+# one line.
 CLAIMS_CASES: dict[str, str] = {
     "claims_plain_string.yaml": "claims:\n  - Ketamine works at 24 h\n",
     "claims_all_of_string.yaml": "claims:\n  - {id: a, claim: x, source: y, all_of: "
