@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
@@ -143,7 +144,24 @@ def ketamine_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (tests/pipeline_helpers.py), which keeps modification times and Snakemake's records."""
     if not (ROOT / KETAMINE_SHEET).exists():
         pytest.skip(f"{KETAMINE_SHEET} not present yet")
-    path = copy_project(tmp_path_factory.mktemp("ketamine_run") / "project")
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return _full_run(tmp_path_factory.mktemp("ketamine_run") / "project")
+    # pytest-xdist: the workers share one run (the first to take the lock makes it) in the
+    # directory all workers' temporary directories live in
+    import fcntl  # POSIX; xdist runs are the CI's (Linux)
+
+    shared = tmp_path_factory.getbasetemp().parent / "ketamine_run"
+    shared.mkdir(exist_ok=True)
+    with open(shared / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (shared / "done").exists():
+            _full_run(shared / "project")
+            (shared / "done").write_text("ok\n")
+    return shared / "project"
+
+
+def _full_run(dest: Path) -> Path:
+    path = copy_project(dest)
     proc = snakemake(path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return path
