@@ -86,6 +86,21 @@ def test_bad_windows_raise_config_error(spec: list, message: str) -> None:
         parse_windows(spec)
 
 
+def test_check_windows_gives_the_frame_columns_as_lists() -> None:
+    """check_windows (used at Snakemake's parse, no pandas) and parse_windows agree."""
+    from timecourse_meta.pipeline.window_specs import check_windows
+
+    columns = check_windows(KETAMINE_WINDOWS)
+    assert all(isinstance(v, list) for v in columns.values())
+    assert columns == parse_windows(KETAMINE_WINDOWS).to_dict("list")
+    bounds = [("c", 20, 30), ("a", 1, 9), ("b", 9, 12), ("a", 40, 50)]
+    spec = [{"label": lb, "low": lo, "high": hi} for lb, lo, hi in bounds]
+    with pytest.raises(ConfigError, match="window label 'a' is used twice"):
+        check_windows(spec)
+    with pytest.raises(ConfigError, match="windows 'a' and 'b' overlap"):  # sorted by low
+        check_windows(spec[:3])
+
+
 def test_nominal_defaults_to_midpoint() -> None:
     assert parse_windows([{"label": "x", "low": 10, "high": 20}])["nominal"].iloc[0] == 15
 

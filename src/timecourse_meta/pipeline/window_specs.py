@@ -79,10 +79,11 @@ def check_windows(spec: Sequence[Mapping[str, object]]) -> dict[str, list]:
             )
         for key, value in zip(columns, (label, low, high, nominal), strict=True):
             columns[key].append(value)
-    labels = columns["label"]
-    dup = next((lb for k, lb in enumerate(labels) if lb in labels[:k]), None)
-    if dup is not None:
-        raise ConfigError(f"window label '{dup}' is used twice", key="windows")
+    seen: set[str] = set()
+    for label in columns["label"]:  # the first label given a second time
+        if label in seen:
+            raise ConfigError(f"window label '{label}' is used twice", key="windows")
+        seen.add(label)
     ordered = sorted(range(len(items)), key=lambda k: columns["low"][k])
     for a, b in zip(ordered[:-1], ordered[1:], strict=True):
         if columns["low"][b] <= columns["high"][a]:
