@@ -1,4 +1,4 @@
-"""Where the living review's baseline comes from, and reading / writing a snapshot.
+"""Where the living review's baseline comes from (config `baseline`).
 
 The baseline is a snapshot directory (`schema.SNAPSHOT_FILES`, CSV only) written by
 `snakemake baseline` to `<results_dir>/baseline/` and committed. The config key `baseline`
