@@ -80,3 +80,15 @@ def test_uncapped_figure_is_byte_identical(tmp_path: Path) -> None:
         save_figure(full_figure(**kw), tmp_path / f"{name}.pdf")
     for ext in ("png", "pdf"):
         assert (tmp_path / f"none.{ext}").read_bytes() == (tmp_path / f"cap.{ext}").read_bytes()
+
+
+def test_heaviest_is_the_one_rule_of_both_caps() -> None:
+    """Largest weights first, NaN smallest, ties to the earlier position; both caps use it."""
+    from timecourse_meta.plots import forest_rows, timecourse_cap
+    from timecourse_meta.plots.study_cap import heaviest
+
+    assert heaviest([1.0, np.nan, 3.0, 3.0, 2.0], 3).tolist() == [False, False, True, True, True]
+    assert heaviest([np.nan, 1.0, 1.0], 2).tolist() == [False, True, True]
+    assert heaviest([2.0, 2.0, 2.0], 2).tolist() == [True, True, False]
+    assert heaviest([1.0], 5).tolist() == [True]
+    assert forest_rows.heaviest is timecourse_cap.heaviest is heaviest

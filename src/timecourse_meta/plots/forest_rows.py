@@ -27,6 +27,7 @@ from timecourse_meta.plots.forest_text import (
     to_float,
     truncate,
 )
+from timecourse_meta.plots.study_cap import heaviest
 
 __all__ = [
     "CROSSOVER_FLAG",
@@ -101,14 +102,13 @@ def cap_studies(df: pd.DataFrame, max_studies: int | None) -> tuple[pd.DataFrame
         return df, None
     if max_studies < 1:
         raise ValueError(f"forest max_studies must be >= 1, got {max_studies}")
-    w = pd.to_numeric(df["weight"], errors="coerce").to_numpy(float)
-    order = np.argsort(-np.nan_to_num(w, nan=-np.inf), kind="mergesort")[:max_studies]
+    keep = heaviest(pd.to_numeric(df["weight"], errors="coerce"), max_studies)
     note = (
         f"Capped: only the {max_studies} studies with the largest weights of k\u00a0=\u00a0{k} "
         "are drawn (config forest.max_studies); the pooled result, the weights and the N and "
         f"weight totals are those of all {k} studies"
     )
-    return df.iloc[np.sort(order)], note
+    return df[keep], note
 
 
 def sort_studies(df: pd.DataFrame, order: str = "study") -> pd.DataFrame:

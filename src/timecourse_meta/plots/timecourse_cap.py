@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from timecourse_meta.plots.study_cap import heaviest
+
 __all__ = ["CONFIG_KEY", "cap_study_lines"]
 
 CONFIG_KEY = "figure.max_studies"
@@ -52,8 +54,7 @@ def cap_study_lines(
     n = weight.size
     if n <= max_studies:
         return studies, None
-    keep = np.zeros(n, dtype=bool)
-    keep[np.argsort(-weight, kind="mergesort")[:max_studies]] = True
+    keep = heaviest(weight, max_studies)
     note = (
         f"Capped: only the {max_studies} comparisons with the largest weights (sum of "
         f"1/variance) of {n} are drawn as study points and lines (config {CONFIG_KEY}); "
