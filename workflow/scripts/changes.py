@@ -18,13 +18,14 @@ from timecourse_meta.pipeline.snapshot import current_snapshot, read_snapshot
 from timecourse_meta.pipeline.tables import write_csv
 from timecourse_meta.plots.changes_plot import changes_timecourse_plot
 from timecourse_meta.plots.figures import save_figure
+from timecourse_meta.schema import rows_for
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 
 
 def window_frame(pooled: pd.DataFrame, outcome: str, measure: str) -> pd.DataFrame:
     """The primary outcome's overall rows of a snapshot's pooled table, numbers as numbers."""
-    part = pooled[(pooled["outcome"] == outcome) & (pooled["measure"] == measure)]
+    part = rows_for(pooled, outcome, measure)
     out = part[["timepoint"]].copy()
     for column in ("k", "estimate", "ci_low", "ci_high"):
         out[column] = pd.to_numeric(part[column].replace("NA", ""), errors="coerce")

@@ -33,7 +33,7 @@ import pandas as pd
 
 from timecourse_meta.distributions import norm_isf
 from timecourse_meta.pipeline.risk_of_bias import study_overall, study_weights
-from timecourse_meta.schema import ALL_STUDIES
+from timecourse_meta.schema import ALL_STUDIES, rows_for
 
 __all__ = [
     "CERTAINTY",
@@ -237,13 +237,7 @@ def _publication(
     if k < min_k:
         return -1, f"not assessed (k < {min_k})"
     hit = (
-        None
-        if small is None
-        else small[
-            (small["outcome"] == row["outcome"])
-            & (small["measure"] == row["measure"])
-            & (small["timepoint"] == row["timepoint"])
-        ]
+        None if small is None else rows_for(small, row["outcome"], row["measure"], row["timepoint"])
     )
     if hit is None or hit.empty or not np.isfinite(float(hit["pval"].iloc[0])):
         return -1, "not assessed (no Egger test result)"
@@ -409,11 +403,7 @@ def summary_of_findings(
     for _, row in overall.iterrows():
         if isinstance(wanted, Mapping) and wanted.get(row["outcome"]) != row["measure"]:
             continue
-        window = effects[
-            (effects["outcome"] == row["outcome"])
-            & (effects["measure"] == row["measure"])
-            & (effects["timepoint"] == row["timepoint"])
-        ]
+        window = rows_for(effects, row["outcome"], row["measure"], row["timepoint"])
         rows.append(
             grade_row(row.to_dict(), window, rob=rob, small=small, cfg=cfg, control=control)
         )

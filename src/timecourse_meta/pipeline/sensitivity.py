@@ -13,7 +13,7 @@ import pandas as pd
 
 from timecourse_meta.errors import ConfigError
 from timecourse_meta.pipeline.pooling import estimators, pool_by_timepoint
-from timecourse_meta.schema import SENSITIVITY_COLUMNS, SOURCE_ROWS, normalise_level
+from timecourse_meta.schema import SENSITIVITY_COLUMNS, SOURCE_ROWS, normalise_level, rows_for
 
 __all__ = ["leave_one_out_rows", "pool_variants", "subset_effects"]
 
@@ -89,7 +89,7 @@ def pool_variants(
     """Pool each named effects table per window for one outcome/measure (sensitivity rows)."""
     frames = []
     for name, effects in variants.items():
-        sel = effects[(effects["outcome"] == outcome) & (effects["measure"] == measure)]
+        sel = rows_for(effects, outcome, measure)
         table = pool_by_timepoint(
             sel,
             timepoints,
@@ -126,7 +126,7 @@ def leave_one_out_rows(
     a single study, which is not a pooled model).
     """
     rows = []
-    sel = effects[(effects["outcome"] == outcome) & (effects["measure"] == measure)]
+    sel = rows_for(effects, outcome, measure)
     for tp in timepoints:
         group = sel[sel["timepoint"] == tp].sort_values("comparison_id", kind="mergesort")
         base = {

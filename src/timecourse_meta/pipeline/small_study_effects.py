@@ -16,6 +16,7 @@ import pandas as pd
 
 from timecourse_meta.diagnostics.small_study import regtest
 from timecourse_meta.pipeline.pooling import estimators
+from timecourse_meta.schema import rows_for
 
 __all__ = ["SMALL_STUDY_COLUMNS", "small_study_table"]
 
@@ -51,7 +52,7 @@ def small_study_table(
 ) -> pd.DataFrame:
     """One row per window: k and, when k >= `min_k`, Egger's test with its limit estimate."""
     rows = []
-    sel = effects[(effects["outcome"] == outcome) & (effects["measure"] == measure)]
+    sel = rows_for(effects, outcome, measure)
     for tp in timepoints:
         group = sel[sel["timepoint"] == tp].sort_values("comparison_id", kind="mergesort")
         k = len(group)

@@ -38,6 +38,7 @@ from timecourse_meta.models.time_summary import (
     summary_rows,
 )
 from timecourse_meta.pipeline.time_response_spec import TimeResponseSpec
+from timecourse_meta.schema import rows_for
 
 __all__ = [
     "SENSITIVITY_COLUMNS",
@@ -96,7 +97,7 @@ _ERRORS = (TimecourseMetaError, np.linalg.LinAlgError, ValueError, ArithmeticErr
 
 def time_response_data(effects: pd.DataFrame, outcome: str, measure: str) -> pd.DataFrame:
     """Rows of one outcome and measure with the shared-control columns the model needs."""
-    d = effects[(effects["outcome"] == outcome) & (effects["measure"] == measure)].copy()
+    d = rows_for(effects, outcome, measure).copy()
     d = d[np.isfinite(d["yi"]) & np.isfinite(d["vi"]) & (d["vi"] > 0)]
     flags = d["flags"].fillna("").astype(str)
     shared = flags.str.contains(

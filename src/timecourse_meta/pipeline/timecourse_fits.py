@@ -21,6 +21,7 @@ from timecourse_meta.errors import TimecourseMetaError
 from timecourse_meta.models.multivariate import TimecourseResult
 from timecourse_meta.models.multivariate import fit_timecourse as _fit_timecourse
 from timecourse_meta.pipeline.timecourse_spec import TimecourseSpec
+from timecourse_meta.schema import rows_for
 
 __all__ = ["FitOutcome", "fit_safely", "timecourse_data", "variance_df"]
 
@@ -39,7 +40,7 @@ def timecourse_data(
     ``study_id``, ``timepoint``, ``yi``, ``vi`` in the input order; ``notes`` maps a window to
     one sentence per trial that contributes several comparisons to it.
     """
-    sel = effects[(effects["outcome"] == outcome) & (effects["measure"] == measure)]
+    sel = rows_for(effects, outcome, measure)
     study = sel["study_id"].astype(str)
     unit = sel["comparison_id"].fillna("").astype(str) if "comparison_id" in sel else study
     unit = unit.where(unit.str.strip() != "", study)
