@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from timecourse_meta.errors import exit_on_error
 from timecourse_meta.pipeline.tables import MISSING
 from timecourse_meta.plots.figures import placeholder_figure, save_figure
-from timecourse_meta.plots.funnel import funnel_plot
+from timecourse_meta.plots.funnel import VECTOR_POINTS_MAX, funnel_plot
 from timecourse_meta.schema import measure_label, overall_row, rows_for
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
@@ -41,7 +41,10 @@ def draw_window(
         pooled_estimate=est,
         note=f"k = {len(sel)}. Egger test: {result}",
     )
-    return fig, f"window {tp}: {len(sel)} effects; {result}"
+    line = f"window {tp}: {len(sel)} effects; {result}"
+    if len(sel) > VECTOR_POINTS_MAX:
+        line += f"; the PDF holds the points as one image (more than {VECTOR_POINTS_MAX})"
+    return fig, line
 
 
 with exit_on_error(smk.log[0], "funnel_plots") as log:

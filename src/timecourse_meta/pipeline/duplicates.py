@@ -48,7 +48,7 @@ def _key_text(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     for column in columns:
         values = frame[column]
         if values.dtype.kind == "f":
-            out[column] = [_number_text(v) for v in values]
+            out[column] = [_number_text(v) for v in values.tolist()]
         else:
             out[column] = values.fillna("").astype(object).map(str)
     return out

@@ -129,7 +129,7 @@ def _arm_means(sel: pd.DataFrame, arms: pd.DataFrame | None) -> pd.DataFrame:
         "mean": pd.to_numeric(arms["mean"], errors="coerce").to_numpy(float)[first],
         "sd": _arm_sd(arms.loc[first]),
     }, index=pd.Index(key.to_numpy()[first], name="_key"))  # fmt: skip
-    ids = [str(v).split(";") for v in sel["row_ids"]]
+    ids = [str(v).split(";") for v in sel["row_ids"].tolist()]  # tolist: no per-cell pandas
     pos = np.repeat(np.arange(len(sel)), [len(i) for i in ids])
     flat = pd.Index([r for i in ids for r in i], dtype=object)
     hit = lookup.index.get_indexer(flat)
@@ -185,10 +185,8 @@ def forest_data(
     crit = float(norm_isf((1 - level) / 2))
     yi, vi = sel["yi"].to_numpy(float), sel["vi"].to_numpy(float)
     cits = sel["citation"] if "citation" in sel else pd.Series([None] * len(sel), sel.index)
-    labels = [
-        study_label(c, s, comp)
-        for c, s, comp in zip(cits, sel["study_id"], sel["comparison_id"], strict=True)
-    ]
+    columns = (cits.tolist(), sel["study_id"].tolist(), sel["comparison_id"].tolist())
+    labels = [study_label(c, s, comp) for c, s, comp in zip(*columns, strict=True)]
     flags = sel["flags"].fillna("").astype(str) if "flags" in sel else pd.Series("", sel.index)
     studies = pd.DataFrame({
         "label": [lab for lab, _ in labels],

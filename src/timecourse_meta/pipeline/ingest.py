@@ -340,6 +340,6 @@ def precomputed_effects(rows: pd.DataFrame, *, measure_default: str = "SMD") -> 
     out["row_ids"] = sub["source_file"] + ":" + sub["source_row"].astype(str)  # readable only
     out[SOURCE_ROWS] = [
         [{"source_file": str(f), "source_row": int(r)}]
-        for f, r in zip(sub["source_file"], sub["source_row"], strict=True)
+        for f, r in zip(sub["source_file"].tolist(), sub["source_row"].tolist(), strict=True)
     ]
     return out.reset_index(drop=True)

@@ -88,6 +88,80 @@ def is_count_column(name: str) -> bool:
     )
 
 
+def _float_cells(a: np.ndarray, digits: int, count: bool) -> list[str]:
+    """`format_value` of every float of `a` with `digits` significant digits, for a whole column.
+
+    One C-level ``%``-format for all cells (``'%.Ng' % x`` is ``f"{x:.Ng}"``), then the cells
+    the rule writes otherwise are rewritten: NaN -> NA, +-inf -> Inf/-Inf, 0 and -0 -> 0,
+    integral values from 10**digits up to 1e15 -> the integer (below 10**digits ``%g`` already
+    prints it so). In a count column integral values use CSV_DIGITS, as `format_value` does.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    n = a.shape[0]
+    if n == 0:
+        return []
+    cells = ((f"%.{digits}g\x00" * n) % tuple(a.tolist())).split("\x00")[:-1]
+    finite = np.isfinite(a)
+    big = np.abs(np.where(finite, a, 0.0))
+    integral = finite & (a == np.trunc(np.where(finite, a, 0.0)))
+    fix = ~finite | (a == 0) | (integral & (big >= 10.0**digits) & (big < 1e15))
+    if count and digits != CSV_DIGITS:
+        fix |= integral & (big >= 1e15)
+    if fix.any():
+        out = np.array(cells, dtype=object)
+        out[np.isnan(a)] = MISSING
+        out[a == np.inf] = "Inf"
+        out[a == -np.inf] = "-Inf"
+        out[a == 0] = "0"
+        for i in np.flatnonzero(fix & integral & (a != 0)).tolist():
+            digits_i = CSV_DIGITS if count else digits
+            out[i] = format_value(float(a[i]), digits=digits_i, decimals=None)
+        cells = out.tolist()
+    return cells
+
+
+def _csv_quoted(cells: list[str]) -> list[str]:
+    """`_csv_cell` of every cell, computed once per distinct value (not at all when no cell
+    holds a character that needs quotes or starts or ends with white space)."""
+    if not _MAY_NEED_QUOTES.search("\x00".join(cells)):
+        return cells
+    quoted = {t: q for t in set(cells) if (q := _csv_cell(t)) != t}
+    return [quoted.get(t, t) for t in cells] if quoted else cells
+
+
+def _csv_column(name: str, values: pd.Series, digits: int) -> list[str]:
+    """The CSV cells of one column: as `_formatted_column`, quoted where CSV needs it.
+
+    Plain numpy float, integer and bool columns are formatted as whole arrays (their cells
+    never need quotes); other columns cell by cell.
+    """
+    dtype = values.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind == "f":
+        return _float_cells(values.to_numpy(), digits, is_count_column(name))
+    if isinstance(dtype, np.dtype) and dtype.kind in "iu":
+        return list(map(str, values.to_numpy().tolist()))
+    if isinstance(dtype, np.dtype) and dtype.kind == "b":
+        return ["TRUE" if v else "FALSE" for v in values.to_numpy().tolist()]
+    cells = _text_cells(values, digits)
+    if cells is None:
+        cells = _formatted_column(name, values, digits=digits)
+    return _csv_quoted(cells)
+
+
+def _text_cells(values: pd.Series, digits: int) -> list[str] | None:
+    """The cells of a column of strings and missing values (None for any other column).
+
+    Strings are written as they are and missing cells as `format_value` writes them, as in
+    `_formatted_column`, without a Python step per string.
+    """
+    if pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
+        return None
+    cells = values.to_numpy(dtype=object).tolist()
+    for i in np.flatnonzero(values.isna().to_numpy()).tolist():
+        cells[i] = format_value(cells[i], digits=digits)
+    return cells
+
+
 def _formatted_column(name: str, values: pd.Series, **kwargs: object) -> list[str]:
     """The cells of one column (as `format_value`; a `str` cell is written as it is)."""
     count, pvalue = is_count_column(name), name in _P_COLUMNS
@@ -112,6 +186,8 @@ def _formatted(frame: pd.DataFrame, **kwargs: object) -> list[tuple[str, ...]]:
 
 
 _NEEDS_QUOTES = re.compile('[,"\n\r]')
+# on cells joined by NUL: a quote-worthy character, or white space at a cell's start or end
+_MAY_NEED_QUOTES = re.compile('[,"\n\r]|(?:^|\x00)\\s|\\s(?:\x00|$)')
 
 
 def _csv_cell(text: str) -> str:
@@ -123,7 +199,11 @@ def _csv_cell(text: str) -> str:
 def to_csv_text(frame: pd.DataFrame, *, digits: int = CSV_DIGITS) -> str:
     """CSV text of `frame` (header + rows), floats with `digits` significant digits."""
     lines = [",".join(_csv_cell(str(c)) for c in frame.columns)]
-    lines += [",".join(map(_csv_cell, row)) for row in _formatted(frame, digits=digits)]
+    cols = [_csv_column(str(c), frame.iloc[:, j], digits) for j, c in enumerate(frame.columns)]
+    if cols:
+        lines += map(",".join, zip(*cols, strict=True))
+    else:
+        lines += [""] * len(frame)
     return "\n".join(lines) + "\n"
 
 
@@ -196,19 +276,14 @@ def write_markdown(
 def source_row_pairs(effects: pd.DataFrame) -> pd.DataFrame:
     """The long table effect -> input row: one line per effect (its index) and (source_file,
     source_row) it was computed from, read from the structured `SOURCE_ROWS` column."""
-    files: list[str] = []
-    lines: list[int] = []
-    owner: list[object] = []
-    for index, refs in zip(effects.index, effects[SOURCE_ROWS], strict=True):
-        for ref in [] if refs is None else refs:
-            owner.append(index)
-            files.append(str(ref["source_file"]))
-            lines.append(int(ref["source_row"]))
+    lists = [[] if refs is None else refs for refs in effects[SOURCE_ROWS].tolist()]
+    refs = [ref for rs in lists for ref in rs]
+    owner = np.repeat(effects.index.to_numpy(dtype=object), [len(rs) for rs in lists])
     return pd.DataFrame(
         {
             "effect": pd.Series(owner, dtype=object),
-            "source_file": pd.Series(files, dtype=object),
-            "source_row": pd.Series(lines, dtype="int64"),
+            "source_file": pd.Series([str(r["source_file"]) for r in refs], dtype=object),
+            "source_row": pd.Series([int(r["source_row"]) for r in refs], dtype="int64"),
         }
     )
 
@@ -247,33 +322,38 @@ def provenance_table(effects: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
+def _text_or_missing(v: object) -> bool:
+    return v is None or v is pd.NA or isinstance(v, str) or (isinstance(v, float) and math.isnan(v))
+
+
+def _is_plain(v: object) -> bool:
+    """Missing (None, NaN, pd.NA), a string or a structured (list/array) value."""
+    return _text_or_missing(v) or isinstance(v, (list, np.ndarray))
+
+
+def _has_other_values(values: pd.Series) -> bool:
+    """True if an object column holds a value that is not `_is_plain` (a number, a date...).
+
+    A column of strings and missing values (the usual case) is recognised without a Python
+    call per cell: pandas' type inference, then only the missing cells are looked at.
+    """
+    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        missing = values.to_numpy(dtype=object)[values.isna().to_numpy()]
+        return not all(map(_is_plain, missing))
+    return not all(map(_is_plain, values))
+
+
 def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:
     """Write an intermediate table as Parquet (pyarrow, no index, uncompressed-stable settings).
 
-    Object columns holding a mix of strings and other values are written as strings so the
-    schema does not depend on which rows happen to be present.
+    Object columns holding a mix of strings and other values are written as strings (every
+    cell but the strings and missing ones) so the schema does not depend on which rows happen
+    to be present.
     """
     out = frame.reset_index(drop=True).copy()
     for column in out.columns:
-        if out[column].dtype == object:
-            values = out[column]
-            mixed = values.map(
-                lambda v: (
-                    v is not None
-                    and not isinstance(v, (str, list, np.ndarray))  # lists: structured columns
-                    and not (isinstance(v, float) and math.isnan(v))
-                )
-            )
-            if mixed.any():
-                out[column] = values.map(
-                    lambda v: (
-                        v
-                        if v is None
-                        or isinstance(v, str)
-                        or (isinstance(v, float) and math.isnan(v))
-                        else str(v)
-                    )
-                )
+        if out[column].dtype == object and _has_other_values(out[column]):
+            out[column] = out[column].map(lambda v: v if _text_or_missing(v) else str(v))
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     out.to_parquet(target, index=False, engine="pyarrow", compression="snappy")
@@ -292,7 +372,7 @@ def sort_effects(frame: pd.DataFrame, timepoints: Sequence[str]) -> pd.DataFrame
 def _pairs_of(frame: pd.DataFrame) -> list[tuple[str, int]]:
     return list(
         zip(
-            frame["source_file"].astype(str),
+            frame["source_file"].astype(str).tolist(),
             frame["source_row"].astype("int64").tolist(),
             strict=True,
         )

@@ -121,7 +121,7 @@ def model_table(
             "timepoint": tp,
             "hours": float(hours.get(tp, np.nan)),
             "k": k,
-            "studies": ";".join(sorted(at["unit"])),
+            "studies": ";".join(sorted(at["unit"].tolist())),
             **_settings(spec, struct, rho),
         }
         msgs = list(per_tp[tp]) + list((notes or {}).get(tp, []))

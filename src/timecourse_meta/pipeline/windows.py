@@ -99,7 +99,7 @@ def _joined_times(cand: pd.DataFrame, key: list[str]) -> pd.Series:
     """
     grouped = cand.groupby(key, sort=True)
     gid = grouped.ngroup().to_numpy()
-    text = np.array([f"{v:g}" for v in cand["_t"]], dtype=object)
+    text = np.array([f"{v:g}" for v in cand["_t"].tolist()], dtype=object)
     keep = gid >= 0  # rows with a missing key belong to no group (groupby drops them)
     gid, text = gid[keep], text[keep]
     order = np.argsort(gid, kind="stable")  # group by group, rows in their given order
@@ -201,7 +201,7 @@ def assign_windows(
         if r == "only time in window"
         else f"{_fmt(c)} chosen of {lst} h by {r}"
         for c, lst, r in zip(
-            inside["chosen_h"], inside["times_reported_h"], inside["rule"], strict=True
+            *(inside[c].tolist() for c in ("chosen_h", "times_reported_h", "rule")), strict=True
         )
     ]
     dropped = inside.loc[~used]
