@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from timecourse_meta.effects.sd_recovery import recover_sd
-from timecourse_meta.pipeline.forest_data import _arm_means
+from timecourse_meta.pipeline.forest_data import ArmLookup, _arm_means
 
 
 def _slow_sd(arm: pd.Series) -> float:
@@ -68,3 +68,6 @@ def test_arm_means_equals_row_by_row_lookup() -> None:
     assert fast.loc[[10, 11, 18]].notna().all().all()
     assert fast.loc[[12, 13, 14, 15, 16, 17]].isna().all().all()
     assert _arm_means(sel, None).isna().all().all()
+    # the lookup built once for every window gives the same means as the rows themselves
+    pd.testing.assert_frame_equal(_arm_means(sel, ArmLookup.of(arms)), fast)
+    assert _arm_means(sel, arms.iloc[:0]).isna().all().all()

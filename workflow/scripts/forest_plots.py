@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from timecourse_meta.errors import exit_on_error
-from timecourse_meta.pipeline.forest_data import forest_data
+from timecourse_meta.pipeline.forest_data import ArmLookup, forest_data
 from timecourse_meta.pipeline.risk_of_bias import study_overall
 from timecourse_meta.plots.figures import placeholder_figure, save_figure
 from timecourse_meta.plots.forest import data_xlim, forest_plot
@@ -91,7 +91,7 @@ with exit_on_error(smk.log[0], "forest_plots") as log:
     effects = pd.read_parquet(smk.input.effects)
     pooled = pd.read_parquet(smk.input.pooled)
     weights = pd.read_parquet(smk.input.weights)
-    arms = pd.read_parquet(smk.input.arms)
+    arms = ArmLookup.of(pd.read_parquet(smk.input.arms))  # once for every window
     rob = None
     if getattr(smk.input, "rob", None):
         table = pd.read_parquet(smk.input.rob)  # rule risk_of_bias: one row per study x outcome

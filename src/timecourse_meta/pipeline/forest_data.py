@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,7 @@ from timecourse_meta.distributions import norm_isf
 from timecourse_meta.effects.sd_recovery import recover_sd
 from timecourse_meta.schema import ALL_STUDIES, TIME_UNIT_HOURS, TIME_UNIT_SYMBOLS, rows_for
 
-__all__ = ["forest_data", "pooled_mapping", "study_label"]
+__all__ = ["ArmLookup", "forest_data", "pooled_mapping", "study_label"]
 
 SECONDARY_FLAG = "\u2020"
 _YEAR = re.compile(r"(?<!\d)(19|20)\d{2}(?!\d)")
@@ -110,25 +111,42 @@ def _arm_sd(arms: pd.DataFrame) -> np.ndarray:
     return np.asarray(recover_sd(*num[:5], ci_level=level).sd, dtype=float)
 
 
-def _arm_means(sel: pd.DataFrame, arms: pd.DataFrame | None) -> pd.DataFrame:
+@dataclass(frozen=True)
+class ArmLookup:
+    """The windowed sheet rows by row id ("file:row"): arm role, mean and SD (first row of each
+    id). Built once per sheet (:meth:`of`) and shared by the forest data of every window."""
+
+    table: pd.DataFrame
+
+    @classmethod
+    def of(cls, arms: pd.DataFrame) -> ArmLookup:
+        key = arms["source_file"].astype(str) + ":" + arms["source_row"].astype(str)
+        first = ~key.duplicated().to_numpy()
+        return cls(pd.DataFrame({
+            "role": arms["arm_role"].astype(str).to_numpy()[first],
+            "mean": pd.to_numeric(arms["mean"], errors="coerce").to_numpy(float)[first],
+            "sd": _arm_sd(arms.loc[first]),
+        }, index=pd.Index(key.to_numpy()[first], name="_key")))  # fmt: skip
+
+
+def _arm_means(sel: pd.DataFrame, arms: pd.DataFrame | ArmLookup | None) -> pd.DataFrame:
     """mean_t, sd_t, mean_c, sd_c of the arm rows an effect was computed from (NaN if none).
 
     An effect row's `row_ids` ("file:row;file:row") name the sheet rows it used; means are
     shown only when exactly one treatment and one control arm row with a mean and an SD
     (reported or recovered from SE or CI as the effect sizes were, `recover_sd`) were used.
     Vectorised: the (effect, row id) pairs are looked up at once, not effect by effect.
+    `arms`: the windowed sheet rows, or their :class:`ArmLookup`.
     """
     cols = ["mean_t", "sd_t", "mean_c", "sd_c"]
     out = pd.DataFrame(np.nan, index=sel.index, columns=cols)
-    if arms is None or not len(arms) or "row_ids" not in sel or not len(sel):
+    if arms is None or "row_ids" not in sel or not len(sel):
         return out
-    key = arms["source_file"].astype(str) + ":" + arms["source_row"].astype(str)
-    first = ~key.duplicated().to_numpy()
-    lookup = pd.DataFrame({
-        "role": arms["arm_role"].astype(str).to_numpy()[first],
-        "mean": pd.to_numeric(arms["mean"], errors="coerce").to_numpy(float)[first],
-        "sd": _arm_sd(arms.loc[first]),
-    }, index=pd.Index(key.to_numpy()[first], name="_key"))  # fmt: skip
+    if not isinstance(arms, ArmLookup):
+        if not len(arms):
+            return out
+        arms = ArmLookup.of(arms)
+    lookup = arms.table
     ids = [str(v).split(";") for v in sel["row_ids"].tolist()]  # tolist: no per-cell pandas
     pos = np.repeat(np.arange(len(sel)), [len(i) for i in ids])
     flat = pd.Index([r for i in ids for r in i], dtype=object)
@@ -158,7 +176,7 @@ def forest_data(
     outcome: str,
     measure: str,
     level: float = 0.95,
-    arms: pd.DataFrame | None = None,
+    arms: pd.DataFrame | ArmLookup | None = None,
     rob: Mapping[str, str] | None = None,
     time_unit: str = "hours",
 ) -> tuple[pd.DataFrame, dict[str, object] | None]:
@@ -169,7 +187,8 @@ def forest_data(
 
     Study CIs are Wald intervals yi +- z sqrt(vi) at `level` (as metafor's forest). Weights are
     read from `weights` (subgroup 'all'); an effect row without a weight keeps NaN (the plot
-    notes it). Optional `arms` (the windowed sheet rows) add arm Mean (SD) columns; `rob` maps
+    notes it). Optional `arms` (the windowed sheet rows, or their `ArmLookup` built once for
+    all windows) add arm Mean (SD) columns; `rob` maps
     study_id to the overall risk-of-bias judgement. When the reported times used differ inside
     the window, each label names its time ("Lii 2023 (72 h)").
     """

@@ -73,7 +73,7 @@ def _n_participants(group: pd.DataFrame, notes: list[str]) -> float:
     )
     missing = np.isnan(n)
     if missing.any():
-        ids = listed_ids(sorted(group.loc[missing, "study_id"].astype(str)))
+        ids = listed_ids(sorted(group.loc[missing, "study_id"].astype(str).tolist()))
         notes.append(f"n_participants excludes studies without a sample size ({ids})")
     return float(n[~missing].sum()) if (~missing).any() else float("nan")
 
@@ -147,7 +147,7 @@ def pool_group_weighted(
     k = len(group)
     row: dict[str, object] = {"k": k, "method": method, "test": test}
     label = "comparison_id" if "comparison_id" in group else "study_id"
-    row["studies"] = ";".join(sorted(group[label].astype(str))) if k else ""
+    row["studies"] = ";".join(sorted(group[label].astype(str).tolist())) if k else ""
     row["n_participants"] = _n_participants(group, notes) if k else 0.0
     if k == 0:
         row.update({f: float("nan") for f in _RESULT_FIELDS})

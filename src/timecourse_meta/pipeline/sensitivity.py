@@ -164,7 +164,7 @@ def leave_one_out_rows(
                 "n_participants": float(kept["n_total"].sum()),
                 **{c: float(r[c]) for c in ("estimate", "se", "ci_low", "ci_high", "pval",
                                             "tau2", "I2")},
-                "studies": ";".join(sorted(kept["study_id"].astype(str))),
+                "studies": ";".join(sorted(kept["study_id"].astype(str).tolist())),
                 "warnings": notes if bool(r.get("converged", True)) else "did not converge",
             })  # fmt: skip
     return pd.DataFrame(rows).reindex(columns=list(SENSITIVITY_COLUMNS))

@@ -123,7 +123,12 @@ def _float_cells(a: np.ndarray, digits: int, count: bool) -> list[str]:
 def _csv_quoted(cells: list[str]) -> list[str]:
     """`_csv_cell` of every cell, computed once per distinct value (not at all when no cell
     holds a character that needs quotes or starts or ends with white space)."""
-    if not _MAY_NEED_QUOTES.search("\x00".join(cells)):
+    joined = "\x00" + "\x00".join(cells) + "\x00"
+    if not (
+        any(ch in joined for ch in ',"\n\r')
+        or _SPACE_AFTER_NUL.search(joined)  # a cell that starts with white space
+        or _SPACE_AFTER_NUL.search(joined[::-1])  # ... or ends with it
+    ):
         return cells
     quoted = {t: q for t in set(cells) if (q := _csv_cell(t)) != t}
     return [quoted.get(t, t) for t in cells] if quoted else cells
@@ -186,8 +191,8 @@ def _formatted(frame: pd.DataFrame, **kwargs: object) -> list[tuple[str, ...]]:
 
 
 _NEEDS_QUOTES = re.compile('[,"\n\r]')
-# on cells joined by NUL: a quote-worthy character, or white space at a cell's start or end
-_MAY_NEED_QUOTES = re.compile('[,"\n\r]|(?:^|\x00)\\s|\\s(?:\x00|$)')
+# on cells joined by NUL (a literal first: re scans for it, not position by position)
+_SPACE_AFTER_NUL = re.compile("\x00\\s")
 
 
 def _csv_cell(text: str) -> str:
@@ -331,16 +336,20 @@ def _is_plain(v: object) -> bool:
     return _text_or_missing(v) or isinstance(v, (list, np.ndarray))
 
 
+_PLAIN_TYPES = frozenset({str, list, np.ndarray, type(None)})
+
+
 def _has_other_values(values: pd.Series) -> bool:
     """True if an object column holds a value that is not `_is_plain` (a number, a date...).
 
-    A column of strings and missing values (the usual case) is recognised without a Python
-    call per cell: pandas' type inference, then only the missing cells are looked at.
+    The usual columns (strings, structured lists, missing values) are recognised from the set
+    of their cells' types, taken at C speed; any other column is checked cell by cell.
     """
-    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
-        missing = values.to_numpy(dtype=object)[values.isna().to_numpy()]
-        return not all(map(_is_plain, missing))
-    return not all(map(_is_plain, values))
+    cells = values.to_numpy(dtype=object)
+    types = set(map(type, cells))
+    if types <= _PLAIN_TYPES:
+        return False
+    return not all(map(_is_plain, cells))
 
 
 def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:

@@ -359,7 +359,9 @@ def select_all_times(
     )
     nominal = windows.set_index("label")["nominal"].to_dict()
     by_label = ~np.isfinite(times) & np.isin(given, list(nominal))
-    labels = np.array([time_label(t) if np.isfinite(t) else "" for t in times], dtype=object)
+    distinct, at = np.unique(times, return_inverse=True)  # few distinct times: label each once
+    labels = np.array([time_label(t) if np.isfinite(t) else "" for t in distinct.tolist()],
+                      dtype=object)[at.ravel()]  # fmt: skip
     labels[by_label] = given[by_label]
     out = kept.copy()
     out["timepoint"] = labels
