@@ -82,14 +82,12 @@ def make_blocks(
     codes = pd.factorize(pd.Series(np.asarray(cluster, dtype=object)), sort=False)[0]
     X = np.asarray(X, dtype=float)
     y = np.asarray(y, dtype=float)
-    by_size: dict[int, list[NDArray[np.int64]]] = {}
     order = np.argsort(codes, kind="stable")
     starts = np.flatnonzero(np.r_[True, codes[order][1:] != codes[order][:-1]])
-    for rows in np.split(order, starts[1:]):
-        by_size.setdefault(rows.size, []).append(rows)
+    sizes = np.diff(np.r_[starts, order.size])
     groups = []
-    for m in sorted(by_size):
-        rows = np.stack(by_size[m])
+    for m in np.unique(sizes).tolist():  # clusters of one size, in order of first appearance
+        rows = order[starts[sizes == m][:, None] + np.arange(m)]
         S = s_block(rows) if stacked else np.stack([s_block(r) for r in rows])
         mask = None if mask_block is None else np.stack([mask_block(r) for r in rows])
         groups.append(Group(rows, level[rows], y[rows], X[rows], S, mask))
