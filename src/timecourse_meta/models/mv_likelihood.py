@@ -228,7 +228,7 @@ def maximise(
         nit += int(polished.nit)
         if polished.fun <= best.fun:
             best = polished
-        f, g = negll(best.x)
+            f, g = negll(best.x)
     if np.max(np.abs(g), initial=0.0) > GTOL:  # still on the ridge: derivative-free search
         nm = optimize.minimize(
             lambda th: negll(th)[0],
@@ -240,5 +240,5 @@ def maximise(
         nit += int(res.nit)
         if res.fun < best.fun:
             best = res
-        f, g = negll(best.x)
+            f, g = negll(best.x)
     return best.x, f, g, nit, best

@@ -102,8 +102,9 @@ def _float_cells(a: np.ndarray, digits: int, count: bool) -> list[str]:
         return []
     cells = ((f"%.{digits}g\x00" * n) % tuple(a.tolist())).split("\x00")[:-1]
     finite = np.isfinite(a)
-    big = np.abs(np.where(finite, a, 0.0))
-    integral = finite & (a == np.trunc(np.where(finite, a, 0.0)))
+    safe = np.where(finite, a, 0.0)
+    big = np.abs(safe)
+    integral = finite & (a == np.trunc(safe))
     fix = ~finite | (a == 0) | (integral & (big >= 10.0**digits) & (big < 1e15))
     if count and digits != CSV_DIGITS:
         fix |= integral & (big >= 1e15)
@@ -125,7 +126,7 @@ def _csv_quoted(cells: list[str]) -> list[str]:
     holds a character that needs quotes or starts or ends with white space)."""
     joined = "\x00" + "\x00".join(cells) + "\x00"
     if not (
-        any(ch in joined for ch in ',"\n\r')
+        any(ch in joined for ch in _QUOTE_CHARS)
         or _SPACE_AFTER_NUL.search(joined)  # a cell that starts with white space
         or _SPACE_AFTER_NUL.search(joined[::-1])  # ... or ends with it
     ):
@@ -190,7 +191,8 @@ def _formatted(frame: pd.DataFrame, **kwargs: object) -> list[tuple[str, ...]]:
     return list(zip(*cols, strict=True))
 
 
-_NEEDS_QUOTES = re.compile('[,"\n\r]')
+_QUOTE_CHARS = ',"\n\r'  # a cell holding one of these is quoted
+_NEEDS_QUOTES = re.compile(f"[{re.escape(_QUOTE_CHARS)}]")
 # on cells joined by NUL (a literal first: re scans for it, not position by position)
 _SPACE_AFTER_NUL = re.compile("\x00\\s")
 
