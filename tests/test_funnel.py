@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from timecourse_meta.pipeline.small_study_effects import small_study_table
-from timecourse_meta.plots.funnel import funnel_geometry, funnel_plot
+from timecourse_meta.plots.funnel import VECTOR_POINTS_MAX, funnel_geometry, funnel_plot
 
 GOLDEN = json.loads(
     (Path(__file__).parent / "fixtures" / "metafor" / "publication_golden.json").read_text()
@@ -51,6 +51,20 @@ def test_drawn_axes_match_metafor_par_usr() -> None:
     assert np.allclose(points[:, 0], gold["returned_x"]) and np.allclose(
         points[:, 1], gold["returned_y"]
     )
+
+
+def test_many_points_are_small_translucent_and_one_image_in_the_pdf() -> None:
+    """Up to VECTOR_POINTS_MAX studies: opaque 18 pt^2 vector markers (metafor-like); above
+    it: 2 pt^2 at opacity 0.15 (the density shows), rasterized in the PDF."""
+    rng = np.random.default_rng(3)
+    for k, size, alpha, raster in ((VECTOR_POINTS_MAX, 18.0, None, False),
+                                   (VECTOR_POINTS_MAX + 1, 2.0, 0.15, True)):  # fmt: skip
+        se = rng.uniform(0.1, 0.5, k)
+        fig = funnel_plot(rng.normal(0.3, se), se, title="t", xlabel="g")
+        points = fig.axes[0].collections[0]
+        assert len(points.get_offsets()) == k
+        assert points.get_sizes().tolist() == [size]
+        assert points.get_alpha() == alpha and points.get_rasterized() is raster
 
 
 def _bcg_effects(timepoint: str = "24h") -> pd.DataFrame:

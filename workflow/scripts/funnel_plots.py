@@ -43,7 +43,10 @@ def draw_window(
     )
     line = f"window {tp}: {len(sel)} effects; {result}"
     if len(sel) > VECTOR_POINTS_MAX:
-        line += f"; the PDF holds the points as one image (more than {VECTOR_POINTS_MAX})"
+        line += (
+            f"; more than {VECTOR_POINTS_MAX} points: drawn small and translucent, and held "
+            "as one image in the PDF"
+        )
     return fig, line
 
 

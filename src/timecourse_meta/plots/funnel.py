@@ -33,10 +33,13 @@ SHADES = ("#FFFFFF", "#8C8C8C", "#BFBFBF")  # R white, gray55, gray75
 OUTSIDE = "#EEF3F8"
 
 
-#: Above this many studies the PDF holds the points as one 300-dpi image (matplotlib's
-#: ``rasterized``): 100 000 vector markers take about 4 s to write and make a PDF that readers
-#: draw slowly; the PNG is the same either way.
+#: Above this many studies the points are drawn small and translucent, so that their density
+#: shows instead of one black area hiding the contours, and the PDF holds them as one 300-dpi
+#: image (matplotlib's ``rasterized``): 100 000 vector markers take about 4 s to write and
+#: make a PDF that readers draw slowly.
 VECTOR_POINTS_MAX = 2_000
+#: marker area (pt^2) and opacity of the points above VECTOR_POINTS_MAX (below: 18, opaque)
+DENSE_POINTS = {"s": 2.0, "alpha": 0.15, "linewidths": 0.0}
 
 
 def funnel_geometry(
@@ -152,8 +155,8 @@ def funnel_plot(
                 linestyle="--",
                 linewidth=0.9,
             )
-        # thousands of markers: one image in the PDF instead of one drawing command each
-        ax.scatter(y, s, s=18, color="black", zorder=3, rasterized=y.size > VECTOR_POINTS_MAX)
+        points = dict(DENSE_POINTS, rasterized=True) if y.size > VECTOR_POINTS_MAX else {"s": 18}
+        ax.scatter(y, s, color="black", zorder=3, **points)
         ax.set_xlim(usr[0], usr[1])  # type: ignore[index]
         ax.set_ylim(usr[2], usr[3])  # type: ignore[index]
         ax.set_yticks(geo["y_ticks"])  # type: ignore[arg-type]
