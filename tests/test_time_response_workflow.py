@@ -9,6 +9,7 @@ simulation (20 replicates in the fast suite, 200 behind @pytest.mark.slow).
 from __future__ import annotations
 
 import math
+import re
 import time
 from pathlib import Path
 
@@ -252,19 +253,51 @@ def test_coverage_simulation_20() -> None:
     assert 5 <= res["median_peak_h"] <= 100
 
 
+def documented_coverage() -> tuple[dict[str, float], float]:
+    """The 2-knot column of docs/time_response.md's coverage table (quantity -> value, the
+    medians as median_peak_h / median_duration_h) and the quoted log-linear coverage."""
+    text = (ROOT / "docs" / "time_response.md").read_text(encoding="utf-8")
+    names = {
+        "peak-time interval contains 24 h": "coverage_peak",
+        "duration interval contains 240 h": "coverage_duration",
+        "pointwise 95% CI at 24 h contains f(24 h)": "coverage_ci_24h",
+        "pointwise 95% CI at 72 h contains f(72 h)": "coverage_ci_72h",
+    }
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] in names:
+            out[names[cells[0]]] = float(cells[1])
+        elif cells[0].startswith("median estimated peak"):
+            peak, duration = (float(v) for v in cells[1].split("/"))
+            out |= {"median_peak_h": peak, "median_duration_h": duration}
+    loglinear = re.search(r"in (\d+(?:\.\d+)?)% of 200 replicates", text)
+    assert len(out) == 6 and loglinear, "docs/time_response.md: coverage table not found"
+    return out, float(loglinear.group(1)) / 100
+
+
 @pytest.mark.slow
 def test_coverage_simulation_200() -> None:
-    """200 replicates of the peaked curve: the numbers quoted in docs/time_response.md,
-    recorded (target >= 90% for peak and duration; not met, see the docs). The assertion is
-    on the model's calibration where it has no approximation bias: with a log-linear true
-    curve, the pointwise 95% CIs at 24 h and 72 h must cover in >= 88% of 200 replicates
-    (binomial sd at 95% ~1.5%; REML with 30 studies and z quantiles runs slightly low)."""
+    """200 replicates of the peaked curve reproduce the numbers quoted in
+    docs/time_response.md (target >= 90% for peak and duration; not met, see the docs), to
+    within 4 replicates (0.02) for a proportion and 2% for a median: the seed fixes the data,
+    and only an optimiser's last digits, which differ between CPUs, could flip a borderline
+    replicate. The calibration check where the model has no approximation bias: with a
+    log-linear true curve, the pointwise 95% CIs at 24 h and 72 h must cover in >= 88% of 200
+    replicates (binomial sd at 95% ~1.5%; REML with 30 studies and z quantiles runs slightly
+    low), and the coverage the docs quote is reproduced."""
+    quoted, quoted_loglinear = documented_coverage()
     res = time_response_coverage(200)
     _record(res)
     assert res["n_rep"] == 200
+    for name, value in quoted.items():
+        tol = 0.02 * value if name.startswith("median") else 0.02
+        assert abs(res[name] - value) <= tol, (name, res[name], value)
     calib = time_response_coverage(200, curve="loglinear")
     _record(calib)
     assert calib["coverage_ci_24h"] >= 0.88 and calib["coverage_ci_72h"] >= 0.88
+    assert abs(calib["coverage_ci_24h"] - quoted_loglinear) <= 0.02
+    assert abs(calib["coverage_ci_72h"] - quoted_loglinear) <= 0.02
 
 
 def test_window_model_accepts_car(all_times, rows) -> None:

@@ -56,13 +56,27 @@ def _expit(x):
 def _car(times: Array, fixed_rho: float | None) -> Structure:
     """CAR: G = tau2 * rho^|t_j - t_k|; rho estimated (logit scale) or fixed at ``fixed_rho``."""
     lag = np.abs(np.asarray(times, float)[:, None] - np.asarray(times, float)[None, :])
+    # rho^lag is evaluated once per distinct lag (the matrix is symmetric: about half the
+    # power evaluations, the same values), complex for the complex-step derivative
+    ulag, inverse = np.unique(lag, return_inverse=True)
+    inverse = inverse.reshape(lag.shape)
 
     def rho_of(theta):
         return fixed_rho if fixed_rho is not None else _expit(theta[1])
 
-    def build(theta):
-        r = rho_of(theta)
-        return np.exp(theta[0]) * np.where(lag == 0, 1.0, np.power(r + 0 * theta[0], lag))
+    def corr(r):
+        return np.where(ulag == 0, 1.0, np.power(r, ulag))[inverse]
+
+    if fixed_rho is not None:  # a constant: computed once, real and complex
+        fixed = {False: corr(fixed_rho + 0.0), True: corr(fixed_rho + 0j)}
+
+        def build(theta):
+            return np.exp(theta[0]) * fixed[np.iscomplexobj(theta)]
+
+    else:
+
+        def build(theta):
+            return np.exp(theta[0]) * corr(rho_of(theta) + 0 * theta[0])
 
     nr = 0 if fixed_rho is not None else 1
     return Structure(
