@@ -3,13 +3,14 @@
 snakemake-workflows layout (workflow/Snakefile, config/README.md, .test/,
 .snakemake-workflow-catalog.yml), `snakefmt --check` clean, and an environment file whose pip
 section installs this package so that `--sdm conda` runs the same code as the venv.
+The `.test` configuration's end-to-end run (`snakemake --directory .test`) is checked in
+tests/test_reruns.py, on the run its HTML-escaping test makes anyway (one run, not two).
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -53,23 +54,3 @@ def test_snakefmt_clean() -> None:
         ["snakefmt", "--check", "workflow/"], cwd=ROOT, capture_output=True, text=True
     )
     assert out.returncode == 0, out.stderr[-2000:]
-
-
-@pytest.mark.slow
-def test_dot_test_config_runs_end_to_end(tmp_path: Path) -> None:
-    """`snakemake --directory .test` (the catalog's CI convention) runs the tiny config."""
-    project = tmp_path / "project"
-    for name in ("config", "workflow", ".test"):
-        shutil.copytree(ROOT / name, project / name)
-    out = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", "--directory", ".test"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    pooled = (project / ".test/results/tables/pooled_by_timepoint.csv").read_text()
-    assert "score,SMD,24h," in pooled
-    claims = (project / ".test/results/tables/claims.csv").read_text()
-    assert claims.splitlines()[0].startswith("id,claim,")
-    assert "consistent_24h" in claims and "duration_7d" in claims

@@ -11,6 +11,7 @@ sheet may rerun; the software-version rule never) or after the published results
 their rules rerun). The HTML report's escaping is checked on the tiny `.test` configuration
 (.test/config, three shipped trials) plus one synthetic trial whose name is HTML (`<script>...`)
 with Unicode in its citation: escaping depends on the names, not on how many trials there are.
+The same run is the check that the catalog's `snakemake --directory .test` works end to end.
 """
 
 from __future__ import annotations
@@ -212,8 +213,9 @@ def test_only_dependents_rerun(baseline: Path, tmp_path_factory: pytest.TempPath
 
 @pytest.fixture(scope="module")
 def hostile_test_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The `.test` configuration run end to end (as tests/test_conventions.py runs it) with the
-    synthetic hostile-name trial added to its sheet, then its HTML report; returns `.test/`."""
+    """The `.test` configuration run end to end (`snakemake --directory .test`, the catalog's CI
+    convention) with the synthetic hostile-name trial appended to its sheet, then its HTML
+    report; returns `.test/`."""
     project = tmp_path_factory.mktemp("hostile") / "project"
     for name in ("config", "workflow", ".test"):
         shutil.copytree(ROOT / name, project / name)
@@ -228,6 +230,20 @@ def hostile_test_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return project / ".test"
+
+
+def test_dot_test_config_runs_end_to_end(hostile_test_run: Path) -> None:
+    """`snakemake --directory .test` (the catalog's CI convention) runs the tiny config: its
+    shipped trials are pooled at 24 h and its claims are checked (the appended synthetic trial
+    adds rows, it removes none)."""
+    shipped = ROOT / ".test" / "data" / "raw" / "ketamine_subset.csv"
+    rows = (hostile_test_run / "data" / "raw" / "ketamine_subset.csv").read_bytes()
+    assert rows.startswith(shipped.read_bytes())
+    pooled = (hostile_test_run / "results/tables/pooled_by_timepoint.csv").read_text()
+    assert "score,SMD,24h," in pooled
+    claims = (hostile_test_run / "results/tables/claims.csv").read_text()
+    assert claims.splitlines()[0].startswith("id,claim,")
+    assert "consistent_24h" in claims and "duration_7d" in claims
 
 
 def test_html_in_names_is_escaped_in_the_report(hostile_test_run: Path) -> None:
