@@ -175,9 +175,13 @@ def jobs_to_run(project: Path, *args: str) -> dict[str, int]:
     return {name: int(count) for name, count in (line.split() for line in table)}
 
 
-def downstream(project: Path, *rules: str) -> set[str]:
-    """`rules` and every rule that consumes their outputs, from `snakemake --rulegraph`."""
-    dot = snakemake(project, "--rulegraph").stdout
+def rule_graph(project: Path) -> str:
+    """`snakemake --rulegraph` (DOT text)."""
+    return snakemake(project, "--rulegraph").stdout
+
+
+def downstream(dot: str, *rules: str) -> set[str]:
+    """`rules` and every rule that consumes their outputs, in the rule graph `dot`."""
     names = dict(re.findall(r"^\s*(\d+)\[label = \"(\w+)\"", dot, flags=re.M))
     edges = re.findall(r"^\s*(\d+) -> (\d+)", dot, flags=re.M)
     found = {i for i, n in names.items() if n in rules}
@@ -197,7 +201,8 @@ def test_only_dependents_rerun(baseline: Path, tmp_path_factory: pytest.TempPath
 
     append_rows(project / SHEET, trial_rows("Synthetic2099", "Synthetic trial added by a test"))
     rerun = jobs_to_run(project)
-    expected = downstream(project, "ingest_sheets")
+    graph = rule_graph(project)  # the same for both changes below
+    expected = downstream(graph, "ingest_sheets")
     assert set(rerun) == expected
     assert "software_versions" not in rerun and "ingest_sheets" in rerun
 
@@ -207,7 +212,7 @@ def test_only_dependents_rerun(baseline: Path, tmp_path_factory: pytest.TempPath
     published = project / "data" / "raw" / "published_pooled.csv"
     published.write_bytes(published.read_bytes() + b"\n")
     rerun = jobs_to_run(project)
-    assert set(rerun) == downstream(project, "published_comparison")
+    assert set(rerun) == downstream(graph, "published_comparison")
     assert not {"ingest_sheets", "effect_sizes", "pool_timepoints"} & set(rerun)
 
 

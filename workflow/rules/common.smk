@@ -7,12 +7,11 @@
 import sys
 from pathlib import Path
 
-from snakemake.utils import validate
-
 from timecourse_meta.pipeline.claims_config import load_claims
 from timecourse_meta.pipeline.config import (
     check_config,
     check_config_files,
+    fill_defaults,
     input_path,
     load_yaml,
     normalise_command_line,
@@ -37,10 +36,10 @@ def _checked_config():
     normalise_command_line(
         config
     )  # --config subgroups="{trd: null}" arrives as text 'null'
-    settings = check_config(
-        config, load_yaml(schema_file), Path.cwd()
-    )  # cwd = the project
-    validate(config, schema=schema_file)  # fills in the schema's defaults
+    schema = load_yaml(schema_file)
+    settings = check_config(config, schema, Path.cwd())  # cwd = the project
+    if not workflow.modifier.skip_validation:  # as snakemake.utils.validate
+        fill_defaults(config, schema)  # the schema's defaults, from the parsed schema
     return settings
 
 
